@@ -1,0 +1,40 @@
+"""Process-level settings that must happen before ``import mxnet``.
+
+MXNet's OpenMP pool starts with one thread on small machines unless
+``OMP_NUM_THREADS`` is set, which halves throughput on a 2-core box.  We set
+it to the number of usable cores when the user has not chosen a value.  This
+only has an effect if it runs before mxnet is first imported, which is why
+``mxgen/__init__.py`` calls it first thing.
+"""
+import os
+import warnings
+
+__all__ = ["configure_threads", "quiet_mxnet_warnings", "num_threads"]
+
+
+def _usable_cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def configure_threads():
+    """Default ``OMP_NUM_THREADS`` to the usable core count (never overrides)."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = str(_usable_cores())
+        os.environ["MXGEN_THREADS_DEFAULTED"] = "1"
+
+
+def num_threads():
+    """The OpenMP thread count MXNet will use (as configured by the env)."""
+    return int(os.environ.get("OMP_NUM_THREADS", "1"))
+
+
+def quiet_mxnet_warnings():
+    """Hide the DeprecationWarnings mxnet 1.9 emits against numpy/distutils."""
+    for module in ("mxnet", "gluoncv", r"mxnet\..*", r"gluoncv\..*"):
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=module)
+    warnings.filterwarnings("ignore", message=".*np\\.bool.*")
+    warnings.filterwarnings("ignore", message=".*distutils.*")
+    warnings.filterwarnings("ignore", message=".*LooseVersion.*")

@@ -1,0 +1,49 @@
+"""``mxgen <command>``: one module per command, each with get_parser() and main(args)."""
+import argparse
+import importlib
+import sys
+
+from .. import __version__
+from ..errors import MXGenError
+
+__all__ = ["main", "COMMANDS"]
+
+# command name -> module under mxgen.cli
+COMMANDS = {
+    "train-text": "train_text",
+    "generate": "generate",
+    "info": "info",
+}
+
+
+def _build_parser():
+    parser = argparse.ArgumentParser(prog="mxgen", description="Fast generative models on MXNet.")
+    parser.add_argument("--version", action="version", version="mxgen " + __version__)
+    sub = parser.add_subparsers(dest="command", metavar="command")
+    sub.required = True
+    for name, module in COMMANDS.items():
+        mod = importlib.import_module("mxgen.cli." + module)
+        child = mod.get_parser(sub.add_parser(name, help=mod.__doc__.strip().splitlines()[0],
+                                              description=mod.__doc__))
+        child.set_defaults(_main=mod.main)
+    return parser
+
+
+def main(argv=None):
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args._main(args) or 0
+    except MXGenError as err:
+        print("mxgen: error: %s" % err, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mxgen: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # an MXNet error we did not anticipate: keep it to one line
+        import mxnet as mx
+        if isinstance(err, mx.base.MXNetError):
+            first = str(err).strip().splitlines()[0][:300]
+            print("mxgen: error: MXNet failed: %s" % first, file=sys.stderr)
+            return 2
+        raise

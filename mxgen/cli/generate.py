@@ -1,0 +1,46 @@
+"""Generate text from a trained character-level model.
+
+Default: stateful sampling (the prompt primes the state, then one step per
+character).  --temperature 0 is greedy; --top-k / --top-p restrict sampling;
+--beam K runs beam search.
+"""
+
+
+def get_parser(parser):
+    parser.add_argument("--checkpoint", required=True,
+                        help="run directory (uses its best checkpoint) or a checkpoint directory")
+    parser.add_argument("--prompt", default=None,
+                        help="text to continue (default: a newline, if in the vocabulary)")
+    parser.add_argument("--length", type=int, default=500, help="characters to generate")
+    parser.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
+    parser.add_argument("--top-k", type=int, default=0, help="sample from the k most likely (0 = off)")
+    parser.add_argument("--top-p", type=float, default=1.0, help="nucleus mass (1 = off)")
+    parser.add_argument("--beam", type=int, default=0, help="beam width (0 = sample)")
+    parser.add_argument("--num-samples", type=int, default=1, help="continuations, as one batch")
+    parser.add_argument("--method", choices=["stateful", "window"], default="stateful")
+    parser.add_argument("--seed", type=int, default=None, help="random seed")
+    parser.add_argument("--ctx", default="cpu", help="device, e.g. cpu or gpu:0")
+    parser.add_argument("--dry-run", action="store_true", help="generate 20 characters")
+    return parser
+
+
+def main(args):
+    from ..generation import generate
+    from ..train.text import load_char_rnn
+    from ..utils.context import parse_ctx
+
+    ctx = parse_ctx(args.ctx)[0]
+    model, vocab, ckpt_dir, _ = load_char_rnn(args.checkpoint, ctx=ctx)
+    model.hybridize(static_alloc=True)
+    prompt = args.prompt
+    if prompt is None:
+        prompt = "\n" if "\n" in vocab.index else vocab.chars[0]
+    length = 20 if args.dry_run else args.length
+    texts = generate(model, vocab, prompt, length, temperature=args.temperature,
+                     top_k=args.top_k, top_p=args.top_p, num_samples=args.num_samples,
+                     beam=args.beam, method=args.method, seed=args.seed, ctx=ctx)
+    for i, text in enumerate(texts):
+        if len(texts) > 1:
+            print("--- sample %d ---" % (i + 1))
+        print(text)
+    return 0

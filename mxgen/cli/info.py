@@ -1,0 +1,42 @@
+"""Print versions, threads, devices and MXNet runtime features."""
+import os
+import platform
+
+
+def get_parser(parser):
+    return parser
+
+
+def main(args):
+    import mxnet as mx
+    import numpy as np
+
+    from .. import __version__
+    from .._env import num_threads
+    from ..utils.context import num_gpus
+
+    rows = [
+        ("mxgen", __version__),
+        ("python", platform.python_version()),
+        ("mxnet", mx.__version__),
+        ("numpy", np.__version__),
+    ]
+    try:
+        import gluoncv
+        rows.append(("gluoncv", gluoncv.__version__))
+    except Exception as err:  # optional at run time
+        rows.append(("gluoncv", "not importable (%s)" % type(err).__name__))
+    rows += [
+        ("OMP_NUM_THREADS", "%d%s" % (num_threads(), "" if "MXGEN_THREADS_DEFAULTED" not in
+                                      os.environ else " (mxgen default)")),
+        ("cpu cores", str(os.cpu_count())),
+        ("gpus", str(num_gpus())),
+    ]
+    features = mx.runtime.Features()
+    enabled = sorted(name for name in features.keys() if features.is_enabled(name))
+    rows.append(("mxnet features", ", ".join(enabled)))
+    rows.append(("native ops", "none (mxgen kernels are not built in this version)"))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print("%s  %s" % (key.ljust(width), value))
+    return 0

@@ -1,0 +1,277 @@
+"""Text generation from a :class:`~mxgen.models.CharRNN`.
+
+Three ways to produce characters:
+
+* ``method="stateful"`` (default): run the prompt through the fused model
+  once, then one hybridized step per character carrying the recurrent state.
+  The step block holds the weights pre-arranged for a single step (one
+  matrix-vector product per layer, no re-concatenation), samples on the device,
+  and feeds its own output back in, so the loop never waits for the host
+  until all characters are done.
+* ``method="window"``: the tutorial's method, kept for comparison: every new
+  character re-runs the model over the last ``window`` characters from a zero
+  state and takes the arg-max.
+* ``beam=K``: beam search over summed log-probabilities.
+
+Sampling: ``temperature=0`` is greedy; otherwise logits are divided by the
+temperature, optionally restricted to the ``top_k`` most likely characters and
+to the smallest set whose probability reaches ``top_p`` (nucleus), then one
+character is drawn per sequence.  Draws use MXNet's RNG: ``seed`` makes them
+reproducible.
+"""
+import math
+
+import mxnet as mx
+import numpy as np
+from mxnet.gluon import HybridBlock
+
+from .errors import MXGenError
+from .models.rnn import num_gates
+
+__all__ = ["Sampler", "CharRNNStepper", "generate", "check_sampling"]
+
+
+def check_sampling(temperature=1.0, top_k=0, top_p=1.0):
+    """Validate sampling settings, raising MXGenError with the bad value."""
+    if temperature is None or temperature < 0 or not math.isfinite(temperature):
+        raise MXGenError("temperature must be a finite number >= 0, got %r" % temperature)
+    if top_k is None or int(top_k) != top_k or top_k < 0:
+        raise MXGenError("top_k must be an integer >= 0 (0 = off), got %r" % top_k)
+    if top_p is None or not 0.0 < top_p <= 1.0:
+        raise MXGenError("top_p must be in (0, 1] (1 = off), got %r" % top_p)
+
+
+class Sampler(HybridBlock):
+    """Logits ``(N, V)`` -> one id per row ``(N,)`` float32, on the device.
+
+    Greedy when ``temperature == 0``; otherwise temperature, then top-k, then
+    top-p filtering, then a categorical draw.
+    """
+
+    def __init__(self, temperature=1.0, top_k=0, top_p=1.0, **kwargs):
+        super().__init__(**kwargs)
+        check_sampling(temperature, top_k, top_p)
+        self.temperature, self.top_k, self.top_p = float(temperature), int(top_k), float(top_p)
+
+    def hybrid_forward(self, F, logits):
+        if self.temperature == 0:
+            return F.argmax(logits, axis=1)
+        logits = logits / self.temperature
+        if self.top_k > 0:
+            kth = F.min(F.topk(logits, k=self.top_k, axis=1, ret_typ="value"),
+                        axis=1, keepdims=True)                                 # (N, 1)
+            logits = F.where(F.broadcast_lesser(logits, kth),
+                             F.ones_like(logits) * -1e30, logits)
+        probs = F.softmax(logits, axis=1)                                     # (N, V)
+        if self.top_p < 1.0:
+            ranked = F.sort(probs, axis=1, is_ascend=False)
+            before = F.cumsum(ranked, axis=1) - ranked    # mass strictly above each rank
+            # Keep ranks while the mass above them is < top_p; the smallest kept
+            # probability is the cut-off.
+            kept = F.where(before < self.top_p, ranked, F.ones_like(ranked) * 2.0)
+            cutoff = F.min(kept, axis=1, keepdims=True)                        # (N, 1)
+            probs = F.where(F.broadcast_lesser(probs, cutoff), F.zeros_like(probs), probs)
+            probs = F.broadcast_div(probs, F.sum(probs, axis=1, keepdims=True))
+        return F.cast(F.sample_multinomial(probs), "float32")
+
+
+class CharRNNStepper(HybridBlock):
+    """One generation step of a CharRNN: ids ``(N,)`` + states -> (ids, states).
+
+    Built from a model's current weights.  For rnn/lstm each layer's input and
+    recurrent matrices are joined once, here, into ``[W_i2h | W_h2h]`` with
+    summed biases, so a step is one matrix-vector product per layer.  gru keeps
+    them apart (its reset gate scales the recurrent term and its bias).
+
+    With ``sampler=None`` the step returns log-probabilities ``(N, V)``
+    instead of ids (used by beam search).
+    States have the model's shapes, ``(1, N, H)`` each.
+    """
+
+    def __init__(self, model, sampler=None, **kwargs):
+        super().__init__(**kwargs)
+        self.mode, self.num_hidden = model.mode, model.num_hidden
+        self.num_layers, self.per_layer = model.num_layers, model.states_per_layer
+        self.sampler = sampler
+        self.vocab_size, self.num_embed = model.embedding.weight.shape
+        with self.name_scope():
+            self.embed_weight = self.params.get_constant(
+                "embed_weight", model.embedding.weight.data())
+            self.decoder_weight = self.params.get_constant(
+                "decoder_weight", model.decoder.weight.data())
+            self.decoder_bias = self.params.get_constant(
+                "decoder_bias", model.decoder.bias.data())
+            self._layer_params = []
+            for i, layer in enumerate(model.layers):
+                w = layer.unpack()
+                if self.mode == "gru":
+                    names = {"i2h_w": w[("i2h_weight", 0)], "h2h_w": w[("h2h_weight", 0)],
+                             "i2h_b": w[("i2h_bias", 0)], "h2h_b": w[("h2h_bias", 0)]}
+                else:
+                    names = {"w": mx.nd.concat(w[("i2h_weight", 0)], w[("h2h_weight", 0)], dim=1),
+                             "b": w[("i2h_bias", 0)] + w[("h2h_bias", 0)]}
+                for key, value in names.items():
+                    name = "l%d_%s" % (i, key)
+                    setattr(self, name, self.params.get_constant(name, value))
+                self._layer_params.append(sorted("l%d_%s" % (i, key) for key in names))
+            if sampler is not None:
+                self.register_child(sampler)
+
+    def hybrid_forward(self, F, ids, *states, **weights):
+        H, G = self.num_hidden, num_gates(self.mode)
+        x = F.Embedding(ids, weights["embed_weight"], input_dim=self.vocab_size,
+                        output_dim=self.num_embed)  # (N, E)
+        new_states = []
+        for i in range(self.num_layers):
+            prev = [F.reshape(s, (-3, -2)) for s in
+                    states[i * self.per_layer:(i + 1) * self.per_layer]]     # (N, H) each
+            h = prev[0]
+            if self.mode == "gru":
+                i2h = F.FullyConnected(x, weights["l%d_i2h_w" % i], weights["l%d_i2h_b" % i],
+                                       num_hidden=G * H)
+                h2h = F.FullyConnected(h, weights["l%d_h2h_w" % i], weights["l%d_h2h_b" % i],
+                                       num_hidden=G * H)
+                i_r, i_z, i_n = F.SliceChannel(i2h, num_outputs=3, axis=1)
+                h_r, h_z, h_n = F.SliceChannel(h2h, num_outputs=3, axis=1)
+                reset = F.sigmoid(i_r + h_r)
+                update = F.sigmoid(i_z + h_z)
+                cand = F.tanh(i_n + reset * h_n)
+                layer_states = [(1 - update) * cand + update * h]
+            else:
+                gates = F.FullyConnected(F.concat(x, h, dim=1), weights["l%d_w" % i],
+                                         weights["l%d_b" % i], num_hidden=G * H)  # (N, G*H)
+                if self.mode == "lstm":
+                    g = F.SliceChannel(gates, num_outputs=4, axis=1)
+                    c = F.sigmoid(g[1]) * prev[1] + F.sigmoid(g[0]) * F.tanh(g[2])
+                    layer_states = [F.sigmoid(g[3]) * F.tanh(c), c]
+                else:
+                    act = "relu" if self.mode == "rnn_relu" else "tanh"
+                    layer_states = [F.Activation(gates, act_type=act)]
+            x = layer_states[0]
+            new_states.extend(F.expand_dims(s, axis=0) for s in layer_states)
+        logits = F.FullyConnected(x, weights["decoder_weight"], weights["decoder_bias"],
+                                  num_hidden=self.vocab_size)                 # (N, V)
+        if self.sampler is None:
+            return F.log_softmax(logits, axis=1), new_states
+        return self.sampler(logits), new_states
+
+
+def _encode_prompt(vocab, prompt):
+    if not prompt:
+        raise MXGenError("the prompt must contain at least one character")
+    return vocab.encode(prompt)
+
+
+def _prime(model, prompt_ids, batch_size, ctx):
+    """Run all but the last prompt character through the fused model."""
+    states = model.begin_state(batch_size, ctx=ctx)
+    if len(prompt_ids) > 1:
+        data = mx.nd.array(np.repeat(prompt_ids[:-1, None], batch_size, axis=1), ctx=ctx)
+        _, states = model(data, *states)                                   # (T, N) ids
+    last = mx.nd.full((batch_size,), float(prompt_ids[-1]), ctx=ctx)
+    return last, states
+
+
+def generate(model, vocab, prompt, length, temperature=1.0, top_k=0, top_p=1.0,
+             num_samples=1, beam=0, method="stateful", window=100, seed=None, ctx=None):
+    """Continue ``prompt`` by ``length`` characters.
+
+    Parameters
+    ----------
+    model : CharRNN (initialised; hybridized or not)
+    vocab : Vocab
+    prompt : str
+        Any length >= 1.  Characters outside the vocabulary raise MXGenError
+        naming them (unless the vocabulary has an unknown token).
+    length : int
+        Characters to generate after the prompt.
+    temperature, top_k, top_p : sampling settings (temperature 0 = greedy).
+    num_samples : int
+        Independent continuations, generated together as one batch.
+    beam : int
+        Beam width; > 0 selects beam search (deterministic, sampling ignored),
+        returning the ``num_samples`` best beams (``beam >= num_samples``).
+    method : {'stateful', 'window'}
+    window : int
+        Context length of the window method.
+    seed : int or None
+        Seeds MXNet's RNG first, so the same call gives the same text.
+
+    Returns
+    -------
+    list of str
+        ``num_samples`` strings, each the prompt followed by its continuation.
+    """
+    check_sampling(temperature, top_k, top_p)
+    if length < 0:
+        raise MXGenError("length must be >= 0, got %r" % length)
+    if num_samples < 1:
+        raise MXGenError("num_samples must be >= 1, got %r" % num_samples)
+    if top_k > len(vocab):
+        raise MXGenError("top_k=%d exceeds the vocabulary size %d" % (top_k, len(vocab)))
+    prompt_ids = _encode_prompt(vocab, prompt)
+    ctx = ctx or model.embedding.weight.list_ctx()[0]
+    if seed is not None:
+        mx.random.seed(seed)
+    with mx.autograd.predict_mode():
+        if beam:
+            if beam < num_samples:
+                raise MXGenError("beam width %d is smaller than num_samples %d" % (beam, num_samples))
+            ids = _beam_search(model, prompt_ids, length, beam, num_samples, ctx)
+        elif method == "window":
+            ids = _window(model, prompt_ids, length, Sampler(temperature, top_k, top_p),
+                          num_samples, window, ctx)
+        elif method == "stateful":
+            ids = _stateful(model, prompt_ids, length, Sampler(temperature, top_k, top_p),
+                            num_samples, ctx)
+        else:
+            raise MXGenError("unknown generation method %r (stateful or window)" % method)
+    return [prompt + vocab.decode(row) for row in ids]
+
+
+def _stateful(model, prompt_ids, length, sampler, num_samples, ctx):
+    stepper = CharRNNStepper(model, sampler)
+    stepper.collect_params().initialize(ctx=ctx)
+    stepper.hybridize(static_alloc=True)
+    ids, states = _prime(model, prompt_ids, num_samples, ctx)
+    out = []
+    for _ in range(length):
+        ids, states = stepper(ids, *states)           # no host sync: ids stay on device
+        out.append(ids)
+    if not out:
+        return np.zeros((num_samples, 0), dtype=np.int64)
+    return mx.nd.stack(*out, axis=1).asnumpy().astype(np.int64)   # (N, length)
+
+
+def _window(model, prompt_ids, length, sampler, num_samples, window, ctx):
+    # The tutorial's method: no state is carried; each character re-reads the
+    # last `window` characters from a zero state.
+    sampler.hybridize(static_alloc=True)
+    seqs = np.repeat(prompt_ids[None, :], num_samples, axis=0).astype(np.float32)  # (N, L)
+    for _ in range(length):
+        context = mx.nd.array(seqs[:, -window:].T, ctx=ctx)                          # (T, N)
+        logits, _ = model(context, *model.begin_state(num_samples, ctx=ctx))
+        nxt = sampler(logits[-1]).asnumpy()
+        seqs = np.concatenate([seqs, nxt[:, None]], axis=1)
+    return seqs[:, len(prompt_ids):].astype(np.int64)
+
+
+def _beam_search(model, prompt_ids, length, beam, num_samples, ctx):
+    stepper = CharRNNStepper(model, sampler=None)
+    stepper.collect_params().initialize(ctx=ctx)
+    stepper.hybridize(static_alloc=True)
+    ids, states = _prime(model, prompt_ids, 1, ctx)
+    scores = np.zeros(1)                     # summed log-probability of each beam
+    history = np.zeros((1, 0), dtype=np.int64)
+    for _ in range(length):
+        logp, states = stepper(ids, *states)
+        logp = logp.asnumpy().astype(np.float64)                 # (beams, V)
+        total = scores[:, None] + logp
+        flat = np.argsort(-total, axis=None, kind="stable")[:beam]
+        parent, char = np.divmod(flat, logp.shape[1])
+        scores = total[parent, char]
+        history = np.concatenate([history[parent], char[:, None]], axis=1)
+        index = mx.nd.array(parent, ctx=ctx)
+        states = [mx.nd.take(s, index, axis=1) for s in states]
+        ids = mx.nd.array(char, ctx=ctx)
+    return history[:num_samples]

@@ -1,0 +1,136 @@
+"""Character-level RNN language models on MXNet's fused RNN operator."""
+from dataclasses import asdict, dataclass
+
+import mxnet as mx
+from mxnet.gluon import HybridBlock, nn
+
+from ..errors import MXGenError
+from .rnn import MODES, cell_step, make_rnn, num_states
+
+__all__ = ["CharRNNConfig", "CharRNN", "char_rnn"]
+
+
+@dataclass
+class CharRNNConfig:
+    """Hyper-parameters of :class:`CharRNN` (saved in every checkpoint)."""
+    vocab_size: int
+    num_embed: int = 64
+    num_hidden: int = 256
+    num_layers: int = 2
+    dropout: float = 0.2
+    mode: str = "lstm"
+    tie_weights: bool = False
+
+    def validate(self):
+        if self.mode not in MODES:
+            raise MXGenError("unknown RNN mode %r; choose from %s" % (self.mode, ", ".join(MODES)))
+        for name in ("vocab_size", "num_embed", "num_hidden", "num_layers"):
+            if getattr(self, name) < 1:
+                raise MXGenError("%s must be >= 1, got %r" % (name, getattr(self, name)))
+        if not 0.0 <= self.dropout < 1.0:
+            raise MXGenError("dropout must be in [0, 1), got %r" % self.dropout)
+        if self.tie_weights and self.num_embed != self.num_hidden:
+            raise MXGenError("tie_weights needs num_embed == num_hidden (got %d and %d)"
+                             % (self.num_embed, self.num_hidden))
+        return self
+
+    def to_dict(self):
+        return asdict(self)
+
+
+class CharRNN(HybridBlock):
+    """Embedding -> stacked fused RNN layers -> Dense decoder.
+
+    Arguments follow the classic Gluon language-model tutorial
+    (``vocab_size, num_embed, num_hidden, num_layers, dropout``) plus ``mode``
+    (rnn_relu | rnn_tanh | gru | lstm) and ``tie_weights``.
+
+    Each layer is its own single-layer fused RNN with ``Dropout`` between them:
+    oneDNN's multi-layer fused RNN ignores its ``dropout`` argument on CPU, so
+    this is how dropout really applies at fused speed.  Dropout is also applied
+    to the embeddings and to the last layer's output.
+
+    ``model(inputs, *states)``: inputs ``(T, N)`` ids (TNC without C), states as
+    from :meth:`begin_state`; returns ``(logits (T, N, vocab), new_states)``.
+    """
+
+    def __init__(self, vocab_size, num_embed=64, num_hidden=256, num_layers=2, dropout=0.2,
+                 mode="lstm", tie_weights=False, **kwargs):
+        super().__init__(**kwargs)
+        self.config = CharRNNConfig(vocab_size, num_embed, num_hidden, num_layers, dropout,
+                                    mode, tie_weights).validate()
+        self.mode, self.num_hidden, self.num_layers = mode, num_hidden, num_layers
+        self.dropout = dropout
+        with self.name_scope():
+            self.embedding = nn.Embedding(vocab_size, num_embed)
+            self.layers = nn.HybridSequential()
+            for i in range(num_layers):
+                self.layers.add(make_rnn(mode, num_hidden, num_embed if i == 0 else num_hidden,
+                                         prefix="rnn%d_" % i))
+            if tie_weights:
+                self.decoder = nn.Dense(vocab_size, flatten=False, in_units=num_hidden,
+                                        params=self.embedding.params)
+            else:
+                self.decoder = nn.Dense(vocab_size, flatten=False, in_units=num_hidden)
+
+    @classmethod
+    def from_config(cls, config, **kwargs):
+        if isinstance(config, dict):
+            config = CharRNNConfig(**config)
+        return cls(**config.to_dict(), **kwargs)
+
+    @property
+    def states_per_layer(self):
+        return num_states(self.mode)
+
+    def begin_state(self, batch_size, ctx=None):
+        """Zero states: a flat list, ``states_per_layer`` arrays ``(1, N, H)`` per layer."""
+        return [s for layer in self.layers for s in layer.begin_state(batch_size, ctx=ctx)]
+
+    def _drop(self, F, x):
+        return F.Dropout(x, p=self.dropout) if self.dropout > 0 else x
+
+    def hybrid_forward(self, F, inputs, *states):
+        k = self.states_per_layer
+        x = self._drop(F, self.embedding(inputs))                  # (T, N, E)
+        new_states = []
+        for i, layer in enumerate(self.layers):
+            x, layer_states = layer(x, *states[i * k:(i + 1) * k])  # (T, N, H)
+            new_states.extend(layer_states)
+            x = self._drop(F, x)
+        return self.decoder(x), new_states                          # (T, N, V)
+
+    # -- baselines -----------------------------------------------------------
+    def forward_cells(self, inputs, states):
+        """The same network run cell by cell (eager), as a numeric baseline.
+
+        Shares this model's weights; slow by design.  Returns what calling the
+        model returns (with dropout off).
+        """
+        k = self.states_per_layer
+        unpacked = [layer.unpack() for layer in self.layers]
+        x = self.embedding(inputs)                                   # (T, N, E)
+        step_states = [[s[0] for s in states[i * k:(i + 1) * k]]     # (N, H) each
+                       for i in range(self.num_layers)]
+        outputs = []
+        for t in range(inputs.shape[0]):
+            h = x[t]
+            for i, w in enumerate(unpacked):
+                step_states[i] = cell_step(mx.nd, self.mode, h, step_states[i],
+                                           w[("i2h_weight", 0)], w[("h2h_weight", 0)],
+                                           w[("i2h_bias", 0)], w[("h2h_bias", 0)],
+                                           self.num_hidden)
+                h = step_states[i][0]
+            outputs.append(h)
+        logits = self.decoder(mx.nd.stack(*outputs, axis=0))
+        return logits, [s.expand_dims(0) for layer in step_states for s in layer]
+
+    def generate(self, vocab, prompt, length, **kwargs):
+        """Generate text; see :func:`mxgen.generation.generate` for options."""
+        from ..generation import generate
+        return generate(self, vocab, prompt, length, **kwargs)
+
+
+def char_rnn(**config):
+    """Factory used by :func:`mxgen.models.get_model`."""
+    return CharRNN(**config)

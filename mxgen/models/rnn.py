@@ -1,0 +1,179 @@
+"""Fused recurrent layers with their weights in ONE flat parameter.
+
+MXNet's fused ``RNN`` operator (oneDNN on CPU, cuDNN on GPU) takes all weights
+as one flat vector.  ``gluon.rnn.LSTM`` keeps them as separate parameters and
+re-concatenates them on every call (``_rnn_param_concat``): about 1.4 ms of a
+1.8 ms generation step at batch 1.  :class:`FusedRNN` stores the flat vector
+itself, in the operator's own layout, so nothing is concatenated, ever.
+
+Layout of the flat vector for ``num_layers`` unidirectional layers, gates
+``G`` (1 for rnn_relu/rnn_tanh, 3 for gru, 4 for lstm), hidden ``H``:
+all weights first, layer by layer ``[W_i2h (G*H, I_l), W_h2h (G*H, H)]``,
+then all biases, layer by layer ``[b_i2h (G*H,), b_h2h (G*H,)]``.
+Gate order is MXNet's: lstm ``i, f, g, o``; gru ``r, z, n``.
+
+:func:`cell_step` is the same arithmetic one time step at a time, used by the
+cell-loop baseline and the per-step generator; tests check the two agree.
+"""
+import math
+
+import mxnet as mx
+from mxnet.gluon import HybridBlock
+
+__all__ = ["MODES", "FusedRNN", "make_rnn", "cell_step", "num_gates", "num_states",
+           "FusedRNNInit"]
+
+MODES = ("rnn_relu", "rnn_tanh", "gru", "lstm")
+_GATES = {"rnn_relu": 1, "rnn_tanh": 1, "gru": 3, "lstm": 4}
+
+
+def num_gates(mode):
+    return _GATES[mode]
+
+
+def num_states(mode):
+    """Recurrent states per layer: (h, c) for lstm, (h,) otherwise."""
+    return 2 if mode == "lstm" else 1
+
+
+def _segments(mode, num_hidden, input_size, num_layers):
+    """(kind, layer, shape) of each block in the flat vector, in order."""
+    gh = num_gates(mode) * num_hidden
+    out = []
+    for layer in range(num_layers):
+        in_size = input_size if layer == 0 else num_hidden
+        out.append(("i2h_weight", layer, (gh, in_size)))
+        out.append(("h2h_weight", layer, (gh, num_hidden)))
+    for layer in range(num_layers):
+        out.append(("i2h_bias", layer, (gh,)))
+        out.append(("h2h_bias", layer, (gh,)))
+    return out
+
+
+def _size(shape):
+    return int(math.prod(shape))
+
+
+@mx.init.register
+class FusedRNNInit(mx.init.Initializer):
+    """Initialises a flat RNN vector block by block.
+
+    Weights ~ U(-1/sqrt(H), 1/sqrt(H)); biases 0, except the lstm forget gate's
+    input bias, which starts at ``forget_bias`` so early gradients flow.
+    """
+
+    def __init__(self, mode, num_hidden, input_size, num_layers, forget_bias=1.0):
+        super().__init__(mode=mode, num_hidden=num_hidden, input_size=input_size,
+                         num_layers=num_layers, forget_bias=forget_bias)
+        self.mode, self.num_hidden = mode, num_hidden
+        self.input_size, self.num_layers = input_size, num_layers
+        self.forget_bias = forget_bias
+
+    def _init_weight(self, _, arr):
+        bound = 1.0 / math.sqrt(self.num_hidden)
+        offset = 0
+        for kind, _layer, shape in _segments(self.mode, self.num_hidden, self.input_size,
+                                             self.num_layers):
+            n = _size(shape)
+            view = arr[offset:offset + n]
+            if kind.endswith("weight"):
+                view[:] = mx.nd.random.uniform(-bound, bound, shape=(n,), ctx=arr.context)
+            else:
+                view[:] = 0
+                if self.mode == "lstm" and kind == "i2h_bias":
+                    h = self.num_hidden
+                    view[h:2 * h] = self.forget_bias
+            offset += n
+        assert offset == arr.size
+
+
+class FusedRNN(HybridBlock):
+    """A fused RNN (one or more layers in one operator call), TNC layout.
+
+    Parameters
+    ----------
+    mode : {'rnn_relu', 'rnn_tanh', 'gru', 'lstm'}
+    num_hidden : int
+    input_size : int
+        Must be known up front: it fixes the flat vector's size.
+    num_layers : int
+        Layers inside this one operator call.  Between-layer dropout is NOT
+        offered here: oneDNN's fused RNN silently ignores it on CPU; stack
+        single-layer FusedRNNs with an explicit Dropout instead.
+
+    Call ``layer(x, *states)`` with x ``(T, N, input_size)`` and states each
+    ``(num_layers, N, H)``; returns ``(out (T, N, H), [new states])``.
+    """
+
+    def __init__(self, mode, num_hidden, input_size, num_layers=1, **kwargs):
+        super().__init__(**kwargs)
+        if mode not in MODES:
+            raise ValueError("unknown RNN mode %r; choose from %s" % (mode, ", ".join(MODES)))
+        self.mode, self.num_hidden = mode, num_hidden
+        self.input_size, self.num_layers = input_size, num_layers
+        self.segments = _segments(mode, num_hidden, input_size, num_layers)
+        size = sum(_size(shape) for _, _, shape in self.segments)
+        with self.name_scope():
+            self.weights = self.params.get(
+                "weights", shape=(size,),
+                init=FusedRNNInit(mode, num_hidden, input_size, num_layers))
+
+    def state_shapes(self, batch_size):
+        return [(self.num_layers, batch_size, self.num_hidden)] * num_states(self.mode)
+
+    def begin_state(self, batch_size, ctx=None, func=mx.nd.zeros):
+        return [func(shape=s, ctx=ctx) for s in self.state_shapes(batch_size)]
+
+    def hybrid_forward(self, F, inputs, *states, weights):
+        out = F.RNN(inputs, weights, *states, state_size=self.num_hidden,
+                    num_layers=self.num_layers, mode=self.mode, state_outputs=True, p=0.0)
+        return out[0], list(out[1:])
+
+    def unpack(self, F=mx.nd, weights=None):
+        """The flat vector as ``{(kind, layer): array}`` (copies in eager mode)."""
+        weights = self.weights.data() if weights is None else weights
+        out, offset = {}, 0
+        for kind, layer, shape in self.segments:
+            n = _size(shape)
+            out[(kind, layer)] = F.slice(weights, begin=(offset,), end=(offset + n,)).reshape(shape)
+            offset += n
+        return out
+
+    def pack(self, blocks):
+        """Inverse of :meth:`unpack`: write ``{(kind, layer): array}`` into the vector."""
+        flat = mx.nd.concat(*[blocks[(k, l)].reshape(-1) for k, l, _ in self.segments], dim=0)
+        self.weights.set_data(flat)
+
+
+def make_rnn(mode, num_hidden, input_size, num_layers=1, **kwargs):
+    """The one place fused recurrent layers are built."""
+    return FusedRNN(mode, num_hidden, input_size, num_layers=num_layers, **kwargs)
+
+
+def cell_step(F, mode, x, states, i2h_weight, h2h_weight, i2h_bias, h2h_bias, num_hidden):
+    """One time step of one layer, with the fused operator's arithmetic.
+
+    x ``(N, I)``; states a list of ``(N, H)``; returns the list of new states
+    (the new ``h`` first).
+    """
+    h = states[0]
+    i2h = F.FullyConnected(x, i2h_weight, i2h_bias, num_hidden=num_gates(mode) * num_hidden)
+    h2h = F.FullyConnected(h, h2h_weight, h2h_bias, num_hidden=num_gates(mode) * num_hidden)
+    if mode in ("rnn_relu", "rnn_tanh"):
+        act = "relu" if mode == "rnn_relu" else "tanh"
+        return [F.Activation(i2h + h2h, act_type=act)]
+    if mode == "lstm":
+        gates = F.SliceChannel(i2h + h2h, num_outputs=4, axis=1)
+        in_gate = F.sigmoid(gates[0])
+        forget_gate = F.sigmoid(gates[1])
+        cell_in = F.tanh(gates[2])
+        out_gate = F.sigmoid(gates[3])
+        c = forget_gate * states[1] + in_gate * cell_in
+        return [out_gate * F.tanh(c), c]
+    # gru: the reset gate scales the whole h2h candidate term, bias included.
+    i2h_r, i2h_z, i2h_n = F.SliceChannel(i2h, num_outputs=3, axis=1)
+    h2h_r, h2h_z, h2h_n = F.SliceChannel(h2h, num_outputs=3, axis=1)
+    reset = F.sigmoid(i2h_r + h2h_r)
+    update = F.sigmoid(i2h_z + h2h_z)
+    cand = F.tanh(i2h_n + reset * h2h_n)
+    return [(1 - update) * cand + update * h]

@@ -1,0 +1,82 @@
+"""Pieces every training loop shares: seeding, gradient norms, schedules."""
+import hashlib
+import math
+
+import mxnet as mx
+import numpy as np
+
+__all__ = ["derive_seed", "seed_everything", "global_grad_norm", "clip_batch_scale",
+           "LRSchedule", "params_finite"]
+
+
+def derive_seed(seed, *keys):
+    """A well-mixed 31-bit seed from a base seed and counters (e.g. the step)."""
+    h = hashlib.blake2b(repr((seed,) + keys).encode(), digest_size=4).digest()
+    return int.from_bytes(h, "little") & 0x7FFFFFFF
+
+
+def seed_everything(seed):
+    mx.random.seed(seed)
+    np.random.seed(seed)
+
+
+def global_grad_norm(params, ctx):
+    """L2 norm over all gradients held on ``ctx`` (an NDArray of shape (1,))."""
+    grads = [p.grad(ctx) for p in params if p.grad_req != "null"]
+    sum_sq = mx.nd.multi_sum_sq(*grads, num_arrays=len(grads))
+    return mx.nd.sqrt(mx.nd.sum(sum_sq))
+
+
+def clip_batch_scale(norm, normaliser, max_norm):
+    """The ``batch_size`` to pass to ``trainer.update`` so that the update uses
+    ``grad / normaliser`` clipped to global norm ``max_norm``.
+
+    ``norm`` is the norm of the summed (un-normalised) gradient.
+    """
+    mean_norm = norm / normaliser
+    if max_norm and mean_norm > max_norm:
+        return normaliser * mean_norm / max_norm
+    return normaliser
+
+
+class LRSchedule:
+    """Learning-rate schedules: ``constant``, ``cosine`` (over all steps), or
+    ``plateau`` (multiply by ``decay`` when validation stops improving)."""
+
+    KINDS = ("constant", "cosine", "plateau")
+
+    def __init__(self, kind, base_lr, total_steps=None, decay=0.5, min_lr=1e-5, state=None):
+        if kind not in self.KINDS:
+            raise ValueError("unknown lr schedule %r; choose from %s" % (kind, ", ".join(self.KINDS)))
+        self.kind, self.base_lr, self.total_steps = kind, base_lr, total_steps
+        self.decay, self.min_lr = decay, min_lr
+        self.plateau_lr, self.best = base_lr, None
+        if state:
+            self.plateau_lr, self.best = state["plateau_lr"], state.get("best")
+
+    def state(self):
+        return {"plateau_lr": self.plateau_lr, "best": self.best}
+
+    def lr_at(self, step):
+        if self.kind == "cosine" and self.total_steps:
+            frac = min(step / self.total_steps, 1.0)
+            return self.min_lr + 0.5 * (self.base_lr - self.min_lr) * (1 + math.cos(math.pi * frac))
+        if self.kind == "plateau":
+            return self.plateau_lr
+        return self.base_lr
+
+    def on_validation(self, value):
+        """Call once per epoch with the validation loss."""
+        if self.best is None or value < self.best:
+            self.best = value
+        elif self.kind == "plateau":
+            self.plateau_lr = max(self.plateau_lr * self.decay, self.min_lr)
+
+
+def params_finite(params):
+    """True if every parameter value is finite (checked before saving)."""
+    for p in params:
+        for arr in p.list_data():
+            if not np.isfinite(arr.asnumpy()).all():
+                return False
+    return True
