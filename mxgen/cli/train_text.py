@@ -9,7 +9,7 @@ from .common import add_training_args
 
 
 def get_parser(parser):
-    parser.add_argument("--data", default="stdlib",
+    parser.add_argument("--data", default=None,
                         help="corpus: file, directory, glob or 'stdlib' (default)")
     m = parser.add_argument_group("model")
     m.add_argument("--mode", choices=["rnn_relu", "rnn_tanh", "gru", "lstm"], default=None,
@@ -53,7 +53,7 @@ def main(args):
     given = {k: getattr(args, k) for k in _FIELDS if getattr(args, k) is not None}
     cfg = TextTrainConfig(**given)
     cfg.progress = not args.no_progress
-    result = train_text(cfg)
+    result = train_text(cfg, explicit=set(given))
     print("checkpoint: %s" % result["checkpoint"])
     if result["best_val_bpc"] is not None:
         print("best validation: %.4f bits per character" % result["best_val_bpc"])

@@ -77,7 +77,9 @@ class TextTrainConfig:
 
     # Settings a resumed run may change; everything else comes from the checkpoint.
     RUN_LENGTH = ("epochs", "max_minutes", "max_steps", "progress", "log_interval", "out",
-                  "resume", "ctx")
+                  "resume", "ctx", "save_every", "dry_run")
+    # ... and these, when given explicitly (e.g. the corpus moved).
+    RESUME_OVERRIDABLE = ("data", "max_chars")
 
     @classmethod
     def from_dict(cls, data):
@@ -196,8 +198,30 @@ def _stop_reason(cfg, step, started, steps_this_run):
     return None
 
 
-def train_text(cfg, log=print):
-    """Train (or resume) a character-level model; returns a summary dict."""
+def _merge_resumed(saved, cfg, explicit):
+    """The checkpoint's config, with this run's run-length settings and any
+    explicitly given overridable ones; explicit conflicting settings are errors."""
+    merged = dict(saved)
+    merged.update({k: getattr(cfg, k) for k in TextTrainConfig.RUN_LENGTH})
+    for key in explicit:
+        value = getattr(cfg, key)
+        if key in TextTrainConfig.RUN_LENGTH:
+            continue
+        if key in TextTrainConfig.RESUME_OVERRIDABLE:
+            merged[key] = value
+        elif key in saved and saved[key] != value:
+            raise MXGenError("cannot resume: the checkpoint was trained with %s=%r, but %r was"
+                             " given; drop the option or start a new --out"
+                             % (key, saved[key], value))
+    return TextTrainConfig.from_dict(merged)
+
+
+def train_text(cfg, log=print, explicit=()):
+    """Train (or resume) a character-level model; returns a summary dict.
+
+    ``explicit`` names the settings the user gave; on ``resume`` they are
+    checked against the checkpoint's (see :func:`_merge_resumed`).
+    """
     started = time.time()
     ctxs = parse_ctx(cfg.ctx)
     run_dir = cfg.out
@@ -207,9 +231,10 @@ def train_text(cfg, log=print):
         ckpt.read_manifest(resume_from, required=("config.json", "vocab.json", "model.params",
                                                   "trainer.states", "progress.json", "states.nd"))
         saved = ckpt.read_json(resume_from, "config.json")
-        merged = dict(saved["train"])
-        merged.update({k: getattr(cfg, k) for k in TextTrainConfig.RUN_LENGTH})
-        cfg = TextTrainConfig.from_dict(merged)
+        if saved.get("family") != FAMILY or "train" not in saved:
+            raise MXGenError("cannot resume from %s: it is not a text-model checkpoint"
+                             % resume_from)
+        cfg = _merge_resumed(saved["train"], cfg, explicit)
     if cfg.dry_run:
         cfg.max_chars = min(cfg.max_chars or 20000, 20000)
         cfg.epochs, cfg.max_steps = 1, 2
@@ -261,7 +286,7 @@ def train_text(cfg, log=print):
         raise MXGenError("cannot create optimizer %r: %s" % (cfg.optimizer, err)) from None
 
     progress = {"epoch": 0, "batch": 0, "step": 0, "best_val_bpc": None, "bad_steps": 0,
-                "schedule": schedule.state(), "elapsed_s": 0.0}
+                "schedule": schedule.state()}
     states = None
     if resume_from:
         _load_params(model, os.path.join(resume_from, "model.params"), ctxs)
@@ -289,7 +314,7 @@ def train_text(cfg, log=print):
            cfg.seq_len, cfg.batch_size))
 
     def save(point_best=False):
-        progress["elapsed_s"] = progress.get("elapsed_s", 0.0)
+        progress["step"] = step
         return _save(run_dir, step, model, trainer, cfg, vocab, progress, states, point_best)
 
     from tqdm import tqdm
@@ -364,17 +389,18 @@ def train_text(cfg, log=print):
             with autograd.predict_mode():
                 val_loss = evaluate(loss_block, val_data, ctxs)
             val_bpc = val_loss / LN2
+            val_ppl = math.exp(val_loss) if val_loss < 700 else float("inf")
             best = progress["best_val_bpc"]
-            improved = best is None or val_bpc < best
+            improved = math.isfinite(val_bpc) and (best is None or val_bpc < best)
             if improved:
                 progress["best_val_bpc"] = val_bpc
             if progress["batch"] == 0:         # only epoch ends drive the schedule
                 schedule.on_validation(val_bpc)
             progress["schedule"] = schedule.state()
-            record.update(val_loss=val_loss, val_bpc=val_bpc, val_ppl=math.exp(val_loss),
+            record.update(val_loss=val_loss, val_bpc=val_bpc, val_ppl=val_ppl,
                           lr=trainer.learning_rate)
             log("epoch %d step %d: validation %.4f bits/char (perplexity %.3f)%s"
-                % (epoch, step, val_bpc, math.exp(val_loss), " *best*" if improved else ""))
+                % (epoch, step, val_bpc, val_ppl, " *best*" if improved else ""))
         if states is None:
             states = [model.begin_state(per_device, ctx=c) for c in ctxs]
         last_ckpt = save(point_best=improved or val_data is None)

@@ -1,0 +1,185 @@
+import json
+import os
+
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import autograd, gluon
+
+from mxgen.errors import MXGenError
+from mxgen.models import CharRNN
+from mxgen.train.text import LMLoss, TextTrainConfig, load_char_rnn, train_text
+from mxgen.utils.checkpoint import resolve
+
+
+def _cfg(path, out, **kw):
+    base = dict(data=path, out=str(out), max_chars=24000, num_embed=16, num_hidden=32,
+                num_layers=2, seq_len=20, batch_size=8, epochs=2, lr=5e-3, dropout=0.3,
+                progress=False, log_interval=5, seed=3)
+    base.update(kw)
+    return TextTrainConfig(**base)
+
+
+def _params(run_dir, prefer="latest"):
+    model, _, _, _ = load_char_rnn(run_dir, prefer=prefer)
+    # structural names (embedding.weight, layers.0.weights, ...), not prefixes
+    return {k: v.data().asnumpy() for k, v in model._collect_params_with_prefix().items()}
+
+
+def _quiet(*_):
+    pass
+
+
+def test_training_lowers_validation_loss_and_keeps_best(nietzsche_path, tmp_path):
+    result = train_text(_cfg(nietzsche_path, tmp_path, max_chars=60000, epochs=3,
+                             dropout=0.0), log=_quiet)
+    records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    vals = [r["val_bpc"] for r in records if r["kind"] == "val"]
+    assert len(vals) == 3 and vals[-1] < vals[0] - 0.3
+    assert result["best_val_bpc"] == min(vals)
+    assert os.path.isfile(tmp_path / "loss.png")
+    assert resolve(str(tmp_path), "best")
+    assert any(r["kind"] == "train" and r["tokens_per_s"] > 0 for r in records)
+
+
+def test_resume_is_bit_exact(nietzsche_path, tmp_path):
+    """Stop mid-epoch, resume, and end with the uninterrupted run's parameters."""
+    straight = tmp_path / "straight"
+    train_text(_cfg(nietzsche_path, straight), log=_quiet)
+    broken = tmp_path / "broken"
+    first = train_text(_cfg(nietzsche_path, broken, max_steps=37), log=_quiet)
+    assert first["stopped"] == "max_steps" and first["step"] == 37
+    # a second interruption, then finish
+    train_text(_cfg(nietzsche_path, broken, max_steps=40, resume=True), log=_quiet)
+    resumed = train_text(_cfg(nietzsche_path, broken, resume=True), log=_quiet)
+    assert resumed["stopped"] is None
+    a, b = _params(str(straight)), _params(str(broken))
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_two_devices_give_single_device_gradients(nietzsche, seed):
+    from mxgen.data.batchify import BPTTBatches
+    from mxgen.data.vocab import Vocab
+    vocab = Vocab.from_text(nietzsche)
+    data, target = BPTTBatches(vocab.encode(nietzsche[:8000]), 8, 25)[2]
+    ctxs = [mx.cpu(0), mx.cpu(1)]
+    model = CharRNN(len(vocab), 16, 32, 2, dropout=0.0)
+    model.initialize(mx.init.Xavier(), ctx=ctxs)
+    loss_block = LMLoss(model)
+    loss_block.hybridize(static_alloc=True)
+    trainer = gluon.Trainer(model.collect_params(), "sgd", {"learning_rate": 0.1},
+                            kvstore="device", update_on_kvstore=False)
+    datas = gluon.utils.split_and_load(data, ctxs, batch_axis=1)
+    targets = gluon.utils.split_and_load(target, ctxs, batch_axis=1)
+    with autograd.record():
+        losses = [loss_block(d, t, *model.begin_state(4, ctx=c))[0]
+                  for d, t, c in zip(datas, targets, ctxs)]
+    autograd.backward(losses)
+    trainer.allreduce_grads()
+    multi = {k: p.grad(ctxs[0]).asnumpy() for k, p in model.collect_params().items()}
+
+    single = CharRNN(len(vocab), 16, 32, 2, dropout=0.0)
+    single.initialize(ctx=mx.cpu())
+    for (_, src), (_, dst) in zip(sorted(model.collect_params().items()),
+                                  sorted(single.collect_params().items())):
+        dst.set_data(src.data(ctxs[0]))
+    single_loss = LMLoss(single)
+    with autograd.record():
+        loss, _ = single_loss(mx.nd.array(data), mx.nd.array(target), *single.begin_state(8))
+    loss.backward()
+    for (k, g), (_, p) in zip(sorted(multi.items()), sorted(single.collect_params().items())):
+        np.testing.assert_allclose(g, p.grad().asnumpy(), rtol=1e-4, atol=1e-5, err_msg=k)
+
+
+def test_training_on_two_devices_matches_one(nietzsche_path, tmp_path):
+    one = train_text(_cfg(nietzsche_path, tmp_path / "one", epochs=1, max_steps=6,
+                          dropout=0.0, val_fraction=0.2), log=_quiet)
+    two = train_text(_cfg(nietzsche_path, tmp_path / "two", epochs=1, max_steps=6,
+                          dropout=0.0, val_fraction=0.2, ctx="cpu:0,1"), log=_quiet)
+    assert one["step"] == two["step"] == 6
+    a, b = _params(str(tmp_path / "one")), _params(str(tmp_path / "two"))
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-5, err_msg=key)
+
+
+def test_non_finite_loss_skips_updates_then_stops(nietzsche_path, tmp_path, monkeypatch):
+    """A loss that turns NaN from step 4 on: updates are skipped, training stops
+    after max_bad_steps, and the checkpoint on disk stays finite."""
+    import mxgen.train.text as text_mod
+    real_forward = text_mod.LMLoss.hybrid_forward
+    calls = {"n": 0}
+
+    def poisoned(self, F, *args):
+        loss, states = real_forward(self, F, *args)
+        return loss * F.sqrt(F.ones_like(loss) * self.poison), states
+
+    class Poisoned(text_mod.LMLoss):
+        poison = 1.0
+        hybrid_forward = poisoned
+
+        def __call__(self, *args):
+            if mx.autograd.is_training():
+                calls["n"] += 1
+                if calls["n"] == 4:            # rebuild the graph with a NaN factor
+                    Poisoned.poison = -1.0
+                    self._clear_cached_op()
+            return super().__call__(*args)
+
+    monkeypatch.setattr(text_mod, "LMLoss", Poisoned)
+    with pytest.raises(MXGenError, match="3 steps in a row had a non-finite loss"):
+        train_text(_cfg(nietzsche_path, tmp_path, save_every=2, max_bad_steps=3), log=_quiet)
+    records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert [r["step"] for r in records if r["kind"] == "bad_step"] == [4, 5, 6]
+    saved = resolve(str(tmp_path), "latest")
+    assert saved.endswith("ckpt-00000004")      # saved at step 4 with the step-3 weights
+    for value in _params(str(tmp_path)).values():
+        assert np.isfinite(value).all()
+
+
+@pytest.mark.parametrize("kw,msg", [
+    (dict(batch_size=3, ctx="cpu:0,1"), "does not divide evenly"),
+    (dict(batch_size=1, ctx="cpu:0,1"), "smaller than the number of devices"),
+    (dict(ctx="gpu:3"), "gpu:3 does not exist"),
+    (dict(max_chars=100), "fewer than one batch needs"),
+])
+def test_bad_settings_are_clear_errors(nietzsche_path, tmp_path, kw, msg):
+    with pytest.raises(MXGenError, match=msg):
+        train_text(_cfg(nietzsche_path, tmp_path, **kw), log=_quiet)
+
+
+def test_damaged_checkpoints_are_named(nietzsche_path, tmp_path):
+    train_text(_cfg(nietzsche_path, tmp_path, epochs=1, max_steps=3), log=_quiet)
+    ckpt = resolve(str(tmp_path), "latest")
+    params = os.path.join(ckpt, "model.params")
+    original = open(params, "rb").read()
+    with open(params, "wb") as f:
+        f.write(original[:len(original) // 2])
+    with pytest.raises(MXGenError, match="model.params is truncated"):
+        load_char_rnn(str(tmp_path))
+    os.unlink(params)
+    with pytest.raises(MXGenError, match="missing model.params"):
+        load_char_rnn(str(tmp_path))
+    with pytest.raises(MXGenError, match="not a checkpoint"):
+        load_char_rnn(str(tmp_path / "checkpoints"))
+
+
+def test_checkpoint_from_other_shape_or_vocab(nietzsche_path, tmp_path):
+    train_text(_cfg(nietzsche_path, tmp_path, epochs=1, max_steps=2), log=_quiet)
+    ckpt = resolve(str(tmp_path), "latest")
+    # a model of another shape cannot take these parameters
+    from mxgen.train.text import _load_params
+    other = CharRNN(80, 16, 64, 2)
+    with pytest.raises(MXGenError, match="do not fit this model"):
+        _load_params(other, os.path.join(ckpt, "model.params"), mx.cpu())
+    # resuming on a corpus with characters the vocabulary lacks
+    other_text = tmp_path / "other.txt"
+    other_text.write_text("\u0416\u0436 " * 20000, encoding="utf-8")
+    with pytest.raises(MXGenError, match="characters the checkpoint's vocabulary lacks"):
+        train_text(_cfg(str(other_text), tmp_path, resume=True), log=_quiet,
+                   explicit={"data"})
+    # resuming with a different model shape
+    with pytest.raises(MXGenError, match="trained with num_hidden=32, but 64 was given"):
+        train_text(_cfg(nietzsche_path, tmp_path, resume=True, num_hidden=64), log=_quiet,
+                   explicit={"num_hidden"})
