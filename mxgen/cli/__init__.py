@@ -13,6 +13,7 @@ COMMANDS = {
     "train-text": "train_text",
     "generate": "generate",
     "info": "info",
+    "bench": "bench",
 }
 
 

@@ -81,7 +81,9 @@ class Vocab:
         return np.fromiter((self.index[c] for c in text), dtype=np.int32, count=len(text))
 
     def decode(self, ids):
-        return "".join(self.chars[int(i)] for i in ids)
+        """Ids to text; the unknown token shows as U+FFFD, the end marker as a newline."""
+        shown = {self.unk: "\ufffd", self.eos: "\n"}
+        return "".join(shown.get(self.chars[int(i)], self.chars[int(i)]) for i in ids)
 
     # -- persistence (JSON, never pickle) ----------------------------------
     def to_dict(self):

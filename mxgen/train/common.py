@@ -6,7 +6,7 @@ import mxnet as mx
 import numpy as np
 
 __all__ = ["derive_seed", "seed_everything", "global_grad_norm", "clip_batch_scale",
-           "LRSchedule", "params_finite"]
+           "LRSchedule", "params_finite", "save_parameters"]
 
 
 def derive_seed(seed, *keys):
@@ -73,10 +73,25 @@ class LRSchedule:
             self.plateau_lr = max(self.plateau_lr * self.decay, self.min_lr)
 
 
+# Reading a live weight array back to the host (asnumpy, copyto, save_parameters)
+# makes MXNet reorder it out of oneDNN's layout in place, and the fused RNN then
+# runs ~25% slower for the rest of training.  So checkpoint code reads weights
+# only through an operator that writes a fresh array.
+
+def _snapshot(param):
+    data = param.list_data()[0]
+    return mx.nd.identity(data) if data.stype == "default" else data.copy()
+
+
 def params_finite(params):
     """True if every parameter value is finite (checked before saving)."""
-    for p in params:
-        for arr in p.list_data():
-            if not np.isfinite(arr.asnumpy()).all():
-                return False
-    return True
+    arrays = [p.list_data()[0] for p in params]
+    sums = mx.nd.multi_sum_sq(*arrays, num_arrays=len(arrays))
+    return bool(np.isfinite(sums.asnumpy()).all())
+
+
+def save_parameters(block, path):
+    """``block.save_parameters(path)`` without disturbing oneDNN weight layouts;
+    the file is the same format (``load_parameters`` reads it)."""
+    params = block._collect_params_with_prefix()
+    mx.nd.save(path, {key: _snapshot(p).as_in_context(mx.cpu()) for key, p in params.items()})

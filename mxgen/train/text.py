@@ -33,7 +33,8 @@ from ..models.char_rnn import CharRNN, CharRNNConfig
 from ..utils import checkpoint as ckpt
 from ..utils.context import check_batch_split, parse_ctx
 from ..utils.metrics import MetricsLog, plot_curves
-from .common import LRSchedule, clip_batch_scale, derive_seed, global_grad_norm, params_finite
+from .common import (LRSchedule, clip_batch_scale, derive_seed, global_grad_norm, params_finite,
+                     save_parameters)
 
 __all__ = ["TextTrainConfig", "LMLoss", "train_text", "load_char_rnn", "evaluate"]
 
@@ -137,12 +138,11 @@ def evaluate(loss_block, batches, ctxs):
 
 def _save(run_dir, step, model, trainer, cfg, vocab, progress, states, point_best=False):
     """Write a full checkpoint; refuses to save non-finite parameters."""
-    params = model.collect_params().values()
-    if not params_finite(params):
+    if not params_finite(model.collect_params().values()):
         raise MXGenError("refusing to save a checkpoint: parameters are not finite")
     writer = ckpt.CheckpointWriter(run_dir, step)
     with writer:
-        model.save_parameters(writer.path("model.params"))
+        save_parameters(model, writer.path("model.params"))
         trainer.save_states(writer.path("trainer.states"))
         writer.write_json("config.json", {"family": FAMILY,
                                           "model": model.config.to_dict(),
