@@ -60,30 +60,34 @@ def synced(fn):
     return call
 
 
-def median_seconds(fn, rounds, warmup):
-    """Median wall time of ``fn`` (synced), after ``warmup`` untimed calls."""
-    fn = synced(fn)
-    for _ in range(warmup):
-        fn()
-    times = []
+def interleaved_medians(fns, rounds, warmup):
+    """Median wall time of each function (synced), timed round-robin so that
+    drift in machine speed affects all of them alike; warm-up calls untimed."""
+    fns = {name: synced(fn) for name, fn in fns.items()}
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in fns}
     for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    times.sort()
-    return times[len(times) // 2]
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
 
 
 def compare(benchmark, candidate, baselines, work, unit, rounds, warmup, config):
-    """Time ``candidate`` with pytest-benchmark and each baseline by hand.
+    """Time ``candidate`` against each baseline, interleaved, in this process.
 
     ``work`` is the amount processed per call (tokens, images, chars...), so
     throughput = work / median seconds.  Records throughputs, ratios (candidate
-    over each baseline), memory and configuration in ``extra_info``.
+    over each baseline), memory and configuration in ``extra_info``; the
+    candidate is also timed by pytest-benchmark itself for its statistics.
     """
-    base = {name: work / median_seconds(fn, rounds, warmup) for name, fn in baselines.items()}
-    benchmark.pedantic(synced(candidate), rounds=rounds, warmup_rounds=warmup, iterations=1)
-    cand = work / benchmark.stats.stats.median
+    medians = interleaved_medians(dict(baselines, _candidate=candidate), rounds, warmup)
+    cand = work / medians.pop("_candidate")
+    base = {name: work / seconds for name, seconds in medians.items()}
+    benchmark.pedantic(synced(candidate), rounds=max(2, rounds // 3), iterations=1)
     info = benchmark.extra_info
     info["unit"] = unit
     info["candidate_per_s"] = round(cand, 1)

@@ -71,7 +71,7 @@ def _cell_step(mode, vocab_size, data, target):
     model.initialize(mx.init.Xavier())
     trainer = gluon.Trainer(model.collect_params(), "adam", {"learning_rate": 1e-3})
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-    states = [model.cells.begin_state(data.shape[1])]
+    states = [model.cells.begin_state(batch_size=data.shape[1])]
 
     def step():
         st = [s.detach() for s in states[0]]

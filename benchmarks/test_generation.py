@@ -8,10 +8,14 @@ from mxgen.models import CharRNN
 
 from conftest import compare
 
+# A prompt of at least the window length, so every window step reads 100 chars.
+PROMPT = ("Supposing that Truth is a woman--what then? Is there not ground for suspecting "
+          "that all philosophers, in so far as they have been dogmatists")
+
 
 @pytest.fixture(scope="module")
 def lm():
-    vocab = Vocab([chr(32 + i) for i in range(85)])
+    vocab = Vocab(set(PROMPT) | {chr(32 + i) for i in range(85)})
     model = CharRNN(len(vocab), 64, 256, 2, dropout=0.0)
     model.initialize(mx.init.Xavier())
     model.hybridize(static_alloc=True)
@@ -26,10 +30,10 @@ def test_generate_batch1(benchmark, quick, lm):
     window_rate = {}
 
     def window():
-        generate(model, vocab, "T", window_length, temperature=0, method="window", window=100)
+        generate(model, vocab, PROMPT, window_length, temperature=0, method="window", window=100)
 
     cand, base = compare(
-        benchmark, lambda: generate(model, vocab, "T", length, temperature=0),
+        benchmark, lambda: generate(model, vocab, PROMPT, length, temperature=0),
         {"window": window}, length, "chars", rounds, warmup,
         {"model": "lstm 2x256", "batch": 1, "length": length, "window": 100})
     # the window baseline generated window_length chars per call, not `length`

@@ -1,0 +1,22 @@
+"""The benchmark suite's quick mode runs on every CI run: a case that errors fails CI
+(throughput numbers are not asserted here: machines are noisy)."""
+import json
+
+
+def test_bench_quick_runs_and_reports_ratios(cli, tmp_path):
+    out = tmp_path / "bench.json"
+    proc = cli("bench", "--quick", "--json", out, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "ratio" in proc.stdout
+    data = json.loads(out.read_text())
+    names = {b["name"] for b in data["benchmarks"]}
+    assert {"test_train_step[lstm]", "test_train_step[gru]", "test_unrolled_step",
+            "test_generate_batch1", "test_generate_batch64", "test_bptt_batches",
+            "test_bucket_iterator"} <= names
+    for bench in data["benchmarks"]:
+        info = bench["extra_info"]
+        assert info["candidate_per_s"] > 0
+        assert any(k.startswith("ratio_vs_") for k in info)
+    # comparing a run with itself finds no regression
+    same = cli("bench", "--quick", "--compare", out, "-k", "bptt", timeout=600)
+    assert same.returncode == 0 and "no regression" in same.stdout, same.stdout + same.stderr
