@@ -12,7 +12,7 @@ def test_bench_quick_runs_and_reports_ratios(cli, tmp_path):
     names = {b["name"] for b in data["benchmarks"]}
     assert {"test_train_step[lstm]", "test_train_step[gru]", "test_unrolled_step",
             "test_generate_batch1", "test_generate_batch64", "test_bptt_batches",
-            "test_bucket_iterator"} <= names
+            "test_bucket_iterator", "test_dcgan_iteration"} <= names
     for bench in data["benchmarks"]:
         info = bench["extra_info"]
         assert info["candidate_per_s"] > 0

@@ -12,6 +12,8 @@ __all__ = ["main", "COMMANDS"]
 COMMANDS = {
     "train-text": "train_text",
     "generate": "generate",
+    "train-gan": "train_gan",
+    "sample-gan": "sample_gan",
     "info": "info",
     "bench": "bench",
 }

@@ -162,11 +162,12 @@ def _save(run_dir, step, model, trainer, cfg, vocab, progress, states, point_bes
 def load_char_rnn(path, ctx=None, prefer="best"):
     """Load a CharRNN checkpoint: returns ``(model, vocab, ckpt_dir, meta)``."""
     ckpt_dir = ckpt.resolve(path, prefer=prefer)
-    ckpt.read_manifest(ckpt_dir, required=("config.json", "vocab.json", "model.params"))
+    manifest = ckpt.read_manifest(ckpt_dir, required=("config.json",))
     meta = ckpt.read_json(ckpt_dir, "config.json")
     if meta.get("family") != FAMILY:
         raise MXGenError("checkpoint %s holds a %r model, not a character RNN"
                          % (ckpt_dir, meta.get("family")))
+    ckpt.require_files(manifest, ckpt_dir, ("vocab.json", "model.params"))
     vocab = Vocab.from_dict(ckpt.read_json(ckpt_dir, "vocab.json"))
     try:
         config = CharRNNConfig(**meta["model"]).validate()
@@ -399,8 +400,10 @@ def train_text(cfg, log=print, explicit=()):
             progress["schedule"] = schedule.state()
             record.update(val_loss=val_loss, val_bpc=val_bpc, val_ppl=val_ppl,
                           lr=trainer.learning_rate)
-            log("epoch %d step %d: validation %.4f bits/char (perplexity %.3f)%s"
-                % (epoch, step, val_bpc, val_ppl, " *best*" if improved else ""))
+            where = ("epoch %d" % epoch if progress["batch"] == 0 else
+                     "epoch %d (batch %d of %d)" % (epoch + 1, progress["batch"], len(train_data)))
+            log("%s step %d: validation %.4f bits/char (perplexity %.3f)%s"
+                % (where, step, val_bpc, val_ppl, " *best*" if improved else ""))
         if states is None:
             states = [model.begin_state(per_device, ctx=c) for c in ctxs]
         last_ckpt = save(point_best=improved or val_data is None)

@@ -26,7 +26,8 @@ import tempfile
 
 from ..errors import MXGenError
 
-__all__ = ["CheckpointWriter", "resolve", "read_manifest", "read_json", "atomic_write_text",
+__all__ = ["CheckpointWriter", "resolve", "read_manifest", "require_files", "read_json",
+           "atomic_write_text",
            "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
@@ -205,6 +206,13 @@ def read_manifest(ckpt_dir, required=()):
         if _sha256(full) != files[name]["sha256"]:
             raise MXGenError("checkpoint file %s is corrupt (sha256 mismatch)" % full)
     return manifest
+
+
+def require_files(manifest, ckpt_dir, names):
+    """After :func:`read_manifest`: raise MXGenError if any of ``names`` is absent."""
+    for name in names:
+        if name not in manifest["files"]:
+            raise MXGenError("checkpoint %s is missing %s" % (ckpt_dir, name))
 
 
 def read_json(ckpt_dir, name):

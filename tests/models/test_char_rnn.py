@@ -88,7 +88,7 @@ def test_tied_weights_share_the_embedding():
 
 def test_get_model_lists_valid_names():
     assert isinstance(get_model("char_rnn", vocab_size=10, num_hidden=8, num_embed=4), CharRNN)
-    with pytest.raises(MXGenError, match="valid names: char_rnn, unrolled_rnn"):
+    with pytest.raises(MXGenError, match="valid names: char_rnn, dcgan_discriminator, dcgan_generator, unrolled_rnn"):
         get_model("transformer")
 
 

@@ -1,0 +1,90 @@
+"""Sample images from a trained DCGAN: a grid, single files, or a latent interpolation.
+
+Reproducible under --seed.  --interpolate walks the latent space between the
+noise vectors of --seed and --seed2 (spherical interpolation) and writes a
+strip PNG and an animated GIF.
+"""
+import os
+
+
+def get_parser(parser):
+    parser.add_argument("--checkpoint", required=True,
+                        help="run directory (uses its best checkpoint) or a checkpoint directory")
+    parser.add_argument("--num", type=int, default=64, help="images to sample (default: 64)")
+    parser.add_argument("--grid", default=None, help="write a grid PNG here")
+    parser.add_argument("--out-dir", default=None, help="write single PNGs into this folder")
+    parser.add_argument("--interpolate", action="store_true",
+                        help="latent interpolation between --seed and --seed2")
+    parser.add_argument("--steps", type=int, default=10, help="interpolation steps")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed2", type=int, default=None, help="default: --seed + 1")
+    parser.add_argument("--ctx", default="cpu")
+    parser.add_argument("--dry-run", action="store_true", help="sample 4 images")
+    return parser
+
+
+def slerp(a, b, t):
+    import numpy as np
+    a_n, b_n = a / np.linalg.norm(a), b / np.linalg.norm(b)
+    omega = np.arccos(np.clip((a_n * b_n).sum(), -1, 1))
+    if omega < 1e-6:
+        return (1 - t) * a + t * b
+    return (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
+
+
+def main(args):
+    import mxnet as mx
+    import numpy as np
+    from PIL import Image
+
+    from ..data.images import make_grid, save_grid
+    from ..errors import MXGenError
+    from ..train.gan import load_gan
+    from ..utils.context import parse_ctx
+
+    ctx = parse_ctx(args.ctx)[0]
+    gen, cfg, ckpt_dir = load_gan(args.checkpoint, ctx=ctx, prefer="best")
+    num = 4 if args.dry_run else args.num
+    if num < 1:
+        raise MXGenError("--num must be >= 1, got %d" % num)
+
+    def noise_for(seed, n):
+        return np.random.RandomState(seed).normal(size=(n, cfg.latent_size, 1, 1)) \
+            .astype(np.float32)
+
+    def render(z):
+        with mx.autograd.predict_mode():
+            return gen(mx.nd.array(z, ctx=ctx)).asnumpy()
+
+    written = []
+    if args.interpolate:
+        a, b = noise_for(args.seed, 1)[0], noise_for(
+            args.seed2 if args.seed2 is not None else args.seed + 1, 1)[0]
+        steps = max(2, args.steps)
+        z = np.stack([slerp(a, b, t) for t in np.linspace(0, 1, steps)])
+        frames = render(z)
+        strip = args.grid or os.path.join(ckpt_dir, "..", "..", "interpolation.png")
+        written.append(save_grid(frames, strip, nrow=steps))
+        gif = os.path.splitext(strip)[0] + ".gif"
+        pictures = [Image.fromarray(make_grid(f[None], nrow=1, padding=0).squeeze())
+                    for f in frames]
+        pictures[0].save(gif, save_all=True, append_images=pictures[1:] + pictures[-2:0:-1],
+                         duration=120, loop=0)
+        written.append(gif)
+    else:
+        images = render(noise_for(args.seed, num))
+        grid = args.grid or (None if args.out_dir else
+                             os.path.join(ckpt_dir, "..", "..", "samples.png"))
+        if grid:
+            written.append(save_grid(images, grid))
+        if args.out_dir:
+            os.makedirs(args.out_dir, exist_ok=True)
+            for k, img in enumerate(images):
+                path = os.path.join(args.out_dir, "sample_%04d.png" % k)
+                Image.fromarray(make_grid(img[None], nrow=1, padding=0).squeeze()).save(path)
+                written.append(path)
+    for path in written[:5]:
+        print(os.path.normpath(path))
+    if len(written) > 5:
+        print("... and %d more" % (len(written) - 5))
+    return 0

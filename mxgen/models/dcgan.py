@@ -1,0 +1,118 @@
+"""DCGAN: a generator of transposed convolutions and a convolutional discriminator.
+
+Radford et al. (2016).  For 64x64 images (``image_size=64``)::
+
+    G: z (N, latent, 1, 1)
+       -> ConvT(ngf*8, 4, 1, 0) -> BN -> ReLU        (N, ngf*8, 4, 4)
+       -> ConvT(ngf*4, 4, 2, 1) -> BN -> ReLU        (N, ngf*4, 8, 8)
+       -> ConvT(ngf*2, 4, 2, 1) -> BN -> ReLU        (N, ngf*2, 16, 16)
+       -> ConvT(ngf,   4, 2, 1) -> BN -> ReLU        (N, ngf, 32, 32)
+       -> ConvT(nc,    4, 2, 1) -> tanh              (N, nc, 64, 64)
+
+    D: x (N, nc, 64, 64)
+       -> Conv(ndf, 4, 2, 1) -> LeakyReLU(0.2)        (N, ndf, 32, 32)
+       -> Conv(ndf*2, 4, 2, 1) -> BN -> LeakyReLU     (N, ndf*2, 16, 16)
+       -> Conv(ndf*4, 4, 2, 1) -> BN -> LeakyReLU     (N, ndf*4, 8, 8)
+       -> Conv(ndf*8, 4, 2, 1) -> BN -> LeakyReLU     (N, ndf*8, 4, 4)
+       -> Conv(1, 4, 1, 0)                            (N,) logit
+
+``image_size=32`` drops one stage from each (ngf*4 / ndf*4 at 4x4).  Layers
+before a BatchNorm have no bias; weights start from N(0, 0.02) and BatchNorm
+scales from N(1, 0.02), as in the paper.
+"""
+from dataclasses import asdict, dataclass
+
+import mxnet as mx
+from mxnet.gluon import HybridBlock, nn
+
+from ..errors import MXGenError
+
+__all__ = ["DCGANConfig", "Generator", "Discriminator", "dcgan_generator",
+           "dcgan_discriminator", "dcgan_init"]
+
+
+@dataclass
+class DCGANConfig:
+    image_size: int = 64
+    latent_size: int = 100
+    ngf: int = 64
+    ndf: int = 64
+    nc: int = 3
+
+    def validate(self):
+        if self.image_size not in (32, 64):
+            raise MXGenError("DCGAN image size must be 32 or 64, got %r" % self.image_size)
+        for name in ("latent_size", "ngf", "ndf"):
+            if getattr(self, name) < 1:
+                raise MXGenError("%s must be >= 1, got %r" % (name, getattr(self, name)))
+        if self.nc not in (1, 3):
+            raise MXGenError("channels (nc) must be 1 or 3, got %r" % self.nc)
+        return self
+
+    @property
+    def stages(self):
+        """Stride-2 stages between 4x4 and the image size."""
+        return {32: 3, 64: 4}[self.image_size]
+
+    def to_dict(self):
+        return asdict(self)
+
+
+class Generator(HybridBlock):
+    """``z (N, latent, 1, 1)`` -> images ``(N, nc, S, S)`` in [-1, 1]."""
+
+    def __init__(self, image_size=64, latent_size=100, ngf=64, nc=3, **kwargs):
+        super().__init__(**kwargs)
+        self.config = DCGANConfig(image_size, latent_size, ngf, 64, nc).validate()
+        widths = [ngf * 2 ** i for i in reversed(range(self.config.stages))]   # e.g. 8,4,2,1
+        with self.name_scope():
+            self.body = nn.HybridSequential()
+            for i, width in enumerate(widths):
+                stride, pad = (1, 0) if i == 0 else (2, 1)
+                self.body.add(nn.Conv2DTranspose(width, 4, stride, pad, use_bias=False,
+                                                 in_channels=latent_size if i == 0 else widths[i - 1]),
+                              nn.BatchNorm(in_channels=width),
+                              nn.Activation("relu"))
+            self.body.add(nn.Conv2DTranspose(nc, 4, 2, 1, use_bias=False, in_channels=widths[-1]),
+                          nn.Activation("tanh"))
+
+    def hybrid_forward(self, F, z):
+        return self.body(z)
+
+
+class Discriminator(HybridBlock):
+    """Images ``(N, nc, S, S)`` -> one real/fake logit per image ``(N,)``."""
+
+    def __init__(self, image_size=64, ndf=64, nc=3, **kwargs):
+        super().__init__(**kwargs)
+        self.config = DCGANConfig(image_size, 100, 64, ndf, nc).validate()
+        widths = [ndf * 2 ** i for i in range(self.config.stages)]             # e.g. 1,2,4,8
+        with self.name_scope():
+            self.body = nn.HybridSequential()
+            for i, width in enumerate(widths):
+                self.body.add(nn.Conv2D(width, 4, 2, 1, use_bias=False,
+                                        in_channels=nc if i == 0 else widths[i - 1]))
+                if i > 0:
+                    self.body.add(nn.BatchNorm(in_channels=width))
+                self.body.add(nn.LeakyReLU(0.2))
+            self.body.add(nn.Conv2D(1, 4, 1, 0, use_bias=False, in_channels=widths[-1]))
+
+    def hybrid_forward(self, F, x):
+        return F.reshape(self.body(x), (-1,))
+
+
+def dcgan_init(block, ctx=None):
+    """DCGAN initialisation: conv weights N(0, 0.02), BatchNorm gamma N(1, 0.02), beta 0."""
+    block.initialize(mx.init.Normal(0.02), ctx=ctx)
+    for name, param in block.collect_params().items():
+        if name.endswith("gamma"):
+            param.set_data(mx.nd.random.normal(1.0, 0.02, shape=param.shape))
+    return block
+
+
+def dcgan_generator(**config):
+    return Generator(**config)
+
+
+def dcgan_discriminator(**config):
+    return Discriminator(**config)
