@@ -95,3 +95,29 @@ def test_wrong_checkpoints(tmp_path):
                                    num_hidden=16, num_embed=8, seq_len=10, batch_size=4,
                                    progress=False), log=_quiet)
         load_gan(str(tmp_path / "t"))
+
+
+def test_non_finite_loss_stops_without_saving_it(tmp_path, monkeypatch):
+    """A discriminator loss that turns NaN: training stops at the next log line
+    with an error naming the range, and the last checkpoint stays finite."""
+    import mxgen.train.gan as gan_mod
+    real_loss = gan_mod.gluon.loss.SigmoidBinaryCrossEntropyLoss
+    calls = {"n": 0}
+
+    real_call = real_loss.__call__
+
+    def poisoned_call(self, pred, label):
+        calls["n"] += 1
+        out = real_call(self, pred, label)
+        # 3 loss calls per iteration; from iteration 8 on, NaN
+        return out * mx.nd.sqrt(mx.nd.ones_like(out) * (-1 if calls["n"] > 21 else 1))
+
+    monkeypatch.setattr(real_loss, "__call__", poisoned_call)
+    with pytest.raises(MXGenError, match=r"non-finite GAN loss in steps 7-10"):
+        train_gan(_cfg("shapes", tmp_path, epochs=2, max_images=192, batch_size=32), log=_quiet)
+    # epoch 1 (6 iterations) was checkpointed before the NaN and is finite
+    saved = resolve(str(tmp_path), "latest")
+    assert saved.endswith("ckpt-00000006")
+    for arrays in _weights(tmp_path).values():
+        for value in arrays.values():
+            assert np.isfinite(value.asnumpy()).all()

@@ -183,3 +183,19 @@ def test_checkpoint_from_other_shape_or_vocab(nietzsche_path, tmp_path):
     with pytest.raises(MXGenError, match="trained with num_hidden=32, but 64 was given"):
         train_text(_cfg(nietzsche_path, tmp_path, resume=True, num_hidden=64), log=_quiet,
                    explicit={"num_hidden"})
+
+
+def test_checkpoint_round_trip_is_exact(nietzsche_path, tmp_path):
+    result = train_text(_cfg(nietzsche_path, tmp_path, epochs=1, max_steps=5), log=_quiet)
+    live = {k: v.data().asnumpy() for k, v in result["model"]._collect_params_with_prefix().items()}
+    loaded = _params(str(tmp_path))
+    assert live.keys() == loaded.keys()
+    for key in live:
+        np.testing.assert_array_equal(live[key], loaded[key], err_msg=key)
+    # and the loaded model computes exactly what the trained one does
+    model, vocab, _, _ = load_char_rnn(str(tmp_path), prefer="latest")
+    data = mx.nd.array(vocab.encode("The free spirit")[:, None])
+    with mx.autograd.predict_mode():
+        a = result["model"](data, *result["model"].begin_state(1))[0].asnumpy()
+        b = model(data, *model.begin_state(1))[0].asnumpy()
+    np.testing.assert_array_equal(a, b)
