@@ -4,7 +4,7 @@ from mxnet import autograd, gluon
 
 from mxgen.models import DCGANConfig, Discriminator, Generator
 from mxgen.models.dcgan import dcgan_init
-from mxgen.train.gan import gan_flops_per_image
+from mxgen.train.gan import _no_weight_grads, gan_flops_per_image
 
 from conftest import compare
 
@@ -23,6 +23,8 @@ def _iteration(size, batch, hybrid):
     real = mx.nd.random.uniform(-1, 1, shape=(batch, 3, size, size))
     ones, zeros = mx.nd.ones((batch,)), mx.nd.zeros((batch,))
 
+    disc_params = list(disc.collect_params().values())
+
     def step():
         z = mx.nd.random.normal(shape=(batch, 100, 1, 1))
         with autograd.record():
@@ -30,9 +32,15 @@ def _iteration(size, batch, hybrid):
             err_d = loss(disc(real), ones) + loss(disc(fake.detach()), zeros)
         err_d.backward()
         trainer_d.step(batch)
-        with autograd.record():
-            err_g = loss(disc(fake), ones)
-        err_g.backward()
+        if hybrid:           # the candidate is mxgen's loop: no D weight grads in (2)
+            with _no_weight_grads(disc_params):
+                with autograd.record():
+                    err_g = loss(disc(fake), ones)
+                err_g.backward()
+        else:                # the baseline is the tutorial's straightforward eager loop
+            with autograd.record():
+                err_g = loss(disc(fake), ones)
+            err_g.backward()
         trainer_g.step(batch)
     return step
 

@@ -84,24 +84,20 @@ class GANTrainConfig:
 
 
 def gan_flops_per_image(cfg):
-    """Convolution FLOPs of one D+G iteration per image (forward + backward = 3x
-    forward for each network; D runs on a real and a fake image for its update
-    and once more for G's)."""
-    s, nz, c = cfg.image_size, cfg.latent_size, cfg.nc
-    stages = cfg.stages
-    g, size, in_ch = 0, 4, nz
-    widths = [cfg.ngf * 2 ** i for i in reversed(range(stages))]
-    for i, w in enumerate(widths):
-        g += 2 * in_ch * w * 16 * size * size if i else 2 * nz * w * 16 * 16
-        in_ch = w
-        size *= 2 if i else 1
-    g += 2 * in_ch * c * 16 * s * s
-    d, size, in_ch = 0, s // 2, c
-    for w in [cfg.ndf * 2 ** i for i in range(stages)]:
-        d += 2 * in_ch * w * 16 * size * size
-        in_ch, size = w, size // 2
-    d += 2 * in_ch * 16
-    return 3 * g + 3 * d * 3
+    """Convolution FLOPs of one D+G iteration per image, counting every pass
+    as 3x its forward (forward + two backward products): G once, D three times
+    (real and fake for D's update, fake again for G's)."""
+    widths_g = [cfg.ngf * 2 ** i for i in reversed(range(cfg.stages))]
+    g, in_ch, in_size = 0, cfg.latent_size, 1
+    for w in widths_g + [cfg.nc]:            # a transposed conv: 2*Cin*Cout*k^2 per input pixel
+        g += 2 * in_ch * w * 16 * in_size * in_size
+        in_ch, in_size = w, (4 if in_size == 1 else in_size * 2)
+    d, in_ch, out_size = 0, cfg.nc, cfg.image_size // 2
+    for w in [cfg.ndf * 2 ** i for i in range(cfg.stages)]:
+        d += 2 * in_ch * w * 16 * out_size * out_size
+        in_ch, out_size = w, out_size // 2
+    d += 2 * in_ch * 16                       # final 4x4 conv to one logit
+    return 3 * g + 3 * 3 * d
 
 
 def _build(model_cfg, ctxs):
@@ -219,6 +215,7 @@ def train_gan(cfg, log=print, explicit=()):
     trainer_g = gluon.Trainer(gen.collect_params(), "adam", opt, kvstore=kv)
     trainer_d = gluon.Trainer(disc.collect_params(), "adam", opt, kvstore=kv)
     loss_fn = gluon.loss.SigmoidBinaryCrossEntropyLoss()
+    disc_params = list(disc.collect_params().values())
     fixed_noise = mx.nd.random.normal(shape=(max(cfg.grid_size, len(fid_real)),
                                              cfg.latent_size, 1, 1), ctx=ctxs[0])
     progress = {"epoch": 0, "batch": 0, "step": 0, "best_fd": None}
@@ -301,10 +298,13 @@ def train_gan(cfg, log=print, explicit=()):
                           for r, f, o, zz in zip(out_real, out_fake, ones, zeros)]
             autograd.backward(errs_d)
             trainer_d.step(cfg.batch_size)
-            # (2) Update G: maximise log D(G(z)), through the G graph recorded above
-            with autograd.record():
-                errs_g = [loss_fn(disc(f), o) for f, o in zip(fakes, ones)]
-            autograd.backward(errs_g)
+            # (2) Update G: maximise log D(G(z)), through the G graph recorded above.
+            # D's weights get no gradient here (only its input does): skipping
+            # them saves a third of this backward pass (~8% of the iteration).
+            with _no_weight_grads(disc_params):
+                with autograd.record():
+                    errs_g = [loss_fn(disc(f), o) for f, o in zip(fakes, ones)]
+                autograd.backward(errs_g)
             trainer_g.step(cfg.batch_size)
             for k in range(len(ctxs)):
                 sums[0] += mx.nd.stack(errs_d[k].sum(), errs_g[k].sum(),
@@ -367,6 +367,22 @@ def train_gan(cfg, log=print, explicit=()):
             "frechet_distance": fd, "best_fd": progress["best_fd"], "grid": grid_path,
             "feature_net": feature_net.name, "stopped": stop, "config": cfg,
             "generator": gen, "discriminator": disc}
+
+
+class _no_weight_grads:
+    """Temporarily set ``grad_req='null'`` on parameters that need a gradient."""
+
+    def __init__(self, params):
+        self.params = [p for p in params if p.grad_req != "null"]
+
+    def __enter__(self):
+        for p in self.params:
+            p.grad_req = "null"
+
+    def __exit__(self, *exc):
+        for p in self.params:
+            p.grad_req = "write"
+        return False
 
 
 def _stop_reason(cfg, started, steps_this_run):
