@@ -13,6 +13,7 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.environ.get("MXGEN_DATA", os.path.join(os.path.dirname(REPO), "shared", "data"))
 NIETZSCHE = os.path.join(DATA, "text", "nietzsche.txt")
+EMOJI = os.path.join(DATA, "images", "noto-emoji-72")
 
 
 @pytest.fixture
@@ -35,6 +36,13 @@ def nietzsche_path():
 def nietzsche(nietzsche_path):
     with open(nietzsche_path, encoding="utf-8") as f:
         return f.read()
+
+
+@pytest.fixture(scope="session")
+def emoji_dir():
+    if not os.path.isdir(EMOJI):
+        pytest.skip("noto-emoji-72 not found at %s (shared data is not checked out)" % EMOJI)
+    return EMOJI
 
 
 def run_cli(*args, cwd=None, timeout=300):

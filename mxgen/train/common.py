@@ -2,11 +2,16 @@
 import hashlib
 import math
 
+import time
+
 import mxnet as mx
 import numpy as np
 
+from ..errors import MXGenError
+
 __all__ = ["derive_seed", "seed_everything", "global_grad_norm", "clip_batch_scale",
-           "LRSchedule", "params_finite", "save_parameters"]
+           "LRSchedule", "params_finite", "save_parameters", "load_parameters", "stop_reason",
+           "merge_resumed"]
 
 
 def derive_seed(seed, *keys):
@@ -95,3 +100,46 @@ def save_parameters(block, path):
     the file is the same format (``load_parameters`` reads it)."""
     params = block._collect_params_with_prefix()
     mx.nd.save(path, {key: _snapshot(p).as_in_context(mx.cpu()) for key, p in params.items()})
+
+
+def load_parameters(block, path, ctx, what="this model"):
+    """``block.load_parameters`` with a one-line error when the file does not fit."""
+    try:
+        block.load_parameters(path, ctx=ctx)
+    except (mx.base.MXNetError, AssertionError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise MXGenError("parameters in %s do not fit %s (different shape or architecture?):"
+                         " %s" % (path, what, first[:300])) from None
+
+
+def stop_reason(cfg, started, steps_this_run):
+    """Why a run should stop now (``max_steps`` or ``time budget``), else None."""
+    if cfg.max_steps is not None and steps_this_run >= cfg.max_steps:
+        return "max_steps"
+    if cfg.max_minutes is not None and time.time() - started >= cfg.max_minutes * 60:
+        return "time budget"
+    return None
+
+
+def merge_resumed(config_cls, saved, cfg, explicit):
+    """The configuration of a resumed run.
+
+    The checkpoint's settings win, except the run-length ones
+    (``config_cls.RUN_LENGTH``) and, when given explicitly, the overridable
+    ones (``config_cls.RESUME_OVERRIDABLE``); any other explicit setting that
+    differs from the checkpoint's is an error naming it.
+    """
+    merged = dict(saved)
+    merged.update({k: getattr(cfg, k) for k in config_cls.RUN_LENGTH})
+    overridable = getattr(config_cls, "RESUME_OVERRIDABLE", ())
+    for key in explicit:
+        value = getattr(cfg, key)
+        if key in config_cls.RUN_LENGTH:
+            continue
+        if key in overridable:
+            merged[key] = value
+        elif key in saved and saved[key] != value:
+            raise MXGenError("cannot resume: the checkpoint was trained with %s=%r, but %r was"
+                             " given; drop the option or start a new --out"
+                             % (key, saved[key], value))
+    return config_cls.from_dict(merged)

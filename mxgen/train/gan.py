@@ -37,7 +37,8 @@ from ..utils import checkpoint as ckpt
 from ..utils.context import check_batch_split, parse_ctx
 from ..utils.frechet import frechet_distance, get_feature_net
 from ..utils.metrics import MetricsLog, plot_curves
-from .common import derive_seed, params_finite, save_parameters
+from .common import (derive_seed, load_parameters, merge_resumed, params_finite,
+                     save_parameters, stop_reason)
 
 __all__ = ["GANTrainConfig", "train_gan", "load_gan", "gan_flops_per_image"]
 
@@ -112,15 +113,6 @@ def _build(model_cfg, ctxs):
     return gen, disc
 
 
-def _load_params(block, path, ctx):
-    try:
-        block.load_parameters(path, ctx=ctx)
-    except (mx.base.MXNetError, AssertionError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise MXGenError("parameters in %s do not fit this network (different image size,"
-                         " ngf/ndf or channels?): %s" % (path, first[:300])) from None
-
-
 def load_gan(path, ctx=None, prefer="latest"):
     """Load a generator from a checkpoint: returns ``(generator, config, ckpt_dir)``."""
     ckpt_dir = ckpt.resolve(path, prefer=prefer)
@@ -138,7 +130,7 @@ def load_gan(path, ctx=None, prefer="latest"):
     ctx = ctx or mx.cpu()
     gen = Generator(model_cfg.image_size, model_cfg.latent_size, model_cfg.ngf, model_cfg.nc,
                     prefix="generator_")
-    _load_params(gen, os.path.join(ckpt_dir, "generator.params"), ctx)
+    load_parameters(gen, os.path.join(ckpt_dir, "generator.params"), ctx, "this generator")
     gen.hybridize(static_alloc=True)
     return gen, model_cfg, ckpt_dir
 
@@ -180,14 +172,7 @@ def train_gan(cfg, log=print, explicit=()):
         saved = ckpt.read_json(resume_from, "config.json")
         if saved.get("family") != FAMILY or "train" not in saved:
             raise MXGenError("cannot resume from %s: it is not a DCGAN checkpoint" % resume_from)
-        merged = dict(saved["train"])
-        merged.update({k: getattr(cfg, k) for k in GANTrainConfig.RUN_LENGTH})
-        for key in explicit:
-            if key not in GANTrainConfig.RUN_LENGTH and key in saved["train"] \
-                    and saved["train"][key] != getattr(cfg, key):
-                raise MXGenError("cannot resume: the checkpoint was trained with %s=%r, but %r"
-                                 " was given" % (key, saved["train"][key], getattr(cfg, key)))
-        cfg = GANTrainConfig.from_dict(merged)
+        cfg = merge_resumed(GANTrainConfig, saved["train"], cfg, explicit)
     if cfg.dry_run:
         cfg.max_images = min(cfg.max_images or 256, 256)
         cfg.epochs, cfg.max_steps = 1, 2
@@ -220,8 +205,10 @@ def train_gan(cfg, log=print, explicit=()):
                                              cfg.latent_size, 1, 1), ctx=ctxs[0])
     progress = {"epoch": 0, "batch": 0, "step": 0, "best_fd": None}
     if resume_from:
-        _load_params(gen, os.path.join(resume_from, "generator.params"), ctxs)
-        _load_params(disc, os.path.join(resume_from, "discriminator.params"), ctxs)
+        load_parameters(gen, os.path.join(resume_from, "generator.params"), ctxs,
+                        "this generator")
+        load_parameters(disc, os.path.join(resume_from, "discriminator.params"), ctxs,
+                        "this discriminator")
         trainer_g.load_states(os.path.join(resume_from, "trainer_g.states"))
         trainer_d.load_states(os.path.join(resume_from, "trainer_d.states"))
         fixed_noise = mx.nd.load(os.path.join(resume_from, "fixed_noise.nd"))["noise"] \
@@ -316,7 +303,7 @@ def train_gan(cfg, log=print, explicit=()):
             steps_this_run += 1
             progress["batch"] = i + 1
             bar.update(1)
-            stop = _stop_reason(cfg, started, steps_this_run)
+            stop = stop_reason(cfg, started, steps_this_run)
             last_of_epoch = progress["batch"] >= batches_per_epoch
             if step % cfg.log_interval == 0 or stop or last_of_epoch:
                 values = sums[0].asnumpy() / count            # the only sync, per log line
@@ -383,11 +370,3 @@ class _no_weight_grads:
         for p in self.params:
             p.grad_req = "write"
         return False
-
-
-def _stop_reason(cfg, started, steps_this_run):
-    if cfg.max_steps is not None and steps_this_run >= cfg.max_steps:
-        return "max_steps"
-    if cfg.max_minutes is not None and time.time() - started >= cfg.max_minutes * 60:
-        return "time budget"
-    return None

@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass, fields
 from typing import Optional
 
 import mxnet as mx
-import numpy as np
 from mxnet import autograd, gluon
 
 from ..data.batchify import BPTTBatches
@@ -33,8 +32,8 @@ from ..models.char_rnn import CharRNN, CharRNNConfig
 from ..utils import checkpoint as ckpt
 from ..utils.context import check_batch_split, parse_ctx
 from ..utils.metrics import MetricsLog, plot_curves
-from .common import (LRSchedule, clip_batch_scale, derive_seed, global_grad_norm, params_finite,
-                     save_parameters)
+from .common import (LRSchedule, clip_batch_scale, derive_seed, global_grad_norm,
+                     load_parameters, merge_resumed, params_finite, save_parameters, stop_reason)
 
 __all__ = ["TextTrainConfig", "LMLoss", "train_text", "load_char_rnn", "evaluate"]
 
@@ -178,50 +177,15 @@ def load_char_rnn(path, ctx=None, prefer="best"):
         raise MXGenError("checkpoint %s: model vocab_size %d does not match vocab.json (%d chars)"
                          % (ckpt_dir, config.vocab_size, len(vocab)))
     model = CharRNN.from_config(config)
-    _load_params(model, os.path.join(ckpt_dir, "model.params"), ctx or mx.cpu())
+    load_parameters(model, os.path.join(ckpt_dir, "model.params"), ctx or mx.cpu())
     return model, vocab, ckpt_dir, meta
-
-
-def _load_params(model, path, ctx):
-    try:
-        model.load_parameters(path, ctx=ctx)
-    except (mx.base.MXNetError, AssertionError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise MXGenError("parameters in %s do not fit this model (different shape or"
-                         " architecture?): %s" % (path, first[:300])) from None
-
-
-def _stop_reason(cfg, step, started, steps_this_run):
-    if cfg.max_steps is not None and steps_this_run >= cfg.max_steps:
-        return "max_steps"
-    if cfg.max_minutes is not None and time.time() - started >= cfg.max_minutes * 60:
-        return "time budget"
-    return None
-
-
-def _merge_resumed(saved, cfg, explicit):
-    """The checkpoint's config, with this run's run-length settings and any
-    explicitly given overridable ones; explicit conflicting settings are errors."""
-    merged = dict(saved)
-    merged.update({k: getattr(cfg, k) for k in TextTrainConfig.RUN_LENGTH})
-    for key in explicit:
-        value = getattr(cfg, key)
-        if key in TextTrainConfig.RUN_LENGTH:
-            continue
-        if key in TextTrainConfig.RESUME_OVERRIDABLE:
-            merged[key] = value
-        elif key in saved and saved[key] != value:
-            raise MXGenError("cannot resume: the checkpoint was trained with %s=%r, but %r was"
-                             " given; drop the option or start a new --out"
-                             % (key, saved[key], value))
-    return TextTrainConfig.from_dict(merged)
 
 
 def train_text(cfg, log=print, explicit=()):
     """Train (or resume) a character-level model; returns a summary dict.
 
     ``explicit`` names the settings the user gave; on ``resume`` they are
-    checked against the checkpoint's (see :func:`_merge_resumed`).
+    checked against the checkpoint's (see :func:`~mxgen.train.common.merge_resumed`).
     """
     started = time.time()
     ctxs = parse_ctx(cfg.ctx)
@@ -235,7 +199,7 @@ def train_text(cfg, log=print, explicit=()):
         if saved.get("family") != FAMILY or "train" not in saved:
             raise MXGenError("cannot resume from %s: it is not a text-model checkpoint"
                              % resume_from)
-        cfg = _merge_resumed(saved["train"], cfg, explicit)
+        cfg = merge_resumed(TextTrainConfig, saved["train"], cfg, explicit)
     if cfg.dry_run:
         cfg.max_chars = min(cfg.max_chars or 20000, 20000)
         cfg.epochs, cfg.max_steps = 1, 2
@@ -290,7 +254,7 @@ def train_text(cfg, log=print, explicit=()):
                 "schedule": schedule.state()}
     states = None
     if resume_from:
-        _load_params(model, os.path.join(resume_from, "model.params"), ctxs)
+        load_parameters(model, os.path.join(resume_from, "model.params"), ctxs)
         trainer.load_states(os.path.join(resume_from, "trainer.states"))
         progress = ckpt.read_json(resume_from, "progress.json")
         schedule = LRSchedule(cfg.lr_schedule, cfg.lr, total_steps=total_steps,
@@ -372,7 +336,7 @@ def train_text(cfg, log=print, explicit=()):
                               lr=trainer.learning_rate)
                 loss_sum[:] = 0
                 loss_tokens, t_log = 0, now
-            stop = _stop_reason(cfg, step, started, steps_this_run)
+            stop = stop_reason(cfg, started, steps_this_run)
             if stop is None and cfg.save_every and step % cfg.save_every == 0:
                 last_ckpt = save()
             if stop is not None:

@@ -9,17 +9,6 @@ from PIL import Image
 from mxgen.data.images import ImageFolder, draw_shapes, make_grid, to_float
 from mxgen.errors import MXGenError
 
-EMOJI = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), "..", "shared", "data", "images", "noto-emoji-72")
-
-
-@pytest.fixture(scope="module")
-def emoji_dir():
-    if not os.path.isdir(EMOJI):
-        pytest.skip("noto-emoji-72 not found at %s (shared data is not checked out)" % EMOJI)
-    return EMOJI
-
-
 def test_real_folder_is_converted_resized_and_scaled(emoji_dir, tmp_path):
     sub = tmp_path / "emoji"
     sub.mkdir()

@@ -9,17 +9,6 @@ from mxgen.errors import MXGenError
 from mxgen.train.gan import GANTrainConfig, load_gan, train_gan
 from mxgen.utils.checkpoint import resolve
 
-EMOJI = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), "..", "shared", "data", "images", "noto-emoji-72")
-
-
-@pytest.fixture(scope="module")
-def emoji_dir():
-    if not os.path.isdir(EMOJI):
-        pytest.skip("noto-emoji-72 not found at %s (shared data is not checked out)" % EMOJI)
-    return EMOJI
-
-
 def _cfg(data, out, **kw):
     base = dict(data=data, out=str(out), image_size=32, ngf=16, ndf=16, batch_size=32,
                 epochs=3, progress=False, fid_samples=256, max_images=512, num_workers=0,
@@ -83,11 +72,12 @@ def test_wrong_checkpoints(tmp_path):
                   explicit={"image_size"})
     # a generator of another width or size cannot take these weights
     from mxgen.models import Generator
-    from mxgen.train.gan import _load_params
+    from mxgen.train.common import load_parameters
     ckpt = resolve(str(tmp_path / "g"), "latest")
     for other in (Generator(32, ngf=32), Generator(64, ngf=16)):
         with pytest.raises(MXGenError, match="do not fit this network"):
-            _load_params(other, os.path.join(ckpt, "generator.params"), mx.cpu())
+            load_parameters(other, os.path.join(ckpt, "generator.params"), mx.cpu(),
+                            "this network")
     # a text checkpoint is not a GAN checkpoint
     with pytest.raises(MXGenError, match="not a DCGAN"):
         from mxgen.train.text import TextTrainConfig, train_text

@@ -169,10 +169,10 @@ def test_checkpoint_from_other_shape_or_vocab(nietzsche_path, tmp_path):
     train_text(_cfg(nietzsche_path, tmp_path, epochs=1, max_steps=2), log=_quiet)
     ckpt = resolve(str(tmp_path), "latest")
     # a model of another shape cannot take these parameters
-    from mxgen.train.text import _load_params
+    from mxgen.train.common import load_parameters
     other = CharRNN(80, 16, 64, 2)
     with pytest.raises(MXGenError, match="do not fit this model"):
-        _load_params(other, os.path.join(ckpt, "model.params"), mx.cpu())
+        load_parameters(other, os.path.join(ckpt, "model.params"), mx.cpu())
     # resuming on a corpus with characters the vocabulary lacks
     other_text = tmp_path / "other.txt"
     other_text.write_text("\u0416\u0436 " * 20000, encoding="utf-8")
