@@ -1,9 +1,12 @@
-"""Generation throughput: stateful hybridized steps vs the tutorial's window method."""
+"""Generation throughput: the native operator and the hybridized per-step loop
+against the tutorial's window method, at batch 1 and batch 64; the native
+sampler against the equivalent chain of MXNet operators."""
 import mxnet as mx
 import pytest
 
+from mxgen import _native
 from mxgen.data.vocab import Vocab
-from mxgen.generation import generate
+from mxgen.generation import Sampler, generate
 from mxgen.models import CharRNN
 
 from conftest import compare
@@ -11,6 +14,7 @@ from conftest import compare
 # A prompt of at least the window length, so every window step reads 100 chars.
 PROMPT = ("Supposing that Truth is a woman--what then? Is there not ground for suspecting "
           "that all philosophers, in so far as they have been dogmatists")
+NATIVE = _native.available()
 
 
 @pytest.fixture(scope="module")
@@ -22,39 +26,63 @@ def lm():
     return model, vocab
 
 
+def _rescale(info, name, factor):
+    """A baseline that did ``factor`` times less work per call than the candidate."""
+    info["baseline_%s_per_s" % name] = round(info["baseline_%s_per_s" % name] * factor, 1)
+    info["ratio_vs_%s" % name] = round(info["candidate_per_s"] / info["baseline_%s_per_s" % name],
+                                       3)
+
+
 def test_generate_batch1(benchmark, quick, lm):
     model, vocab = lm
     length = 200 if quick else 1000
     window_length = 20 if quick else 100     # the window method is slow: time fewer chars
     rounds, warmup = (2, 1) if quick else (5, 1)
-    window_rate = {}
-
-    def window():
-        generate(model, vocab, PROMPT, window_length, temperature=0, method="window", window=100)
-
-    cand, base = compare(
-        benchmark, lambda: generate(model, vocab, PROMPT, length, temperature=0),
-        {"window": window}, length, "chars", rounds, warmup,
-        {"model": "lstm 2x256", "batch": 1, "length": length, "window": 100})
-    # the window baseline generated window_length chars per call, not `length`
-    window_rate["chars_per_s"] = base["window"] * window_length / length
-    benchmark.extra_info["baseline_window_per_s"] = round(window_rate["chars_per_s"], 1)
-    benchmark.extra_info["ratio_vs_window"] = round(cand / window_rate["chars_per_s"], 3)
+    baselines = {"window": lambda: generate(model, vocab, PROMPT, window_length, temperature=0,
+                                            method="window", window=100)}
+    if NATIVE:
+        baselines["hybrid_loop"] = lambda: generate(model, vocab, PROMPT, length, temperature=0,
+                                                    native=False)
+    compare(benchmark, lambda: generate(model, vocab, PROMPT, length, temperature=0),
+            baselines, length, "chars", rounds, warmup,
+            {"model": "lstm 2x256", "batch": 1, "length": length, "window": 100,
+             "candidate": "native op" if NATIVE else "hybridized loop"})
+    _rescale(benchmark.extra_info, "window", window_length / length)
 
 
 def test_generate_batch64(benchmark, quick, lm):
     model, vocab = lm
     length = 200 if quick else 1000
     rounds, warmup = (2, 1) if quick else (5, 1)
-
-    def batch1():
-        generate(model, vocab, "T", length, temperature=1.0, seed=0)
-
+    baselines = {"batch1": lambda: generate(model, vocab, "T", length, temperature=1.0, seed=0)}
+    if NATIVE:
+        baselines["hybrid_loop"] = lambda: generate(model, vocab, "T", length, temperature=1.0,
+                                                    num_samples=64, seed=0, native=False)
     compare(benchmark,
             lambda: generate(model, vocab, "T", length, temperature=1.0, num_samples=64, seed=0),
-            {"batch1": batch1}, length * 64, "chars", rounds, warmup,
-            {"model": "lstm 2x256", "batch": 64, "length": length})
-    # batch1 baseline did `length` chars per call, not length * 64
-    info = benchmark.extra_info
-    info["baseline_batch1_per_s"] = round(info["baseline_batch1_per_s"] / 64, 1)
-    info["ratio_vs_batch1"] = round(info["candidate_per_s"] / info["baseline_batch1_per_s"], 3)
+            baselines, length * 64, "chars", rounds, warmup,
+            {"model": "lstm 2x256", "batch": 64, "length": length,
+             "candidate": "native op" if NATIVE else "hybridized loop"})
+    _rescale(benchmark.extra_info, "batch1", 1 / 64)
+
+
+@pytest.mark.skipif(not NATIVE, reason="native kernels unavailable")
+@pytest.mark.parametrize("batch", [1, 64])
+def test_sampler_op(benchmark, quick, batch):
+    logits = mx.nd.random.normal(shape=(batch, 85))
+    chain = Sampler(temperature=0.8, top_k=20, top_p=0.9)
+    chain.hybridize(static_alloc=True)
+    calls = 50 if quick else 500
+
+    def native():
+        for _ in range(calls):
+            out = mx.nd.mxgen_sample(logits, temperature=0.8, top_k=20, top_p=0.9)
+        return out
+
+    def mxnet_chain():
+        for _ in range(calls):
+            out = chain(logits)
+        return out
+    rounds, warmup = (2, 1) if quick else (7, 2)
+    compare(benchmark, native, {"mxnet_ops": mxnet_chain}, calls * batch, "draws", rounds,
+            warmup, {"batch": batch, "vocab": 85, "settings": "T 0.8, top-k 20, top-p 0.9"})

@@ -173,7 +173,8 @@ def _prime(model, prompt_ids, batch_size, ctx):
 
 
 def generate(model, vocab, prompt, length, temperature=1.0, top_k=0, top_p=1.0,
-             num_samples=1, beam=0, method="stateful", window=100, seed=None, ctx=None):
+             num_samples=1, beam=0, method="stateful", window=100, seed=None, ctx=None,
+             native=None):
     """Continue ``prompt`` by ``length`` characters.
 
     Parameters
@@ -196,6 +197,12 @@ def generate(model, vocab, prompt, length, temperature=1.0, top_k=0, top_p=1.0,
         Context length of the window method.
     seed : int or None
         Seeds MXNet's RNG first, so the same call gives the same text.
+    native : bool or None
+        Stateful generation on the CPU runs all steps in one call of mxgen's
+        native operator when its library is loaded (``None``: when available;
+        ``False``: never; ``True``: required).  Greedy output is identical
+        either way; sampled output is reproducible under a seed on each path,
+        but the two paths draw differently.
 
     Returns
     -------
@@ -222,8 +229,12 @@ def generate(model, vocab, prompt, length, temperature=1.0, top_k=0, top_p=1.0,
             ids = _window(model, prompt_ids, length, Sampler(temperature, top_k, top_p),
                           num_samples, window, ctx)
         elif method == "stateful":
-            ids = _stateful(model, prompt_ids, length, Sampler(temperature, top_k, top_p),
-                            num_samples, ctx)
+            if _use_native(native, ctx, length):
+                ids = _stateful_native(model, prompt_ids, length, temperature, top_k, top_p,
+                                       num_samples, ctx)
+            else:
+                ids = _stateful(model, prompt_ids, length, Sampler(temperature, top_k, top_p),
+                                num_samples, ctx)
         else:
             raise MXGenError("unknown generation method %r (stateful or window)" % method)
     return [prompt + vocab.decode(row) for row in ids]
@@ -241,6 +252,29 @@ def _stateful(model, prompt_ids, length, sampler, num_samples, ctx):
     if not out:
         return np.zeros((num_samples, 0), dtype=np.int64)
     return mx.nd.stack(*out, axis=1).asnumpy().astype(np.int64)   # (N, length)
+
+
+def _use_native(native, ctx, length):
+    if native is False or length == 0:
+        return False
+    from . import _native
+    ok = ctx.device_type == "cpu" and _native.available("mxgen_char_rnn_generate")
+    if native and not ok:
+        raise MXGenError("native generation requested but unavailable: %s"
+                         % (_native.status()[2] or "needs a CPU context"))
+    return ok
+
+
+def _stateful_native(model, prompt_ids, length, temperature, top_k, top_p, num_samples, ctx):
+    """All ``length`` steps in one native operator call (see kernels/)."""
+    ids, states = _prime(model, prompt_ids, num_samples, ctx)
+    args = ([ids] + list(states) + [model.embedding.weight.data(ctx)]
+            + [layer.weights.data(ctx) for layer in model.layers]
+            + [model.decoder.weight.data(ctx), model.decoder.bias.data(ctx)])
+    outs = mx.nd.mxgen_char_rnn_generate(
+        *args, mode=model.mode, num_layers=model.num_layers, num_hidden=model.num_hidden,
+        length=length, temperature=temperature, top_k=top_k, top_p=top_p)
+    return outs[0].asnumpy().astype(np.int64)                       # (N, length)
 
 
 def _window(model, prompt_ids, length, sampler, num_samples, window, ctx):

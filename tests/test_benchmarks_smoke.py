@@ -13,6 +13,9 @@ def test_bench_quick_runs_and_reports_ratios(cli, tmp_path):
     assert {"test_train_step[lstm]", "test_train_step[gru]", "test_unrolled_step",
             "test_generate_batch1", "test_generate_batch64", "test_bptt_batches",
             "test_bucket_iterator", "test_dcgan_iteration"} <= names
+    from mxgen import _native
+    if _native.available():
+        assert {"test_sampler_op[1]", "test_sampler_op[64]"} <= names
     for bench in data["benchmarks"]:
         info = bench["extra_info"]
         assert info["candidate_per_s"] > 0

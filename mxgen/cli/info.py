@@ -35,7 +35,11 @@ def main(args):
     features = mx.runtime.Features()
     enabled = sorted(name for name in features.keys() if features.is_enabled(name))
     rows.append(("mxnet features", ", ".join(enabled)))
-    rows.append(("native ops", "none (mxgen kernels are not built in this version)"))
+    from .. import _native
+    path, ops, error = _native.status()
+    rows.append(("native ops", ", ".join(ops) if ops else "none (%s)" % error))
+    if path:
+        rows.append(("native library", path))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print("%s  %s" % (key.ljust(width), value))

@@ -1,0 +1,444 @@
+// mxgen native operators for fast generation, loaded with mx.library.load().
+//
+//   mxgen_sample(logits (N, V)) -> ids (N,)
+//       temperature, then top-k, then top-p (nucleus) filtering, then one
+//       categorical draw per row from MXNet's seeded CPU random states.
+//       temperature == 0 is greedy (arg-max).
+//
+//   mxgen_char_rnn_generate(ids (N,), states..., embed (V, E),
+//                           layer weights x num_layers, dec_w (V, H), dec_b (V))
+//       -> generated ids (N, length), final states...
+//       Runs `length` steps of a CharRNN (embedding -> fused-layout RNN layers
+//       -> decoder -> sampler) in one call.  Each layer's weights are MXNet's
+//       fused RNN vector for one layer: [W_i2h (G*H, I), W_h2h (G*H, H),
+//       b_i2h (G*H), b_h2h (G*H)], gates lstm i,f,g,o / gru r,z,n.
+//       States: lstm (h, c) per layer, others h; each (1, N, H).
+//
+// Built against the lib_api.h / lib_api.cc shipped in the installed mxnet wheel.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "mxnet/lib_api.h"
+
+using namespace mxnet::ext;
+
+namespace {
+
+// ---------------------------------------------------------------- attributes
+bool get_float(const std::unordered_map<std::string, std::string>& attrs, const char* key,
+               float fallback, float* out) {
+  auto it = attrs.find(key);
+  if (it == attrs.end()) { *out = fallback; return true; }
+  try { *out = std::stof(it->second); } catch (...) { return false; }
+  return std::isfinite(*out);
+}
+
+bool get_int(const std::unordered_map<std::string, std::string>& attrs, const char* key,
+             int fallback, int* out) {
+  auto it = attrs.find(key);
+  if (it == attrs.end()) { *out = fallback; return true; }
+  try { size_t pos = 0; *out = std::stoi(it->second, &pos); return pos == it->second.size(); }
+  catch (...) { return false; }
+}
+
+struct Sampling { float temperature; int top_k; float top_p; };
+
+MXReturnValue parse_sampling(const std::unordered_map<std::string, std::string>& attrs,
+                             Sampling* s) {
+  if (!get_float(attrs, "temperature", 1.0f, &s->temperature) || s->temperature < 0) {
+    MX_ERROR_MSG << "mxgen: temperature must be a finite number >= 0, got '"
+                 << attrs.at("temperature") << "'";
+    return MX_FAIL;
+  }
+  if (!get_int(attrs, "top_k", 0, &s->top_k) || s->top_k < 0) {
+    MX_ERROR_MSG << "mxgen: top_k must be an integer >= 0, got '" << attrs.at("top_k") << "'";
+    return MX_FAIL;
+  }
+  if (!get_float(attrs, "top_p", 1.0f, &s->top_p) || !(s->top_p > 0 && s->top_p <= 1)) {
+    MX_ERROR_MSG << "mxgen: top_p must be in (0, 1], got '" << attrs.at("top_p") << "'";
+    return MX_FAIL;
+  }
+  return MX_SUCCESS;
+}
+
+// ---------------------------------------------------------------- sampling
+// One row of logits -> one id.  `scratch` holds at least 2 * V floats.
+int sample_row(const float* logits, int V, const Sampling& s, std::mt19937* rng,
+               std::vector<float>* scratch, std::vector<int>* order) {
+  if (s.temperature == 0.0f) {
+    return static_cast<int>(std::max_element(logits, logits + V) - logits);
+  }
+  float* z = scratch->data();
+  for (int v = 0; v < V; ++v) z[v] = logits[v] / s.temperature;
+  if (s.top_k > 0 && s.top_k < V) {
+    float* tmp = z + V;
+    std::copy(z, z + V, tmp);
+    std::nth_element(tmp, tmp + (s.top_k - 1), tmp + V, std::greater<float>());
+    const float kth = tmp[s.top_k - 1];
+    for (int v = 0; v < V; ++v) if (z[v] < kth) z[v] = -INFINITY;
+  }
+  const float mx = *std::max_element(z, z + V);
+  double total = 0;
+  for (int v = 0; v < V; ++v) { z[v] = std::exp(z[v] - mx); total += z[v]; }
+  for (int v = 0; v < V; ++v) z[v] = static_cast<float>(z[v] / total);
+  if (s.top_p < 1.0f) {
+    // keep ranks while the probability mass above them is < top_p
+    std::iota(order->begin(), order->begin() + V, 0);
+    std::stable_sort(order->begin(), order->begin() + V,
+                     [z](int a, int b) { return z[a] > z[b]; });
+    double before = 0;
+    float cutoff = 0;
+    for (int r = 0; r < V; ++r) {
+      if (before >= s.top_p) break;
+      cutoff = z[(*order)[r]];
+      before += z[(*order)[r]];
+    }
+    double kept = 0;
+    for (int v = 0; v < V; ++v) { if (z[v] < cutoff) z[v] = 0; kept += z[v]; }
+    for (int v = 0; v < V; ++v) z[v] = static_cast<float>(z[v] / kept);
+  }
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  const double u = uniform(*rng);
+  double acc = 0;
+  int last = 0;
+  for (int v = 0; v < V; ++v) {
+    if (z[v] <= 0) continue;
+    acc += z[v];
+    last = v;
+    if (u < acc) return v;
+  }
+  return last;   // rounding left u above the total: the last live id
+}
+
+MXReturnValue sample_parse(const std::unordered_map<std::string, std::string>& attrs,
+                           int* num_in, int* num_out) {
+  Sampling s;
+  if (parse_sampling(attrs, &s) != MX_SUCCESS) return MX_FAIL;
+  *num_in = 1;
+  *num_out = 1;
+  return MX_SUCCESS;
+}
+
+MXReturnValue all_float32(const std::unordered_map<std::string, std::string>& attrs,
+                          std::vector<int>* in_types, std::vector<int>* out_types) {
+  for (size_t i = 0; i < in_types->size(); ++i) {
+    if ((*in_types)[i] != kFloat32) {
+      MX_ERROR_MSG << "mxgen: input " << i << " must be float32";
+      return MX_FAIL;
+    }
+  }
+  for (auto& t : *out_types) t = kFloat32;
+  return MX_SUCCESS;
+}
+
+MXReturnValue sample_shape(const std::unordered_map<std::string, std::string>& attrs,
+                           std::vector<std::vector<unsigned int>>* in_shapes,
+                           std::vector<std::vector<unsigned int>>* out_shapes) {
+  const auto& shape = (*in_shapes)[0];
+  if (shape.size() != 2 || shape[1] == 0) {
+    MX_ERROR_MSG << "mxgen_sample: logits must be (batch, vocab), got " << shape.size()
+                 << " dimensions";
+    return MX_FAIL;
+  }
+  int top_k = 0;
+  get_int(attrs, "top_k", 0, &top_k);
+  if (top_k > static_cast<int>(shape[1])) {
+    MX_ERROR_MSG << "mxgen_sample: top_k=" << top_k << " exceeds the vocabulary size "
+                 << shape[1];
+    return MX_FAIL;
+  }
+  (*out_shapes)[0] = {shape[0]};
+  return MX_SUCCESS;
+}
+
+MXReturnValue sample_forward(const std::unordered_map<std::string, std::string>& attrs,
+                             std::vector<MXTensor>* inputs, std::vector<MXTensor>* outputs,
+                             const OpResource& res) {
+  Sampling s;
+  if (parse_sampling(attrs, &s) != MX_SUCCESS) return MX_FAIL;
+  MXTensor& logits = (*inputs)[0];
+  MXTensor& out = (*outputs)[0];
+  const int N = static_cast<int>(logits.shape[0]), V = static_cast<int>(logits.shape[1]);
+  const float* x = logits.data<float>();
+  float* y = out.data<float>();
+  std::mt19937* rng = res.get_cpu_rand_states();
+  std::vector<float> scratch(2 * V);
+  std::vector<int> order(V);
+  for (int n = 0; n < N; ++n) y[n] = static_cast<float>(sample_row(x + n * V, V, s, rng,
+                                                                   &scratch, &order));
+  return MX_SUCCESS;
+}
+
+// ---------------------------------------------------------------- the RNN
+enum Mode { kRnnRelu, kRnnTanh, kGru, kLstm };
+
+struct GenConfig {
+  Mode mode;
+  int layers, hidden, length, gates, per_layer;
+  Sampling sampling;
+};
+
+MXReturnValue parse_gen(const std::unordered_map<std::string, std::string>& attrs,
+                        GenConfig* c) {
+  auto it = attrs.find("mode");
+  const std::string mode = it == attrs.end() ? "lstm" : it->second;
+  if (mode == "lstm") { c->mode = kLstm; c->gates = 4; c->per_layer = 2; }
+  else if (mode == "gru") { c->mode = kGru; c->gates = 3; c->per_layer = 1; }
+  else if (mode == "rnn_tanh") { c->mode = kRnnTanh; c->gates = 1; c->per_layer = 1; }
+  else if (mode == "rnn_relu") { c->mode = kRnnRelu; c->gates = 1; c->per_layer = 1; }
+  else {
+    MX_ERROR_MSG << "mxgen_char_rnn_generate: unknown mode '" << mode
+                 << "' (lstm, gru, rnn_tanh, rnn_relu)";
+    return MX_FAIL;
+  }
+  if (!get_int(attrs, "num_layers", 1, &c->layers) || c->layers < 1) {
+    MX_ERROR_MSG << "mxgen_char_rnn_generate: num_layers must be an integer >= 1";
+    return MX_FAIL;
+  }
+  if (!get_int(attrs, "num_hidden", 0, &c->hidden) || c->hidden < 1) {
+    MX_ERROR_MSG << "mxgen_char_rnn_generate: num_hidden must be an integer >= 1";
+    return MX_FAIL;
+  }
+  if (!get_int(attrs, "length", 0, &c->length) || c->length < 1) {
+    MX_ERROR_MSG << "mxgen_char_rnn_generate: length must be an integer >= 1";
+    return MX_FAIL;
+  }
+  return parse_sampling(attrs, &c->sampling);
+}
+
+MXReturnValue gen_parse(const std::unordered_map<std::string, std::string>& attrs,
+                        int* num_in, int* num_out) {
+  GenConfig c;
+  if (parse_gen(attrs, &c) != MX_SUCCESS) return MX_FAIL;
+  const int states = c.layers * c.per_layer;
+  *num_in = 1 + states + 1 + c.layers + 2;
+  *num_out = 1 + states;
+  return MX_SUCCESS;
+}
+
+MXReturnValue gen_shape(const std::unordered_map<std::string, std::string>& attrs,
+                        std::vector<std::vector<unsigned int>>* in_shapes,
+                        std::vector<std::vector<unsigned int>>* out_shapes) {
+  GenConfig c;
+  if (parse_gen(attrs, &c) != MX_SUCCESS) return MX_FAIL;
+  const auto& in = *in_shapes;
+  const int states = c.layers * c.per_layer;
+  if (in[0].size() != 1) {
+    MX_ERROR_MSG << "mxgen_char_rnn_generate: ids must be (batch,)";
+    return MX_FAIL;
+  }
+  const unsigned N = in[0][0], H = c.hidden;
+  for (int s = 0; s < states; ++s) {
+    const auto& sh = in[1 + s];
+    if (sh.size() != 3 || sh[0] != 1 || sh[1] != N || sh[2] != H) {
+      MX_ERROR_MSG << "mxgen_char_rnn_generate: state " << s << " must be (1, " << N << ", "
+                   << H << ")";
+      return MX_FAIL;
+    }
+  }
+  const auto& embed = in[1 + states];
+  if (embed.size() != 2) {
+    MX_ERROR_MSG << "mxgen_char_rnn_generate: embedding must be (vocab, embed)";
+    return MX_FAIL;
+  }
+  const unsigned V = embed[0], G = c.gates;
+  for (int l = 0; l < c.layers; ++l) {
+    const unsigned I = l == 0 ? embed[1] : H;
+    const unsigned expect = G * H * (I + H) + 2 * G * H;
+    const auto& w = in[2 + states + l];
+    if (w.size() != 1 || w[0] != expect) {
+      MX_ERROR_MSG << "mxgen_char_rnn_generate: layer " << l << " weights must be a flat ("
+                   << expect << ",) vector for mode/hidden/input sizes given";
+      return MX_FAIL;
+    }
+  }
+  const auto& dw = in[2 + states + c.layers];
+  const auto& db = in[3 + states + c.layers];
+  if (dw.size() != 2 || dw[0] != V || dw[1] != H || db.size() != 1 || db[0] != V) {
+    MX_ERROR_MSG << "mxgen_char_rnn_generate: decoder must be (" << V << ", " << H
+                 << ") with bias (" << V << ",)";
+    return MX_FAIL;
+  }
+  if (c.sampling.top_k > static_cast<int>(V)) {
+    MX_ERROR_MSG << "mxgen_char_rnn_generate: top_k=" << c.sampling.top_k
+                 << " exceeds the vocabulary size " << V;
+    return MX_FAIL;
+  }
+  (*out_shapes)[0] = {N, static_cast<unsigned>(c.length)};
+  for (int s = 0; s < states; ++s) (*out_shapes)[1 + s] = in[1 + s];
+  return MX_SUCCESS;
+}
+
+// OpenBLAS as shipped inside the mxnet wheel (libopenblas.so.0, linked by soname:
+// the process already has it loaded for libmxnet.so).
+extern "C" {
+enum CBLAS_ORDER { CblasRowMajor = 101 };
+enum CBLAS_TRANSPOSE { CblasNoTrans = 111, CblasTrans = 112 };
+void cblas_sgemm(CBLAS_ORDER order, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k,
+                 float alpha, const float* a, int lda, const float* b, int ldb, float beta,
+                 float* c, int ldc);
+}
+
+// Small batches: one pass over each weight row per input, vectorised for AVX-512,
+// AVX2 or baseline x86-64, chosen at load time (the library loads on any x86-64).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+void matvec_rows(const float* W, const float* X, const float* b1, const float* b2, int rows,
+                 int cols, int N, float* Y) {
+#pragma omp parallel for schedule(static) if (static_cast<long>(rows) * cols * N > 32768)
+  for (int r = 0; r < rows; ++r) {
+    const float* w = W + static_cast<size_t>(r) * cols;
+    const float bias = (b1 ? b1[r] : 0.f) + (b2 ? b2[r] : 0.f);
+    for (int n = 0; n < N; ++n) {
+      const float* x = X + static_cast<size_t>(n) * cols;
+      float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+      for (int k = 0; k < cols; ++k) acc += w[k] * x[k];
+      Y[static_cast<size_t>(n) * rows + r] = acc + bias;
+    }
+  }
+}
+
+// Y (N, rows) = X (N, cols) W^T + b1 (+ b2), W row-major (rows, cols) as MXNet stores it.
+void matmul_rows(const float* W, const float* X, const float* b1, const float* b2, int rows,
+                 int cols, int N, float* Y) {
+  if (N < 8) {                       // BLAS call overhead dominates tiny products
+    matvec_rows(W, X, b1, b2, rows, cols, N, Y);
+    return;
+  }
+  for (int n = 0; n < N; ++n) {
+    float* y = Y + static_cast<size_t>(n) * rows;
+    for (int r = 0; r < rows; ++r) y[r] = (b1 ? b1[r] : 0.f) + (b2 ? b2[r] : 0.f);
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, rows, cols, 1.f, X, cols, W, cols,
+              1.f, Y, rows);
+}
+
+inline float sigmoid(float v) { return 1.f / (1.f + std::exp(-v)); }
+
+MXReturnValue gen_forward(const std::unordered_map<std::string, std::string>& attrs,
+                          std::vector<MXTensor>* inputs, std::vector<MXTensor>* outputs,
+                          const OpResource& res) {
+  GenConfig c;
+  if (parse_gen(attrs, &c) != MX_SUCCESS) return MX_FAIL;
+  auto& in = *inputs;
+  auto& out = *outputs;
+  const int S = c.layers * c.per_layer, H = c.hidden, G = c.gates, L = c.layers;
+  const int N = static_cast<int>(in[0].shape[0]);
+  MXTensor& embed = in[1 + S];
+  const int V = static_cast<int>(embed.shape[0]), E = static_cast<int>(embed.shape[1]);
+  const float* emb = embed.data<float>();
+  const float* dec_w = in[2 + S + L].data<float>();
+  const float* dec_b = in[3 + S + L].data<float>();
+  std::vector<const float*> layer_w(L);
+  for (int l = 0; l < L; ++l) layer_w[l] = in[2 + S + l].data<float>();
+
+  // working copies of the states, (N, H) each
+  std::vector<std::vector<float>> state(S, std::vector<float>(static_cast<size_t>(N) * H));
+  for (int s = 0; s < S; ++s)
+    std::memcpy(state[s].data(), in[1 + s].data<float>(), sizeof(float) * N * H);
+  std::vector<int> ids(N);
+  const float* ids_in = in[0].data<float>();
+  for (int n = 0; n < N; ++n) ids[n] = static_cast<int>(ids_in[n]);
+  for (int n = 0; n < N; ++n) {
+    if (ids[n] < 0 || ids[n] >= V) {
+      MX_ERROR_MSG << "mxgen_char_rnn_generate: id " << ids[n] << " outside the vocabulary";
+      return MX_FAIL;
+    }
+  }
+  float* out_ids = out[0].data<float>();
+  std::mt19937* rng = res.get_cpu_rand_states();
+  const int GH = G * H;
+  std::vector<float> i2h(static_cast<size_t>(N) * GH), h2h(static_cast<size_t>(N) * GH);
+  std::vector<float> logits(static_cast<size_t>(N) * V), scratch(2 * V);
+  std::vector<float> x(static_cast<size_t>(N) * std::max(E, H));
+  std::vector<int> order(V);
+
+  for (int t = 0; t < c.length; ++t) {
+    for (int n = 0; n < N; ++n)                                  // embedding lookup
+      std::memcpy(x.data() + static_cast<size_t>(n) * E, emb + static_cast<size_t>(ids[n]) * E,
+                  sizeof(float) * E);
+    int in_size = E;
+    for (int l = 0; l < L; ++l) {
+      const float* w_i2h = layer_w[l];
+      const float* w_h2h = w_i2h + static_cast<size_t>(GH) * in_size;
+      const float* b_i2h = w_h2h + static_cast<size_t>(GH) * H;
+      const float* b_h2h = b_i2h + GH;
+      float* h = state[l * c.per_layer].data();                  // (N, H)
+      if (c.mode == kGru) {
+        matmul_rows(w_i2h, x.data(), b_i2h, nullptr, GH, in_size, N, i2h.data());
+        matmul_rows(w_h2h, h, b_h2h, nullptr, GH, H, N, h2h.data());
+      } else {
+        matmul_rows(w_i2h, x.data(), b_i2h, b_h2h, GH, in_size, N, i2h.data());
+        matmul_rows(w_h2h, h, nullptr, nullptr, GH, H, N, h2h.data());
+      }
+      for (int n = 0; n < N; ++n) {
+        const float* a = i2h.data() + static_cast<size_t>(n) * GH;
+        const float* b = h2h.data() + static_cast<size_t>(n) * GH;
+        float* hn = h + static_cast<size_t>(n) * H;
+        if (c.mode == kGru) {
+          for (int j = 0; j < H; ++j) {
+            const float r = sigmoid(a[j] + b[j]);
+            const float z = sigmoid(a[H + j] + b[H + j]);
+            const float cand = std::tanh(a[2 * H + j] + r * b[2 * H + j]);
+            hn[j] = (1.f - z) * cand + z * hn[j];
+          }
+        } else if (c.mode == kLstm) {
+          float* cell = state[l * 2 + 1].data() + static_cast<size_t>(n) * H;
+          for (int j = 0; j < H; ++j) {
+            const float ig = sigmoid(a[j] + b[j]);
+            const float fg = sigmoid(a[H + j] + b[H + j]);
+            const float gg = std::tanh(a[2 * H + j] + b[2 * H + j]);
+            const float og = sigmoid(a[3 * H + j] + b[3 * H + j]);
+            cell[j] = fg * cell[j] + ig * gg;
+            hn[j] = og * std::tanh(cell[j]);
+          }
+        } else {
+          for (int j = 0; j < H; ++j) {
+            const float v = a[j] + b[j];
+            hn[j] = c.mode == kRnnTanh ? std::tanh(v) : std::max(v, 0.f);
+          }
+        }
+      }
+      std::memcpy(x.data(), h, sizeof(float) * N * H);           // next layer's input
+      in_size = H;
+    }
+    matmul_rows(dec_w, x.data(), dec_b, nullptr, V, H, N, logits.data());
+    for (int n = 0; n < N; ++n) {
+      const int next = sample_row(logits.data() + static_cast<size_t>(n) * V, V, c.sampling,
+                                  rng, &scratch, &order);
+      out_ids[static_cast<size_t>(n) * c.length + t] = static_cast<float>(next);
+      ids[n] = next;
+    }
+  }
+  for (int s = 0; s < S; ++s)
+    std::memcpy(out[1 + s].data<float>(), state[s].data(), sizeof(float) * N * H);
+  return MX_SUCCESS;
+}
+
+}  // namespace
+
+REGISTER_OP(mxgen_sample)
+    .setParseAttrs(sample_parse)
+    .setInferType(all_float32)
+    .setInferShape(sample_shape)
+    .setForward(sample_forward, "cpu");
+
+REGISTER_OP(mxgen_char_rnn_generate)
+    .setParseAttrs(gen_parse)
+    .setInferType(all_float32)
+    .setInferShape(gen_shape)
+    .setForward(gen_forward, "cpu");
+
+MXReturnValue initialize(int version) {
+  if (version >= 10900) return MX_SUCCESS;   // the lib_api.h of MXNet 1.9
+  MX_ERROR_MSG << "mxgen kernels need MXNet >= 1.9.0, found " << version;
+  return MX_FAIL;
+}

@@ -1,0 +1,73 @@
+"""Loading mxgen's native operators (``kernels/``, built with CMake).
+
+The library is looked for, in order: ``$MXGEN_KERNELS_LIB``, next to this file
+(where ``pip install -e .`` builds it), and ``build/`` at the repository root
+(a manual ``cmake -S . -B build && cmake --build build``).  It is loaded once;
+if it is missing or fails to load, one warning says why and mxgen uses its
+pure-MXNet code.  ``MXGEN_NATIVE=0`` turns the native ops off (for
+comparisons).  ``mxgen info`` reports what loaded and from where.
+"""
+import glob
+import os
+import warnings
+
+__all__ = ["load", "available", "status", "OPS", "disabled"]
+
+OPS = ("mxgen_sample", "mxgen_char_rnn_generate")
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_state = {"tried": False, "path": None, "error": None, "ops": ()}
+
+
+def disabled():
+    return os.environ.get("MXGEN_NATIVE", "1").strip().lower() in ("0", "off", "false", "no")
+
+
+def _candidates():
+    env = os.environ.get("MXGEN_KERNELS_LIB")
+    if env:
+        yield env
+    for pattern in (os.path.join(_HERE, "libmxgen_kernels*.so"),
+                    os.path.join(os.path.dirname(_HERE), "build", "libmxgen_kernels.so")):
+        yield from sorted(glob.glob(pattern))
+
+
+def load(quiet=False):
+    """Load the library once; returns True if its operators are available."""
+    if _state["tried"]:
+        return bool(_state["ops"])
+    _state["tried"] = True
+    if disabled():
+        _state["error"] = "disabled by MXGEN_NATIVE=0"
+        return False
+    import mxnet as mx
+    path = next(iter(_candidates()), None)
+    if path is None:
+        _state["error"] = ("library not built (pip install -e . builds it when CMake and a C++"
+                           " compiler are present)")
+    else:
+        try:
+            mx.library.load(os.path.abspath(path), verbose=False)
+            _state["path"] = os.path.abspath(path)
+            _state["ops"] = tuple(op for op in OPS if hasattr(mx.nd, op))
+            if len(_state["ops"]) != len(OPS):
+                _state["error"] = "library loaded but lacks %s" % (set(OPS) - set(_state["ops"]))
+        except Exception as err:  # a broken or incompatible build
+            _state["error"] = "failed to load %s: %s" % (path, str(err).strip().splitlines()[0])
+    if _state["error"] and not quiet and not disabled():
+        warnings.warn("mxgen native kernels unavailable (%s); using pure MXNet"
+                      % _state["error"], stacklevel=2)
+    return len(_state["ops"]) == len(OPS)
+
+
+def available(op=None):
+    """True if the native ops (or one named op) are loaded and not disabled."""
+    if disabled():
+        return False
+    load()
+    return bool(_state["ops"]) if op is None else op in _state["ops"]
+
+
+def status():
+    """``(path or None, ops loaded, reason if not)`` for ``mxgen info``."""
+    load(quiet=True)
+    return _state["path"], _state["ops"], _state["error"]

@@ -1,0 +1,131 @@
+"""mxgen's native operators (kernels/): exactness against the pure-MXNet paths,
+sampling statistics, and clear errors.  Skipped, with the reason, when the
+library is not built; CI builds it through ``pip install -e .``."""
+import mxnet as mx
+import numpy as np
+import pytest
+
+from mxgen import _native
+from mxgen.data.vocab import Vocab
+from mxgen.errors import MXGenError
+from mxgen.generation import generate
+from mxgen.models import CharRNN
+
+from .test_generation import _chi_square_ok
+
+pytestmark = pytest.mark.skipif(not _native.available(),
+                                reason="native kernels unavailable: %s" % (_native.status()[2],))
+
+
+@pytest.fixture(scope="module")
+def vocab(nietzsche):
+    return Vocab.from_text(nietzsche)
+
+
+def _model(vocab, mode, layers, hidden=48):
+    mx.random.seed(11)
+    model = CharRNN(len(vocab), 16, hidden, layers, dropout=0.2, mode=mode)
+    model.initialize(mx.init.Xavier(magnitude=6))
+    model.hybridize(static_alloc=True)
+    return model
+
+
+@pytest.mark.parametrize("mode", ["lstm", "gru", "rnn_tanh", "rnn_relu"])
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("batch", [1, 4, 9])        # 9 takes the BLAS path
+def test_native_greedy_equals_hybridized_loop(vocab, mode, layers, batch):
+    model = _model(vocab, mode, layers)
+    prompt = "Supposing that Truth is a woman"
+    loop = generate(model, vocab, prompt, 60, temperature=0, num_samples=batch, native=False)
+    native = generate(model, vocab, prompt, 60, temperature=0, num_samples=batch, native=True)
+    assert native == loop
+
+
+def test_native_sampling_is_reproducible(vocab):
+    model = _model(vocab, "lstm", 2)
+    kw = dict(temperature=0.8, top_k=20, top_p=0.9, num_samples=5, native=True)
+    a = generate(model, vocab, "The", 80, seed=3, **kw)
+    assert a == generate(model, vocab, "The", 80, seed=3, **kw)
+    assert a != generate(model, vocab, "The", 80, seed=4, **kw)
+    assert len(set(a)) > 1
+
+
+def _native_draws(logits, num, **attrs):
+    mx.random.seed(5)
+    batch = mx.nd.array(np.repeat(logits[None], num, axis=0))
+    ids = mx.nd.mxgen_sample(batch, **attrs).asnumpy().astype(int)
+    return np.bincount(ids, minlength=len(logits))
+
+
+def test_sampler_op_matches_target_distributions():
+    rng = np.random.RandomState(0)
+    logits = rng.normal(0, 1.5, size=12).astype(np.float32)
+    n = 40000
+
+    def softmax(z):
+        e = np.exp(z - z.max())
+        return e / e.sum()
+
+    _chi_square_ok(_native_draws(logits, n, temperature=1.0), softmax(logits))
+    _chi_square_ok(_native_draws(logits, n, temperature=0.5), softmax(logits / 0.5))
+    top = np.argsort(-logits)[:4]
+    masked = np.full_like(logits, -np.inf)
+    masked[top] = logits[top]
+    _chi_square_ok(_native_draws(logits, n, top_k=4), softmax(masked))
+    p = softmax(logits)
+    order = np.argsort(-p)
+    keep = order[:np.searchsorted(np.cumsum(p[order]), 0.7) + 1]
+    nucleus = np.zeros_like(p)
+    nucleus[keep] = p[keep] / p[keep].sum()
+    _chi_square_ok(_native_draws(logits, n, top_p=0.7), nucleus)
+    greedy = mx.nd.mxgen_sample(mx.nd.array(logits[None]), temperature=0).asscalar()
+    assert greedy == logits.argmax()
+
+
+def test_same_seed_same_draws():
+    logits = mx.nd.random.normal(shape=(64, 30))
+    mx.random.seed(9)
+    a = mx.nd.mxgen_sample(logits, temperature=1.0).asnumpy()
+    mx.random.seed(9)
+    b = mx.nd.mxgen_sample(logits, temperature=1.0).asnumpy()
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("attrs,msg", [
+    (dict(top_k=-1), "top_k must be an integer >= 0"),
+    (dict(top_p=0.0), r"top_p must be in \(0, 1\]"),
+    (dict(top_p=1.5), r"top_p must be in \(0, 1\]"),
+    (dict(temperature=-0.5), "temperature must be a finite number >= 0"),
+    (dict(top_k=50), "top_k=50 exceeds the vocabulary size 30"),
+])
+def test_bad_attributes_are_rejected(attrs, msg):
+    with pytest.raises(mx.base.MXNetError, match=msg):
+        mx.nd.mxgen_sample(mx.nd.ones((2, 30)), **attrs).asnumpy()
+
+
+def test_generate_op_checks_shapes(vocab):
+    model = _model(vocab, "lstm", 2)
+    states = model.begin_state(2)
+    args = ([mx.nd.zeros((2,))] + states + [model.embedding.weight.data()]
+            + [layer.weights.data() for layer in model.layers]
+            + [model.decoder.weight.data(), model.decoder.bias.data()])
+    gru_args = args[:1] + [states[0], states[2]] + args[5:]        # gru: h only, lstm weights
+    with pytest.raises(mx.base.MXNetError, match="layer 0 weights must be a flat"):
+        mx.nd.mxgen_char_rnn_generate(*gru_args, mode="gru", num_layers=2, num_hidden=48,
+                                      length=5)[0].asnumpy()
+    with pytest.raises(mx.base.MXNetError, match=r"state 0 must be \(1, 2, 64\)"):
+        mx.nd.mxgen_char_rnn_generate(*args, mode="lstm", num_layers=2, num_hidden=64,
+                                      length=5)[0].asnumpy()
+
+
+def test_native_can_be_required_or_refused(vocab, monkeypatch):
+    model = _model(vocab, "lstm", 1)
+    monkeypatch.setenv("MXGEN_NATIVE", "0")
+    with pytest.raises(MXGenError, match="native generation requested but unavailable"):
+        generate(model, vocab, "a", 5, native=True)
+    assert generate(model, vocab, "a", 5, temperature=0)[0].startswith("a")
+
+
+def test_info_lists_native_ops(cli):
+    proc = cli("info")
+    assert "mxgen_sample" in proc.stdout and "mxgen_char_rnn_generate" in proc.stdout
