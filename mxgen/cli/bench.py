@@ -1,6 +1,7 @@
 """Run the benchmark suite and print baseline vs candidate throughput.
 
-Runs ``pytest benchmarks/`` (pytest-benchmark) in a fresh process, saves the
+Runs each ``benchmarks/test_*.py`` file with pytest-benchmark in its own fresh
+process (so one case's memory and threads cannot slow the next), merges the
 JSON (with machine info), prints one row per case, and with --compare fails
 (exit 1) when a case's candidate throughput fell more than --threshold below
 a saved run.
@@ -74,15 +75,33 @@ def compare(current, baseline, threshold):
 def main(args):
     bench_dir = _bench_dir()
     out = args.json or os.path.join(tempfile.mkdtemp(prefix="mxgen-bench-"), "bench.json")
-    cmd = [sys.executable, "-m", "pytest", bench_dir, "-q", "-p", "no:cacheprovider",
-           "--benchmark-json", out, "--benchmark-columns=median,rounds"]
-    if args.quick:
-        cmd.append("--quick")
-    if args.select:
-        cmd += ["-k", args.select]
-    proc = subprocess.run(cmd, cwd=os.path.dirname(bench_dir))
-    if proc.returncode != 0:
-        raise MXGenError("benchmark run failed (pytest exit %d)" % proc.returncode)
+    merged = None
+    files = sorted(f for f in os.listdir(bench_dir) if f.startswith("test_") and f.endswith(".py"))
+    for name in files:
+        part = out + "." + name + ".json"
+        cmd = [sys.executable, "-m", "pytest", os.path.join(bench_dir, name), "-q",
+               "-p", "no:cacheprovider", "--benchmark-json", part,
+               "--benchmark-columns=median,rounds"]
+        if args.quick:
+            cmd.append("--quick")
+        if args.select:
+            cmd += ["-k", args.select]
+        proc = subprocess.run(cmd, cwd=os.path.dirname(bench_dir))
+        if proc.returncode == 5:            # no case selected in this file
+            continue
+        if proc.returncode != 0:
+            raise MXGenError("benchmark run failed in %s (pytest exit %d)" % (name, proc.returncode))
+        with open(part, encoding="utf-8") as f:
+            data = json.load(f)
+        os.unlink(part)
+        if merged is None:
+            merged = data
+        else:
+            merged["benchmarks"].extend(data["benchmarks"])
+    if merged is None:
+        raise MXGenError("no benchmark case selected")
+    with open(out, "w", encoding="utf-8") as f:
+        json.dump(merged, f, indent=1)
     results, machine = load_results(out)
     print()
     print("machine: %s, %s cores, OMP_NUM_THREADS=%s" % (
