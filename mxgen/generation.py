@@ -3,11 +3,13 @@
 Three ways to produce characters:
 
 * ``method="stateful"`` (default): run the prompt through the fused model
-  once, then one hybridized step per character carrying the recurrent state.
-  The step block holds the weights pre-arranged for a single step (one
-  matrix-vector product per layer, no re-concatenation), samples on the device,
-  and feeds its own output back in, so the loop never waits for the host
-  until all characters are done.
+  once, then carry the recurrent state one character at a time.  On the CPU,
+  when mxgen's native library is loaded, all steps run in one call of the
+  ``mxgen_char_rnn_generate`` operator (see ``kernels/``).  Otherwise a
+  hybridized step block holds the weights pre-arranged for a single step (one
+  matrix-vector product per layer, no re-concatenation), samples on the
+  device, and feeds its own output back in, so the loop never waits for the
+  host until all characters are done.  Greedy output is identical either way.
 * ``method="window"``: the tutorial's method, kept for comparison: every new
   character re-runs the model over the last ``window`` characters from a zero
   state and takes the arg-max.
