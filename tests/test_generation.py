@@ -92,7 +92,9 @@ def _chi_square_ok(counts, probs):
     assert stat < dof + 4.5 * np.sqrt(2 * dof) + 10, (stat, dof)
 
 
-def test_sampler_matches_target_distributions():
+def check_sampler_distributions(draws):
+    """``draws(logits, n, **settings) -> counts``: plain, temperature, top-k and
+    top-p draws each match their target distribution (chi-square, 99.9%)."""
     rng = np.random.RandomState(0)
     logits = rng.normal(0, 1.5, size=12).astype(np.float32)
     n = 40000
@@ -101,18 +103,23 @@ def test_sampler_matches_target_distributions():
         e = np.exp(z - z.max())
         return e / e.sum()
 
-    _chi_square_ok(_draws(logits, n, temperature=1.0), softmax(logits))
-    _chi_square_ok(_draws(logits, n, temperature=0.5), softmax(logits / 0.5))
+    _chi_square_ok(draws(logits, n, temperature=1.0), softmax(logits))
+    _chi_square_ok(draws(logits, n, temperature=0.5), softmax(logits / 0.5))
     top = np.argsort(-logits)[:4]
     masked = np.full_like(logits, -np.inf)
     masked[top] = logits[top]
-    _chi_square_ok(_draws(logits, n, top_k=4), softmax(masked))
+    _chi_square_ok(draws(logits, n, top_k=4), softmax(masked))
     p = softmax(logits)
     order = np.argsort(-p)
     keep = order[:np.searchsorted(np.cumsum(p[order]), 0.7) + 1]
     nucleus = np.zeros_like(p)
     nucleus[keep] = p[keep] / p[keep].sum()
-    _chi_square_ok(_draws(logits, n, top_p=0.7), nucleus)
+    _chi_square_ok(draws(logits, n, top_p=0.7), nucleus)
+    return logits
+
+
+def test_sampler_matches_target_distributions():
+    check_sampler_distributions(_draws)
 
 
 def test_bad_prompt_and_settings(vocab):

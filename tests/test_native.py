@@ -11,7 +11,7 @@ from mxgen.errors import MXGenError
 from mxgen.generation import generate
 from mxgen.models import CharRNN
 
-from .test_generation import _chi_square_ok
+from .test_generation import check_sampler_distributions
 
 pytestmark = pytest.mark.skipif(not _native.available(),
                                 reason="native kernels unavailable: %s" % (_native.status()[2],))
@@ -58,26 +58,7 @@ def _native_draws(logits, num, **attrs):
 
 
 def test_sampler_op_matches_target_distributions():
-    rng = np.random.RandomState(0)
-    logits = rng.normal(0, 1.5, size=12).astype(np.float32)
-    n = 40000
-
-    def softmax(z):
-        e = np.exp(z - z.max())
-        return e / e.sum()
-
-    _chi_square_ok(_native_draws(logits, n, temperature=1.0), softmax(logits))
-    _chi_square_ok(_native_draws(logits, n, temperature=0.5), softmax(logits / 0.5))
-    top = np.argsort(-logits)[:4]
-    masked = np.full_like(logits, -np.inf)
-    masked[top] = logits[top]
-    _chi_square_ok(_native_draws(logits, n, top_k=4), softmax(masked))
-    p = softmax(logits)
-    order = np.argsort(-p)
-    keep = order[:np.searchsorted(np.cumsum(p[order]), 0.7) + 1]
-    nucleus = np.zeros_like(p)
-    nucleus[keep] = p[keep] / p[keep].sum()
-    _chi_square_ok(_native_draws(logits, n, top_p=0.7), nucleus)
+    logits = check_sampler_distributions(_native_draws)
     greedy = mx.nd.mxgen_sample(mx.nd.array(logits[None]), temperature=0).asscalar()
     assert greedy == logits.argmax()
 
