@@ -307,10 +307,13 @@ void matvec_rows(const float* W, const float* X, const float* b1, const float* b
   }
 }
 
+#ifndef MXGEN_BLAS_MIN_BATCH
+#define MXGEN_BLAS_MIN_BATCH 8
+#endif
 // Y (N, rows) = X (N, cols) W^T + b1 (+ b2), W row-major (rows, cols) as MXNet stores it.
 void matmul_rows(const float* W, const float* X, const float* b1, const float* b2, int rows,
                  int cols, int N, float* Y) {
-  if (N < 8) {                       // BLAS call overhead dominates tiny products
+  if (N < MXGEN_BLAS_MIN_BATCH) {    // BLAS call overhead dominates tiny products
     matvec_rows(W, X, b1, b2, rows, cols, N, Y);
     return;
   }
