@@ -1,4 +1,5 @@
 """Pieces every training loop shares: seeding, gradient norms, schedules."""
+import dataclasses
 import hashlib
 import math
 
@@ -9,7 +10,7 @@ import numpy as np
 
 from ..errors import MXGenError
 
-__all__ = ["derive_seed", "seed_everything", "global_grad_norm", "clip_batch_scale",
+__all__ = ["derive_seed", "global_grad_norm", "clip_batch_scale",
            "LRSchedule", "params_finite", "save_parameters", "load_parameters", "stop_reason",
            "merge_resumed"]
 
@@ -18,11 +19,6 @@ def derive_seed(seed, *keys):
     """A well-mixed 31-bit seed from a base seed and counters (e.g. the step)."""
     h = hashlib.blake2b(repr((seed,) + keys).encode(), digest_size=4).digest()
     return int.from_bytes(h, "little") & 0x7FFFFFFF
-
-
-def seed_everything(seed):
-    mx.random.seed(seed)
-    np.random.seed(seed)
 
 
 def global_grad_norm(params, ctx):
@@ -142,4 +138,5 @@ def merge_resumed(config_cls, saved, cfg, explicit):
             raise MXGenError("cannot resume: the checkpoint was trained with %s=%r, but %r was"
                              " given; drop the option or start a new --out"
                              % (key, saved[key], value))
-    return config_cls.from_dict(merged)
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    return config_cls(**{k: v for k, v in merged.items() if k in names})

@@ -23,7 +23,7 @@ run makes.
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Optional
 
 import mxnet as mx
@@ -73,11 +73,6 @@ class GANTrainConfig:
 
     RUN_LENGTH = ("epochs", "max_minutes", "max_steps", "progress", "log_interval", "out",
                   "resume", "ctx", "dry_run", "num_workers")
-
-    @classmethod
-    def from_dict(cls, data):
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
 
     def model_config(self):
         return DCGANConfig(self.image_size, self.latent_size, self.ngf, self.ndf,

@@ -18,7 +18,7 @@ exactly the dropout masks an uninterrupted run would.
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Optional
 
 import mxnet as mx
@@ -80,11 +80,6 @@ class TextTrainConfig:
                   "resume", "ctx", "save_every", "dry_run")
     # ... and these, when given explicitly (e.g. the corpus moved).
     RESUME_OVERRIDABLE = ("data", "max_chars")
-
-    @classmethod
-    def from_dict(cls, data):
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 class LMLoss(gluon.HybridBlock):
