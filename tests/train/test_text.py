@@ -199,3 +199,19 @@ def test_checkpoint_round_trip_is_exact(nietzsche_path, tmp_path):
         a = result["model"](data, *result["model"].begin_state(1))[0].asnumpy()
         b = model(data, *model.begin_state(1))[0].asnumpy()
     np.testing.assert_array_equal(a, b)
+
+
+def test_global_norm_clipping_bounds_the_update(nietzsche_path, tmp_path):
+    """With plain SGD (lr 1) one step moves the parameters by exactly the clipped
+    gradient: its global norm equals --clip when the raw gradient is larger."""
+    kw = dict(epochs=1, max_steps=1, optimizer="sgd", dropout=0.0, val_fraction=0.2)
+    train_text(_cfg(nietzsche_path, tmp_path / "init", lr=0.0, **kw), log=_quiet)
+    train_text(_cfg(nietzsche_path, tmp_path / "step", lr=1.0, clip=0.01, **kw), log=_quiet)
+    before, after = _params(str(tmp_path / "init")), _params(str(tmp_path / "step"))
+    moved = np.sqrt(sum(((after[k].astype(np.float64) - before[k]) ** 2).sum() for k in before))
+    assert moved == pytest.approx(0.01, rel=1e-3)
+    # ... and it was clipped: unclipped, the same step moves much further
+    train_text(_cfg(nietzsche_path, tmp_path / "free", lr=1.0, clip=0, **kw), log=_quiet)
+    free = _params(str(tmp_path / "free"))
+    assert np.sqrt(sum(((free[k].astype(np.float64) - before[k]) ** 2).sum()
+                       for k in before)) > 0.1
