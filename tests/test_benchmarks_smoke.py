@@ -21,5 +21,7 @@ def test_bench_quick_runs_and_reports_ratios(cli, tmp_path):
         assert info["candidate_per_s"] > 0
         assert any(k.startswith("ratio_vs_") for k in info)
     # comparing a run with itself finds no regression
-    same = cli("bench", "--quick", "--compare", out, "-k", "bptt", timeout=600)
+    # a generous threshold: this checks the comparison runs, not the noisy machine speed
+    same = cli("bench", "--quick", "--compare", out, "--threshold", "0.9", "-k", "bptt",
+               timeout=600)
     assert same.returncode == 0 and "no regression" in same.stdout, same.stdout + same.stderr
