@@ -27,7 +27,12 @@
 
 #include "mxnet/lib_api.h"
 
+#include "activations.h"
+#include "gemm.h"
+#include "lstm.h"
+
 using namespace mxnet::ext;
+using mxgen::LstmShape;
 
 namespace {
 
@@ -325,28 +330,9 @@ void matmul_rows(const float* W, const float* X, const float* b1, const float* b
               1.f, Y, rows);
 }
 
-// exp(x) for float, vectorisable (no library call): Cody-Waite range reduction
-// and a degree-6 polynomial, within ~2 ulp of std::exp on [-87, 88].
-inline float fast_exp(float x) {
-  x = std::min(std::max(x, -87.0f), 88.0f);
-  const float n = std::nearbyint(x * 1.44269504088896341f);
-  float r = x - n * 0.693359375f;
-  r -= n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  int32_t bits;
-  std::memcpy(&bits, &p, sizeof(bits));
-  bits += static_cast<int32_t>(n) << 23;
-  std::memcpy(&p, &bits, sizeof(bits));
-  return p;
-}
-inline float sigmoid(float v) { return 1.f / (1.f + fast_exp(-v)); }
-inline float fast_tanh(float v) { return 1.f - 2.f / (fast_exp(2.f * v) + 1.f); }
+using mxgen::fast_exp;
+using mxgen::fast_tanh;
+using mxgen::sigmoid;
 
 // The gate arithmetic of one layer for one sequence, vectorised.  a = i2h, b = h2h
 // pre-activations (G*H each); h (and c) updated in place.
@@ -465,6 +451,90 @@ MXReturnValue gen_forward(const std::unordered_map<std::string, std::string>& at
   return MX_SUCCESS;
 }
 
+// ---------------------------------------------------------------- LSTM layer
+// mxgen_lstm(x (T, N, I), h0 (1, N, H), c0 (1, N, H), weights (4H(I+H)+8H,))
+//     -> y (T, N, H), hT (1, N, H), cT (1, N, H), ws (T, N, 5H)
+// One fused-layout LSTM layer for training (see lstm.h); ws is the saved
+// forward state for the backward pass (its gradient is ignored).
+MXReturnValue lstm_parse(const std::unordered_map<std::string, std::string>& attrs,
+                         int* num_in, int* num_out) {
+  int H = 0;
+  if (!get_int(attrs, "state_size", 0, &H) || H < 1) {
+    MX_ERROR_MSG << "mxgen_lstm: state_size must be an integer >= 1";
+    return MX_FAIL;
+  }
+  *num_in = 4;
+  *num_out = 4;
+  return MX_SUCCESS;
+}
+
+MXReturnValue lstm_shape(const std::unordered_map<std::string, std::string>& attrs,
+                         std::vector<std::vector<unsigned int>>* in_shapes,
+                         std::vector<std::vector<unsigned int>>* out_shapes) {
+  int Hi = 0;
+  get_int(attrs, "state_size", 0, &Hi);
+  const auto& in = *in_shapes;
+  const auto& x = in[0];
+  if (x.size() != 3 || x[0] == 0 || x[1] == 0 || x[2] == 0) {
+    MX_ERROR_MSG << "mxgen_lstm: input must be (seq_len, batch, input_size), non-empty";
+    return MX_FAIL;
+  }
+  const unsigned T = x[0], N = x[1], I = x[2], H = static_cast<unsigned>(Hi);
+  for (int s = 1; s <= 2; ++s) {
+    const auto& st = in[s];
+    if (st.size() != 3 || st[0] != 1 || st[1] != N || st[2] != H) {
+      MX_ERROR_MSG << "mxgen_lstm: state " << s - 1 << " must be (1, " << N << ", " << H
+                   << ")";
+      return MX_FAIL;
+    }
+  }
+  const LstmShape ls{static_cast<int>(T), static_cast<int>(N), static_cast<int>(I), Hi};
+  if (in[3].size() != 1 || in[3][0] != ls.weights()) {
+    MX_ERROR_MSG << "mxgen_lstm: weights must be a flat (" << ls.weights()
+                 << ",) vector for input_size " << I << " and state_size " << H;
+    return MX_FAIL;
+  }
+  (*out_shapes)[0] = {T, N, H};
+  (*out_shapes)[1] = {1, N, H};
+  (*out_shapes)[2] = {1, N, H};
+  (*out_shapes)[3] = {T, N, 5 * H};
+  return MX_SUCCESS;
+}
+
+LstmShape lstm_dims(MXTensor& x, int H) {
+  return LstmShape{static_cast<int>(x.shape[0]), static_cast<int>(x.shape[1]),
+                   static_cast<int>(x.shape[2]), H};
+}
+
+MXReturnValue lstm_forward_op(const std::unordered_map<std::string, std::string>& attrs,
+                              std::vector<MXTensor>* inputs, std::vector<MXTensor>* outputs,
+                              const OpResource& res) {
+  int H = 0;
+  get_int(attrs, "state_size", 0, &H);
+  auto& in = *inputs;
+  auto& out = *outputs;
+  mxgen::lstm_forward(lstm_dims(in[0], H), in[0].data<float>(), in[1].data<float>(),
+                      in[2].data<float>(), in[3].data<float>(), out[0].data<float>(),
+                      out[1].data<float>(), out[2].data<float>(), out[3].data<float>());
+  return MX_SUCCESS;
+}
+
+// inputs: [dy, dhT, dcT, dws, x, h0, c0, w, y, hT, cT, ws]; outputs: [dx, dh0, dc0, dw]
+MXReturnValue lstm_backward_op(const std::unordered_map<std::string, std::string>& attrs,
+                               std::vector<MXTensor>* inputs, std::vector<MXTensor>* outputs,
+                               const OpResource& res) {
+  int H = 0;
+  get_int(attrs, "state_size", 0, &H);
+  auto& in = *inputs;
+  auto& out = *outputs;
+  mxgen::lstm_backward(lstm_dims(in[4], H), in[0].data<float>(), in[1].data<float>(),
+                       in[2].data<float>(), in[4].data<float>(), in[5].data<float>(),
+                       in[6].data<float>(), in[7].data<float>(), in[8].data<float>(),
+                       in[11].data<float>(), out[0].data<float>(), out[1].data<float>(),
+                       out[2].data<float>(), out[3].data<float>());
+  return MX_SUCCESS;
+}
+
 }  // namespace
 
 REGISTER_OP(mxgen_sample)
@@ -478,6 +548,13 @@ REGISTER_OP(mxgen_char_rnn_generate)
     .setInferType(all_float32)
     .setInferShape(gen_shape)
     .setForward(gen_forward, "cpu");
+
+REGISTER_OP(mxgen_lstm)
+    .setParseAttrs(lstm_parse)
+    .setInferType(all_float32)
+    .setInferShape(lstm_shape)
+    .setForward(lstm_forward_op, "cpu")
+    .setBackward(lstm_backward_op, "cpu");
 
 MXReturnValue initialize(int version) {
   if (version >= 10900) return MX_SUCCESS;   // the lib_api.h of MXNet 1.9

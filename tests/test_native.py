@@ -110,3 +110,88 @@ def test_native_can_be_required_or_refused(vocab, monkeypatch):
 def test_info_lists_native_ops(cli):
     proc = cli("info")
     assert "mxgen_sample" in proc.stdout and "mxgen_char_rnn_generate" in proc.stdout
+
+
+# ---------------------------------------------------------------- mxgen_lstm
+def _lstm_grads(impl, x, h0, c0, w, dy, dh, dc, H):
+    args = [a.copy() for a in (x, h0, c0, w)]
+    for a in args:
+        a.attach_grad()
+    with mx.autograd.record():
+        if impl == "fused":
+            y, hT, cT = mx.nd.RNN(args[0], args[3], args[1], args[2], state_size=H,
+                                  num_layers=1, mode="lstm", state_outputs=True)
+        else:
+            y, hT, cT, _ = mx.nd.mxgen_lstm(*args, state_size=H)
+        loss = (y * dy).sum() + (hT * dh).sum() + (cT * dc).sum()
+    loss.backward()
+    return [o.asnumpy() for o in [y, hT, cT] + [a.grad for a in args]]
+
+
+# (T, N, I, H): the training shape, odd sizes off every block boundary, batch 1
+@pytest.mark.parametrize("shape", [(30, 32, 64, 256), (7, 5, 13, 40), (3, 1, 8, 17),
+                                   (1, 9, 33, 70)])
+def test_native_lstm_matches_fused_op(shape):
+    T, N, I, H = shape
+    rng = np.random.RandomState(sum(shape))
+    arr = lambda *s, scale=1.0: mx.nd.array(rng.normal(0, scale, s).astype(np.float32))
+    x, h0, c0 = arr(T, N, I), arr(1, N, H), arr(1, N, H)
+    w = arr(4 * H * (I + H) + 8 * H, scale=0.2)
+    dy, dh, dc = arr(T, N, H), arr(1, N, H), arr(1, N, H)
+    fused = _lstm_grads("fused", x, h0, c0, w, dy, dh, dc, H)
+    native = _lstm_grads("native", x, h0, c0, w, dy, dh, dc, H)
+    for name, a, b in zip(["y", "hT", "cT", "dx", "dh0", "dc0", "dw"], fused, native):
+        scale = max(1.0, float(np.abs(a).max()))
+        np.testing.assert_allclose(b, a, rtol=0, atol=2e-6 * scale, err_msg=name)
+
+
+def test_native_lstm_rejects_bad_shapes():
+    x = mx.nd.zeros((5, 2, 8))
+    h = mx.nd.zeros((1, 2, 16))
+    w = mx.nd.zeros((4 * 16 * 24 + 8 * 16,))
+    with pytest.raises(mx.base.MXNetError, match=r"state 1 must be \(1, 2, 16\)"):
+        mx.nd.mxgen_lstm(x, h, mx.nd.zeros((1, 3, 16)), w, state_size=16)[0].wait_to_read()
+    with pytest.raises(mx.base.MXNetError, match=r"weights must be a flat \(1664,\) vector"):
+        mx.nd.mxgen_lstm(x, h, h, mx.nd.zeros((10,)), state_size=16)[0].wait_to_read()
+    with pytest.raises(mx.base.MXNetError, match="input must be"):
+        mx.nd.mxgen_lstm(mx.nd.zeros((5, 8)), h, h, w, state_size=16)[0].wait_to_read()
+    with pytest.raises(mx.base.MXNetError, match="state_size must be an integer >= 1"):
+        mx.nd.mxgen_lstm(x, h, h, w, state_size=0)[0].wait_to_read()
+
+
+def test_char_rnn_native_equals_fused_hybridized(vocab):
+    """The whole model, hybridized, both kernels: same logits, states and gradients."""
+    data = mx.nd.array(np.array(vocab.encode("Supposing that truth is a woman--what then? "
+                                             "Is there not ground for suspecting")[:60])
+                       .reshape(12, 5))
+    results = {}
+    for impl in ("fused", "native"):
+        mx.random.seed(5)
+        model = CharRNN(len(vocab), 16, 48, 2, dropout=0.0, mode="lstm")
+        model.initialize(mx.init.Xavier(magnitude=6))
+        assert model.set_rnn_impl(impl) == impl
+        model.hybridize(static_alloc=True)
+        states = model.begin_state(5)
+        with mx.autograd.record():
+            logits, new_states = model(data, *states)
+            loss = mx.nd.log_softmax(logits).sum()
+        loss.backward()
+        grads = [p.grad().asnumpy() for p in model.collect_params().values()]
+        results[impl] = [logits.asnumpy()] + [s.asnumpy() for s in new_states] + grads
+    for a, b in zip(results["fused"], results["native"]):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+
+
+def test_rnn_impl_choice(vocab, monkeypatch):
+    from mxgen.models.rnn import resolve_impl
+    assert resolve_impl("auto", "lstm") == "native"
+    assert resolve_impl("auto", "gru") == "fused"
+    assert resolve_impl("auto", "lstm", contexts=[mx.gpu(0)]) == "fused"
+    with pytest.raises(MXGenError, match="single-layer lstm only"):
+        resolve_impl("native", "gru")
+    with pytest.raises(MXGenError, match="unknown rnn_impl 'cuda'"):
+        resolve_impl("cuda", "lstm")
+    monkeypatch.setenv("MXGEN_NATIVE", "0")
+    assert resolve_impl("auto", "lstm") == "fused"
+    with pytest.raises(MXGenError, match="disabled by MXGEN_NATIVE=0"):
+        resolve_impl("native", "lstm")

@@ -34,6 +34,9 @@ def get_parser(parser):
     t.add_argument("--max-chars", type=int, default=None, help="use only the first N characters")
     t.add_argument("--save-every", type=int, default=None,
                    help="also checkpoint every N steps (default: each epoch)")
+    t.add_argument("--rnn-impl", choices=["auto", "fused", "native"], default=None,
+                   help="recurrent kernel: MXNet's fused RNN op or mxgen's native LSTM op"
+                        " (default: auto = native for lstm on CPU when it is built)")
     t.add_argument("--sample-length", type=int, default=300,
                    help="characters of the closing sample (default: %(default)s)")
     add_training_args(parser, "runs/text")
@@ -43,7 +46,7 @@ def get_parser(parser):
 _FIELDS = ["data", "mode", "num_embed", "num_hidden", "num_layers", "dropout", "tie_weights",
            "seq_len", "batch_size", "epochs", "optimizer", "lr", "wd", "lr_schedule", "clip",
            "val_fraction", "max_chars", "ctx", "seed", "save_every", "max_minutes", "max_steps",
-           "dry_run", "resume", "out"]
+           "dry_run", "resume", "out", "rnn_impl"]
 
 
 def main(args):

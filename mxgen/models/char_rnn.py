@@ -5,7 +5,7 @@ import mxnet as mx
 from mxnet.gluon import HybridBlock, nn
 
 from ..errors import MXGenError
-from .rnn import MODES, cell_step, make_rnn, num_states
+from .rnn import MODES, cell_step, make_rnn, num_states, resolve_impl
 
 __all__ = ["CharRNNConfig", "CharRNN", "char_rnn"]
 
@@ -78,6 +78,23 @@ class CharRNN(HybridBlock):
         if isinstance(config, dict):
             config = CharRNNConfig(**config)
         return cls(**config.to_dict(), **kwargs)
+
+    def set_rnn_impl(self, impl="auto", contexts=None):
+        """Choose the recurrent kernel (``'auto'``, ``'fused'``, ``'native'``).
+
+        ``'auto'`` takes mxgen's native LSTM op on CPU when it is loaded (see
+        :func:`mxgen.models.rnn.resolve_impl`).  Returns the kernel chosen.
+        Clears cached graphs, so it can be called at any time.
+        """
+        chosen = resolve_impl(impl, self.mode, 1, contexts)
+        for layer in self.layers:
+            layer.set_impl(chosen)
+        self._clear_cached_op()
+        return chosen
+
+    @property
+    def rnn_impl(self):
+        return self.layers[0].impl
 
     @property
     def states_per_layer(self):

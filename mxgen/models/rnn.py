@@ -20,8 +20,10 @@ import math
 import mxnet as mx
 from mxnet.gluon import HybridBlock
 
-__all__ = ["MODES", "FusedRNN", "make_rnn", "cell_step", "num_gates", "num_states",
-           "FusedRNNInit"]
+__all__ = ["MODES", "IMPLS", "FusedRNN", "make_rnn", "cell_step", "num_gates", "num_states",
+           "FusedRNNInit", "resolve_impl"]
+
+IMPLS = ("auto", "fused", "native")
 
 MODES = ("rnn_relu", "rnn_tanh", "gru", "lstm")
 _GATES = {"rnn_relu": 1, "rnn_tanh": 1, "gru": 3, "lstm": 4}
@@ -34,6 +36,40 @@ def num_gates(mode):
 def num_states(mode):
     """Recurrent states per layer: (h, c) for lstm, (h,) otherwise."""
     return 2 if mode == "lstm" else 1
+
+
+def resolve_impl(impl, mode, num_layers=1, contexts=None):
+    """Which kernel runs a recurrent layer: ``'fused'`` or ``'native'``.
+
+    ``'fused'`` is MXNet's RNN operator (oneDNN on CPU, cuDNN on GPU).
+    ``'native'`` is mxgen's ``mxgen_lstm`` operator (kernels/lstm.h): one
+    single-layer LSTM with AVX-512 GEMMs, CPU only, faster than oneDNN's
+    backward pass on CPUs without AVX-512 BLAS in the wheel.  ``'auto'`` picks
+    native for CPU LSTM layers when the op is loaded, fused otherwise.
+    Results agree to float rounding (tests check 1e-5); checkpoints are the
+    same either way.
+    """
+    from .. import _native
+    from ..errors import MXGenError
+    if impl not in IMPLS:
+        raise MXGenError("unknown rnn_impl %r; choose from %s" % (impl, ", ".join(IMPLS)))
+    if impl == "fused":
+        return "fused"
+    on_cpu = all(c.device_type == "cpu" for c in (contexts or [mx.cpu()]))
+    why = None
+    if mode != "lstm" or num_layers != 1:
+        why = "the native recurrent op covers single-layer lstm only (got %s)" % mode
+    elif not on_cpu:
+        why = "the native recurrent op runs on CPU only"
+    elif _native.disabled():
+        why = "native ops disabled by MXGEN_NATIVE=0"
+    elif not _native.available("mxgen_lstm"):
+        why = _native.status()[2] or "mxgen_lstm not loaded"
+    if why is None:
+        return "native"
+    if impl == "native":
+        raise MXGenError("rnn_impl='native' unavailable: %s" % why)
+    return "fused"
 
 
 def _segments(mode, num_hidden, input_size, num_layers):
@@ -109,6 +145,7 @@ class FusedRNN(HybridBlock):
         super().__init__(**kwargs)
         if mode not in MODES:
             raise ValueError("unknown RNN mode %r; choose from %s" % (mode, ", ".join(MODES)))
+        self.impl = "fused"
         self.mode, self.num_hidden = mode, num_hidden
         self.input_size, self.num_layers = input_size, num_layers
         self.segments = _segments(mode, num_hidden, input_size, num_layers)
@@ -124,7 +161,22 @@ class FusedRNN(HybridBlock):
     def begin_state(self, batch_size, ctx=None, func=mx.nd.zeros):
         return [func(shape=s, ctx=ctx) for s in self.state_shapes(batch_size)]
 
+    def set_impl(self, impl):
+        """Run this layer with ``'fused'`` or ``'native'`` (see :func:`resolve_impl`).
+
+        Call before the first forward, or clear the enclosing cached graphs.
+        """
+        if impl not in ("fused", "native"):
+            raise ValueError("impl must be 'fused' or 'native', got %r" % (impl,))
+        if impl == "native" and (self.mode != "lstm" or self.num_layers != 1):
+            raise ValueError("the native recurrent op covers single-layer lstm only")
+        self.impl = impl
+        self._clear_cached_op()
+
     def hybrid_forward(self, F, inputs, *states, weights):
+        if self.impl == "native":
+            out = F.mxgen_lstm(inputs, states[0], states[1], weights, state_size=self.num_hidden)
+            return out[0], [out[1], out[2]]
         out = F.RNN(inputs, weights, *states, state_size=self.num_hidden,
                     num_layers=self.num_layers, mode=self.mode, state_outputs=True, p=0.0)
         return out[0], list(out[1:])

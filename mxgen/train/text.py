@@ -65,6 +65,7 @@ class TextTrainConfig:
     max_chars: Optional[int] = None
     min_char_count: Optional[int] = None
     ctx: str = "cpu"
+    rnn_impl: str = "auto"
     seed: int = 0
     log_interval: int = 20
     save_every: int = 0
@@ -77,7 +78,7 @@ class TextTrainConfig:
 
     # Settings a resumed run may change; everything else comes from the checkpoint.
     RUN_LENGTH = ("epochs", "max_minutes", "max_steps", "progress", "log_interval", "out",
-                  "resume", "ctx", "save_every", "dry_run")
+                  "resume", "ctx", "save_every", "dry_run", "rnn_impl")
     # ... and these, when given explicitly (e.g. the corpus moved).
     RESUME_OVERRIDABLE = ("data", "max_chars")
 
@@ -172,6 +173,7 @@ def load_char_rnn(path, ctx=None, prefer="best"):
         raise MXGenError("checkpoint %s: model vocab_size %d does not match vocab.json (%d chars)"
                          % (ckpt_dir, config.vocab_size, len(vocab)))
     model = CharRNN.from_config(config)
+    model.set_rnn_impl("auto", [ctx or mx.cpu()])
     load_parameters(model, os.path.join(ckpt_dir, "model.params"), ctx or mx.cpu())
     return model, vocab, ckpt_dir, meta
 
@@ -232,6 +234,7 @@ def train_text(cfg, log=print, explicit=()):
     mx.random.seed(cfg.seed)
     model = CharRNN.from_config(model_cfg)
     model.initialize(mx.init.Xavier(), ctx=ctxs)
+    rnn_impl = model.set_rnn_impl(cfg.rnn_impl, ctxs)
     loss_block = LMLoss(model)
     loss_block.hybridize(static_alloc=True)
     params = list(model.collect_params().values())
@@ -272,6 +275,9 @@ def train_text(cfg, log=print, explicit=()):
     log("corpus %s: %d train / %d validation chars, vocab %d; %d batches of (%d, %d) per epoch"
         % (cfg.data, len(train_str), len(val_str), len(vocab), len(train_data),
            cfg.seq_len, cfg.batch_size))
+    log("model %s %dx%d on %s; recurrent kernel: %s"
+        % (cfg.mode, cfg.num_layers, cfg.num_hidden, cfg.ctx,
+           "mxgen native LSTM op" if rnn_impl == "native" else "MXNet fused RNN op"))
 
     def save(point_best=False):
         progress["step"] = step

@@ -1,0 +1,273 @@
+// A small single-precision GEMM for mxgen's recurrent kernels.
+//
+// Why not BLAS: the OpenBLAS inside the mxnet wheel has no AVX-512 kernels
+// (it runs Haswell's AVX2 code on AVX-512 CPUs: about half the machine's
+// peak), and the oneDNN inside libmxnet.so does not export its sgemm.  The
+// recurrent loops also need a GEMM whose right-hand operand (the weights) is
+// packed once per call and reused for every time step.
+//
+// Design (the usual one): op(B) is packed into NR-column panels, op(A) into
+// MR-row panels, both k-major and zero-padded; an MR x NR register-blocked
+// micro-kernel (AVX-512 where the CPU has it, chosen at run time; a portable
+// one otherwise) walks K in KC chunks so a B panel chunk stays in L1.
+//
+//   sgemm(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc)
+//       C (M x N, row-major) = beta * C + op(A) op(B), beta in {0, 1},
+//       op(A)(m, k) = ta ? A[k * lda + m] : A[m * lda + k], likewise B.
+//       Threads over the OpenMP team.
+//
+// The lower-level pieces (PackedB, pack_a, gemm_panels) let a caller that
+// runs its own parallel region (the LSTM time loop) reuse packed weights.
+#pragma once
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstring>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace mxgen {
+
+constexpr int kMR = 8;     // rows of the register block
+constexpr int kNR = 32;    // columns: two 16-float vectors
+constexpr int kKC = 256;   // K chunk: a B panel chunk of 32 KB stays in L1
+
+inline int omp_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+inline int omp_rank() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+inline int omp_team() {
+#ifdef _OPENMP
+  return omp_get_num_threads();
+#else
+  return 1;
+#endif
+}
+
+inline int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+// [lo, hi) of `count` items for member `rank` of a team of `team`.
+inline void split_range(int count, int team, int rank, int* lo, int* hi) {
+  const int base = count / team, extra = count % team;
+  *lo = rank * base + std::min(rank, extra);
+  *hi = *lo + base + (rank < extra ? 1 : 0);
+}
+
+// ------------------------------------------------------------------ packing
+// Panel j of op(B) (K x N): Bp[j * K * kNR + k * kNR + c] = op(B)(k, j * kNR + c).
+inline void pack_b_panels(bool tb, int K, int N, const float* B, int ldb, float* Bp, int j0,
+                          int j1) {
+  for (int j = j0; j < j1; ++j) {
+    float* dst = Bp + static_cast<size_t>(j) * K * kNR;
+    const int n0 = j * kNR, nn = std::min(kNR, N - n0);
+    if (!tb) {
+      for (int k = 0; k < K; ++k) {
+        float* d = dst + static_cast<size_t>(k) * kNR;
+        std::memcpy(d, B + static_cast<size_t>(k) * ldb + n0, sizeof(float) * nn);
+        for (int c = nn; c < kNR; ++c) d[c] = 0.f;
+      }
+    } else {
+      for (int c = 0; c < kNR; ++c) {
+        if (c < nn) {
+          const float* src = B + static_cast<size_t>(n0 + c) * ldb;
+          for (int k = 0; k < K; ++k) dst[static_cast<size_t>(k) * kNR + c] = src[k];
+        } else {
+          for (int k = 0; k < K; ++k) dst[static_cast<size_t>(k) * kNR + c] = 0.f;
+        }
+      }
+    }
+  }
+}
+
+// Panel i of op(A) (M x K): Ap[i * K * kMR + k * kMR + r] = op(A)(i * kMR + r, k).
+inline void pack_a_panels(bool ta, int M, int K, const float* A, int lda, float* Ap, int i0,
+                          int i1) {
+  for (int i = i0; i < i1; ++i) {
+    float* dst = Ap + static_cast<size_t>(i) * K * kMR;
+    const int m0 = i * kMR, mm = std::min(kMR, M - m0);
+    if (!ta) {
+      for (int r = 0; r < kMR; ++r) {
+        if (r < mm) {
+          const float* src = A + static_cast<size_t>(m0 + r) * lda;
+          for (int k = 0; k < K; ++k) dst[static_cast<size_t>(k) * kMR + r] = src[k];
+        } else {
+          for (int k = 0; k < K; ++k) dst[static_cast<size_t>(k) * kMR + r] = 0.f;
+        }
+      }
+    } else {
+      for (int k = 0; k < K; ++k) {
+        const float* src = A + static_cast<size_t>(k) * lda + m0;
+        float* d = dst + static_cast<size_t>(k) * kMR;
+        for (int r = 0; r < mm; ++r) d[r] = src[r];
+        for (int r = mm; r < kMR; ++r) d[r] = 0.f;
+      }
+    }
+  }
+}
+
+// ------------------------------------------------------------ micro-kernels
+// C[mm x nn] (row stride ldc) = (accumulate ? C : 0) + Ap (K x kMR) * Bp (K x kNR).
+typedef void (*MicroKernel)(int K, const float* Ap, const float* Bp, float* C, int ldc, int mm,
+                            int nn, bool accumulate);
+
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx512f"))) inline void micro_avx512(int K, const float* Ap,
+                                                            const float* Bp, float* C, int ldc,
+                                                            int mm, int nn, bool accumulate) {
+  __m512 c0[kMR], c1[kMR];
+#pragma GCC unroll 8
+  for (int r = 0; r < kMR; ++r) { c0[r] = _mm512_setzero_ps(); c1[r] = _mm512_setzero_ps(); }
+  for (int k = 0; k < K; ++k) {
+    const __m512 b0 = _mm512_loadu_ps(Bp + static_cast<size_t>(k) * kNR);
+    const __m512 b1 = _mm512_loadu_ps(Bp + static_cast<size_t>(k) * kNR + 16);
+    const float* a = Ap + static_cast<size_t>(k) * kMR;
+#pragma GCC unroll 8
+    for (int r = 0; r < kMR; ++r) {
+      const __m512 av = _mm512_set1_ps(a[r]);
+      c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
+      c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
+    }
+  }
+  const __mmask16 m0 = nn >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << nn) - 1);
+  const __mmask16 m1 = nn >= 32 ? 0xFFFF
+                       : nn <= 16 ? 0 : static_cast<__mmask16>((1u << (nn - 16)) - 1);
+#pragma GCC unroll 8
+  for (int r = 0; r < kMR; ++r) {
+    if (r >= mm) break;
+    float* cr = C + static_cast<size_t>(r) * ldc;
+    if (accumulate) {
+      c0[r] = _mm512_add_ps(c0[r], _mm512_maskz_loadu_ps(m0, cr));
+      c1[r] = _mm512_add_ps(c1[r], _mm512_maskz_loadu_ps(m1, cr + 16));
+    }
+    _mm512_mask_storeu_ps(cr, m0, c0[r]);
+    _mm512_mask_storeu_ps(cr + 16, m1, c1[r]);
+  }
+}
+#endif
+
+// Portable kernel (any x86-64; auto-vectorised for AVX2 where the CPU has it).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+inline void micro_generic(int K, const float* Ap, const float* Bp, float* C, int ldc, int mm,
+                          int nn, bool accumulate) {
+  float acc[kMR][kNR];
+  for (int r = 0; r < kMR; ++r)
+    for (int c = 0; c < kNR; ++c) acc[r][c] = 0.f;
+  for (int k = 0; k < K; ++k) {
+    const float* b = Bp + static_cast<size_t>(k) * kNR;
+    const float* a = Ap + static_cast<size_t>(k) * kMR;
+    for (int r = 0; r < kMR; ++r) {
+      const float av = a[r];
+#pragma omp simd
+      for (int c = 0; c < kNR; ++c) acc[r][c] += av * b[c];
+    }
+  }
+  for (int r = 0; r < mm; ++r) {
+    float* cr = C + static_cast<size_t>(r) * ldc;
+    for (int c = 0; c < nn; ++c) cr[c] = (accumulate ? cr[c] : 0.f) + acc[r][c];
+  }
+}
+
+inline MicroKernel micro_kernel() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  static const MicroKernel chosen =
+      __builtin_cpu_supports("avx512f") ? micro_avx512 : micro_generic;
+  return chosen;
+#else
+  return micro_generic;
+#endif
+}
+
+inline bool has_avx512() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  return __builtin_cpu_supports("avx512f");
+#else
+  return false;
+#endif
+}
+
+// C panels [i0, i1) x [j0, j1) from packed operands holding the full K.
+// `accumulate` false overwrites C.  Single-threaded: callers split the work.
+inline void gemm_panels(int M, int N, int K, const float* Ap, const float* Bp, int i0, int i1,
+                        int j0, int j1, float* C, int ldc, bool accumulate) {
+  const MicroKernel ukr = micro_kernel();
+  constexpr int kMC = 16;   // A panels per block: 128 rows x KC in L2
+  for (int k0 = 0; k0 < K; k0 += kKC) {
+    const int kc = std::min(kKC, K - k0);
+    const bool acc = accumulate || k0 > 0;
+    for (int ib = i0; ib < i1; ib += kMC) {
+      const int ie = std::min(i1, ib + kMC);
+      for (int j = j0; j < j1; ++j) {
+        const float* b = Bp + static_cast<size_t>(j) * K * kNR + static_cast<size_t>(k0) * kNR;
+        const int nn = std::min(kNR, N - j * kNR);
+        for (int i = ib; i < ie; ++i) {
+          const float* a =
+              Ap + static_cast<size_t>(i) * K * kMR + static_cast<size_t>(k0) * kMR;
+          const int mm = std::min(kMR, M - i * kMR);
+          ukr(kc, a, b, C + static_cast<size_t>(i) * kMR * ldc + j * kNR, ldc, mm, nn, acc);
+        }
+      }
+    }
+  }
+}
+
+inline size_t packed_b_size(int K, int N) { return static_cast<size_t>(ceil_div(N, kNR)) * K * kNR; }
+inline size_t packed_a_size(int M, int K) { return static_cast<size_t>(ceil_div(M, kMR)) * K * kMR; }
+
+// Reusable scratch (one per calling thread of the operator).
+inline std::vector<float>& scratch(int slot, size_t n) {
+  static thread_local std::vector<float> bufs[4];
+  if (bufs[slot].size() < n) bufs[slot].resize(n);
+  return bufs[slot];
+}
+
+// C = beta * C + op(A) op(B), beta 0 or 1, over the OpenMP team.
+inline void sgemm(bool ta, bool tb, int M, int N, int K, const float* A, int lda, const float* B,
+                  int ldb, float beta, float* C, int ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    if (beta == 0.f)
+      for (int m = 0; m < M; ++m) std::memset(C + static_cast<size_t>(m) * ldc, 0, sizeof(float) * N);
+    return;
+  }
+  const int pm = ceil_div(M, kMR), pn = ceil_div(N, kNR);
+  float* Ap = scratch(0, packed_a_size(M, K)).data();
+  float* Bp = scratch(1, packed_b_size(K, N)).data();
+  const long work = static_cast<long>(M) * N * K;
+#pragma omp parallel if (work > 200000)
+  {
+    const int team = omp_team(), rank = omp_rank();
+    int lo, hi;
+    split_range(pm, team, rank, &lo, &hi);
+    pack_a_panels(ta, M, K, A, lda, Ap, lo, hi);
+    split_range(pn, team, rank, &lo, &hi);
+    pack_b_panels(tb, K, N, B, ldb, Bp, lo, hi);
+#pragma omp barrier
+    // split the side with more panels, so every thread gets whole panels
+    if (pn >= 2 * team || pn >= pm) {
+      split_range(pn, team, rank, &lo, &hi);
+      gemm_panels(M, N, K, Ap, Bp, 0, pm, lo, hi, C, ldc, beta != 0.f);
+    } else {
+      split_range(pm, team, rank, &lo, &hi);
+      gemm_panels(M, N, K, Ap, Bp, lo, hi, 0, pn, C, ldc, beta != 0.f);
+    }
+  }
+}
+
+}  // namespace mxgen
