@@ -42,6 +42,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", default="lstm", choices=["lstm", "gru"])
     parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--rnn-impl", default="auto", choices=["auto", "fused", "native"],
+                        help="recurrent kernel (default: auto, as mxgen train-text)")
     args = parser.parse_args()
     # the machine's matrix-multiply peak: the fastest of 15 2048^3 FullyConnected calls
     a = nd.random.normal(shape=(2048, 2048))
@@ -53,6 +55,8 @@ def main():
     gates = {"lstm": 4, "gru": 3}[args.mode]
     model = CharRNN(V, E, H, L, dropout=0.2, mode=args.mode)
     model.initialize(mx.init.Xavier())
+    impl = model.set_rnn_impl(args.rnn_impl)
+    print("recurrent kernel: %s" % impl)
     loss_block = LMLoss(model)
     loss_block.hybridize(static_alloc=True)
     params = list(model.collect_params().values())

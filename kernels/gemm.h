@@ -120,25 +120,50 @@ inline void pack_a_panels(bool ta, int M, int K, const float* A, int lda, float*
   }
 }
 
+// Rows [k_begin, k_begin + k_count) of a packed op(A) = S^T, where S is the
+// (k_count x M) row-major block `S` with row stride lds: lets one packed
+// operand gather its K rows from several arrays.
+inline void pack_at_rows(const float* S, int lds, int M, int K, int k_begin, int k_count,
+                         float* Ap, int i0, int i1) {
+  for (int i = i0; i < i1; ++i) {
+    float* dst = Ap + static_cast<size_t>(i) * K * kMR + static_cast<size_t>(k_begin) * kMR;
+    const int m0 = i * kMR, mm = std::min(kMR, M - m0);
+    for (int k = 0; k < k_count; ++k) {
+      const float* src = S + static_cast<size_t>(k) * lds + m0;
+      float* d = dst + static_cast<size_t>(k) * kMR;
+      for (int r = 0; r < mm; ++r) d[r] = src[r];
+      for (int r = mm; r < kMR; ++r) d[r] = 0.f;
+    }
+  }
+}
+
 // ------------------------------------------------------------ micro-kernels
-// C[mm x nn] (row stride ldc) = (accumulate ? C : 0) + Ap (K x kMR) * Bp (K x kNR).
-typedef void (*MicroKernel)(int K, const float* Ap, const float* Bp, float* C, int ldc, int mm,
-                            int nn, bool accumulate);
+// C[mm x nn] (row stride ldc) = (accumulate ? C : 0) + A (mm x K) * Bp (K x kNR).
+// A is either packed (element (r, k) at A[k * kMR + r], lda ignored) or plain
+// row-major with row stride lda (kPacked false; rows past mm are never read).
+template <bool kPacked>
+using MicroKernel = void (*)(int K, const float* A, int lda, const float* Bp, float* C, int ldc,
+                             int mm, int nn, bool accumulate);
 
 #if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("avx512f"))) inline void micro_avx512(int K, const float* Ap,
-                                                            const float* Bp, float* C, int ldc,
-                                                            int mm, int nn, bool accumulate) {
+template <bool kPacked>
+__attribute__((target("avx512f"))) void micro_avx512(int K, const float* A, int lda,
+                                                     const float* Bp, float* C, int ldc, int mm,
+                                                     int nn, bool accumulate) {
   __m512 c0[kMR], c1[kMR];
+  const float* row[kMR];
 #pragma GCC unroll 8
-  for (int r = 0; r < kMR; ++r) { c0[r] = _mm512_setzero_ps(); c1[r] = _mm512_setzero_ps(); }
+  for (int r = 0; r < kMR; ++r) {
+    c0[r] = _mm512_setzero_ps();
+    c1[r] = _mm512_setzero_ps();
+    row[r] = A + static_cast<size_t>(r < mm ? r : 0) * lda;
+  }
   for (int k = 0; k < K; ++k) {
     const __m512 b0 = _mm512_loadu_ps(Bp + static_cast<size_t>(k) * kNR);
     const __m512 b1 = _mm512_loadu_ps(Bp + static_cast<size_t>(k) * kNR + 16);
-    const float* a = Ap + static_cast<size_t>(k) * kMR;
 #pragma GCC unroll 8
     for (int r = 0; r < kMR; ++r) {
-      const __m512 av = _mm512_set1_ps(a[r]);
+      const __m512 av = _mm512_set1_ps(kPacked ? A[static_cast<size_t>(k) * kMR + r] : row[r][k]);
       c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
       c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
     }
@@ -160,20 +185,18 @@ __attribute__((target("avx512f"))) inline void micro_avx512(int K, const float* 
 }
 #endif
 
-// Portable kernel (any x86-64; auto-vectorised for AVX2 where the CPU has it).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("avx2", "default")))
-#endif
-inline void micro_generic(int K, const float* Ap, const float* Bp, float* C, int ldc, int mm,
-                          int nn, bool accumulate) {
+// Portable kernel (any x86-64; auto-vectorised by the compiler).
+template <bool kPacked>
+void micro_generic(int K, const float* A, int lda, const float* Bp, float* C, int ldc, int mm,
+                   int nn, bool accumulate) {
   float acc[kMR][kNR];
   for (int r = 0; r < kMR; ++r)
     for (int c = 0; c < kNR; ++c) acc[r][c] = 0.f;
   for (int k = 0; k < K; ++k) {
     const float* b = Bp + static_cast<size_t>(k) * kNR;
-    const float* a = Ap + static_cast<size_t>(k) * kMR;
-    for (int r = 0; r < kMR; ++r) {
-      const float av = a[r];
+    for (int r = 0; r < mm; ++r) {
+      const float av = kPacked ? A[static_cast<size_t>(k) * kMR + r]
+                               : A[static_cast<size_t>(r) * lda + k];
 #pragma omp simd
       for (int c = 0; c < kNR; ++c) acc[r][c] += av * b[c];
     }
@@ -184,16 +207,6 @@ inline void micro_generic(int K, const float* Ap, const float* Bp, float* C, int
   }
 }
 
-inline MicroKernel micro_kernel() {
-#if defined(__x86_64__) && defined(__GNUC__)
-  static const MicroKernel chosen =
-      __builtin_cpu_supports("avx512f") ? micro_avx512 : micro_generic;
-  return chosen;
-#else
-  return micro_generic;
-#endif
-}
-
 inline bool has_avx512() {
 #if defined(__x86_64__) && defined(__GNUC__)
   return __builtin_cpu_supports("avx512f");
@@ -202,11 +215,25 @@ inline bool has_avx512() {
 #endif
 }
 
-// C panels [i0, i1) x [j0, j1) from packed operands holding the full K.
-// `accumulate` false overwrites C.  Single-threaded: callers split the work.
-inline void gemm_panels(int M, int N, int K, const float* Ap, const float* Bp, int i0, int i1,
-                        int j0, int j1, float* C, int ldc, bool accumulate) {
-  const MicroKernel ukr = micro_kernel();
+template <bool kPacked>
+inline MicroKernel<kPacked> micro_kernel() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  static const MicroKernel<kPacked> chosen =
+      has_avx512() ? micro_avx512<kPacked> : micro_generic<kPacked>;
+  return chosen;
+#else
+  return micro_generic<kPacked>;
+#endif
+}
+
+// C row panels [i0, i1) x column panels [j0, j1) of op(A) Bp, K in full.  A is
+// packed (lda < 0: panel i at A + i * K * kMR) or row-major with row stride
+// lda.  `accumulate` false overwrites C.  Single-threaded: callers split work.
+inline void gemm_panels(int M, int N, int K, const float* A, int lda, const float* Bp, int i0,
+                        int i1, int j0, int j1, float* C, int ldc, bool accumulate) {
+  const bool packed = lda < 0;
+  const MicroKernel<true> ukr_packed = micro_kernel<true>();
+  const MicroKernel<false> ukr_rows = micro_kernel<false>();
   constexpr int kMC = 16;   // A panels per block: 128 rows x KC in L2
   for (int k0 = 0; k0 < K; k0 += kKC) {
     const int kc = std::min(kKC, K - k0);
@@ -217,10 +244,14 @@ inline void gemm_panels(int M, int N, int K, const float* Ap, const float* Bp, i
         const float* b = Bp + static_cast<size_t>(j) * K * kNR + static_cast<size_t>(k0) * kNR;
         const int nn = std::min(kNR, N - j * kNR);
         for (int i = ib; i < ie; ++i) {
-          const float* a =
-              Ap + static_cast<size_t>(i) * K * kMR + static_cast<size_t>(k0) * kMR;
           const int mm = std::min(kMR, M - i * kMR);
-          ukr(kc, a, b, C + static_cast<size_t>(i) * kMR * ldc + j * kNR, ldc, mm, nn, acc);
+          float* c = C + static_cast<size_t>(i) * kMR * ldc + j * kNR;
+          if (packed)
+            ukr_packed(kc, A + static_cast<size_t>(i) * K * kMR + static_cast<size_t>(k0) * kMR,
+                       0, b, c, ldc, mm, nn, acc);
+          else
+            ukr_rows(kc, A + static_cast<size_t>(i) * kMR * lda + k0, lda, b, c, ldc, mm, nn,
+                     acc);
         }
       }
     }
@@ -247,25 +278,30 @@ inline void sgemm(bool ta, bool tb, int M, int N, int K, const float* A, int lda
     return;
   }
   const int pm = ceil_div(M, kMR), pn = ceil_div(N, kNR);
-  float* Ap = scratch(0, packed_a_size(M, K)).data();
+  // a plain op(A) is read in place; a transposed one is packed first
+  float* Ap = ta ? scratch(0, packed_a_size(M, K)).data() : nullptr;
+  const float* a_src = ta ? Ap : A;
+  const int a_ld = ta ? -1 : lda;
   float* Bp = scratch(1, packed_b_size(K, N)).data();
   const long work = static_cast<long>(M) * N * K;
 #pragma omp parallel if (work > 200000)
   {
     const int team = omp_team(), rank = omp_rank();
     int lo, hi;
-    split_range(pm, team, rank, &lo, &hi);
-    pack_a_panels(ta, M, K, A, lda, Ap, lo, hi);
+    if (ta) {
+      split_range(pm, team, rank, &lo, &hi);
+      pack_a_panels(ta, M, K, A, lda, Ap, lo, hi);
+    }
     split_range(pn, team, rank, &lo, &hi);
     pack_b_panels(tb, K, N, B, ldb, Bp, lo, hi);
 #pragma omp barrier
     // split the side with more panels, so every thread gets whole panels
     if (pn >= 2 * team || pn >= pm) {
       split_range(pn, team, rank, &lo, &hi);
-      gemm_panels(M, N, K, Ap, Bp, 0, pm, lo, hi, C, ldc, beta != 0.f);
+      gemm_panels(M, N, K, a_src, a_ld, Bp, 0, pm, lo, hi, C, ldc, beta != 0.f);
     } else {
       split_range(pm, team, rank, &lo, &hi);
-      gemm_panels(M, N, K, Ap, Bp, lo, hi, 0, pn, C, ldc, beta != 0.f);
+      gemm_panels(M, N, K, a_src, a_ld, Bp, lo, hi, 0, pn, C, ldc, beta != 0.f);
     }
   }
 }

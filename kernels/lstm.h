@@ -98,13 +98,11 @@ inline void lstm_forward(const LstmShape& s, const float* x, const float* h0, co
     split_range(ceil_div(H, 16), team, rank, &u0, &u1);
     u0 = std::min(H, u0 * 16);
     u1 = std::min(H, u1 * 16);
-    std::vector<float> a_packed(packed_a_size(N, H));
 #pragma omp barrier
     for (int t = 0; t < T; ++t) {
       const float* h_prev = t == 0 ? h0 : y + static_cast<size_t>(t - 1) * N * H;
       float* pre_t = pre + static_cast<size_t>(t) * N * G;
-      pack_a_panels(false, N, H, h_prev, H, a_packed.data(), 0, pm);
-      gemm_panels(N, G, H, a_packed.data(), w_packed, 0, pm, j0, j1, pre_t, G, true);
+      gemm_panels(N, G, H, h_prev, H, w_packed, 0, pm, j0, j1, pre_t, G, true);
 #pragma omp barrier
       for (int n = 0; n < N; ++n) {
         const size_t row = static_cast<size_t>(t) * N + n;
@@ -150,7 +148,6 @@ inline void lstm_backward(const LstmShape& s, const float* dy, const float* dhT,
     split_range(ceil_div(H, 16), team, rank, &u0, &u1);
     u0 = std::min(H, u0 * 16);
     u1 = std::min(H, u1 * 16);
-    std::vector<float> a_packed(packed_a_size(N, G));
 #pragma omp barrier
     for (int t = T - 1; t >= 0; --t) {
       float* da_t = da + static_cast<size_t>(t) * N * G;
@@ -164,17 +161,44 @@ inline void lstm_backward(const LstmShape& s, const float* dy, const float* dhT,
       }
 #pragma omp barrier
       // dh for step t-1: da_t (N, G) W_h2h (G, H)
-      pack_a_panels(false, N, G, da_t, G, a_packed.data(), 0, pm);
-      gemm_panels(N, H, G, a_packed.data(), w_packed, 0, pm, j0, j1, dh0, H, false);
+      gemm_panels(N, H, G, da_t, G, w_packed, 0, pm, j0, j1, dh0, H, false);
 #pragma omp barrier
     }
   }
   const int rows = T * N;
-  // weight gradients over all steps at once
-  sgemm(true, false, G, I, rows, da, G, x, I, 0.f, dw_i2h, I);
-  if (T > 1)
-    sgemm(true, false, G, H, rows - N, da + static_cast<size_t>(N) * G, G, y, H, 0.f, dw_h2h, H);
-  sgemm(true, false, G, H, N, da, G, h0, H, T > 1 ? 1.f : 0.f, dw_h2h, H);
+  // Weight gradients over all steps at once, as dW^T = Z^T dA so that dA (the
+  // big operand) is packed ONCE, row panels copied, for both products:
+  // Z = x for W_i2h and Z = [h0; y_0 .. y_{T-2}] for W_h2h.
+  float* da_packed = scratch(3, packed_b_size(rows, G)).data();
+  float* xt_packed = scratch(0, packed_a_size(I, rows) + packed_a_size(H, rows)).data();
+  float* ht_packed = xt_packed + packed_a_size(I, rows);
+  std::vector<float> dwt(static_cast<size_t>(I + H) * G);   // [dW_i2h^T; dW_h2h^T]
+  const int pi = ceil_div(I, kMR), ph = ceil_div(H, kMR), pg = ceil_div(G, kNR);
+#pragma omp parallel
+  {
+    const int team = omp_team(), rank = omp_rank();
+    int lo, hi;
+    split_range(pg, team, rank, &lo, &hi);
+    pack_b_panels(false, rows, G, da, G, da_packed, lo, hi);
+    split_range(pi, team, rank, &lo, &hi);
+    pack_at_rows(x, I, I, rows, 0, rows, xt_packed, lo, hi);
+    split_range(ph, team, rank, &lo, &hi);
+    pack_at_rows(h0, H, H, rows, 0, N, ht_packed, lo, hi);
+    pack_at_rows(y, H, H, rows, N, rows - N, ht_packed, lo, hi);
+#pragma omp barrier
+    split_range(pg, team, rank, &lo, &hi);
+    gemm_panels(I, G, rows, xt_packed, -1, da_packed, 0, pi, lo, hi, dwt.data(), G, false);
+    gemm_panels(H, G, rows, ht_packed, -1, da_packed, 0, ph, lo, hi,
+                dwt.data() + static_cast<size_t>(I) * G, G, false);
+#pragma omp barrier
+    // transpose into MXNet's (G, I) and (G, H) blocks
+    split_range(G, team, rank, &lo, &hi);
+    for (int g = lo; g < hi; ++g) {
+      for (int i = 0; i < I; ++i) dw_i2h[static_cast<size_t>(g) * I + i] = dwt[static_cast<size_t>(i) * G + g];
+      for (int h = 0; h < H; ++h)
+        dw_h2h[static_cast<size_t>(g) * H + h] = dwt[static_cast<size_t>(I + h) * G + g];
+    }
+  }
   // bias gradients: column sums, each column summed by one thread in row order
 #pragma omp parallel
   {
