@@ -330,6 +330,37 @@ void matmul_rows(const float* W, const float* X, const float* b1, const float* b
               1.f, Y, rows);
 }
 
+// A weight matrix used at every generation step.  With AVX-512 and a batch
+// worth a GEMM, W^T is packed once (first use) and each step runs mxgen's
+// own GEMM (gemm.h) on it; otherwise matmul_rows (small batch or no AVX-512).
+struct Linear {
+  const float* W;
+  int rows, cols;
+  std::vector<float> packed;
+
+  void apply(const float* X, int N, const float* b1, const float* b2, float* Y) {
+    if (N < MXGEN_BLAS_MIN_BATCH || !mxgen::has_avx512()) {
+      matmul_rows(W, X, b1, b2, rows, cols, N, Y);
+      return;
+    }
+    const int pn = mxgen::ceil_div(rows, mxgen::kNR), pm = mxgen::ceil_div(N, mxgen::kMR);
+    if (packed.empty()) {
+      packed.resize(mxgen::packed_b_size(cols, rows));
+      mxgen::pack_b_panels(true, cols, rows, W, cols, packed.data(), 0, pn);
+    }
+    for (int n = 0; n < N; ++n) {
+      float* y = Y + static_cast<size_t>(n) * rows;
+      for (int r = 0; r < rows; ++r) y[r] = (b1 ? b1[r] : 0.f) + (b2 ? b2[r] : 0.f);
+    }
+#pragma omp parallel if (static_cast<long>(N) * rows * cols > 200000)
+    {
+      int lo, hi;
+      mxgen::split_range(pn, mxgen::omp_team(), mxgen::omp_rank(), &lo, &hi);
+      mxgen::gemm_panels(N, rows, cols, X, cols, packed.data(), 0, pm, lo, hi, Y, rows, true);
+    }
+  }
+};
+
 using mxgen::fast_exp;
 using mxgen::fast_tanh;
 using mxgen::sigmoid;
@@ -376,10 +407,17 @@ MXReturnValue gen_forward(const std::unordered_map<std::string, std::string>& at
   MXTensor& embed = in[1 + S];
   const int V = static_cast<int>(embed.shape[0]), E = static_cast<int>(embed.shape[1]);
   const float* emb = embed.data<float>();
-  const float* dec_w = in[2 + S + L].data<float>();
   const float* dec_b = in[3 + S + L].data<float>();
   std::vector<const float*> layer_w(L);
   for (int l = 0; l < L; ++l) layer_w[l] = in[2 + S + l].data<float>();
+  const int GH0 = G * H;
+  std::vector<Linear> lin_i2h, lin_h2h;
+  for (int l = 0; l < L; ++l) {
+    const int in_l = l == 0 ? E : H;
+    lin_i2h.push_back(Linear{layer_w[l], GH0, in_l, {}});
+    lin_h2h.push_back(Linear{layer_w[l] + static_cast<size_t>(GH0) * in_l, GH0, H, {}});
+  }
+  Linear lin_dec{in[2 + S + L].data<float>(), V, H, {}};
 
   // working copies of the states, (N, H) each
   std::vector<std::vector<float>> state(S, std::vector<float>(static_cast<size_t>(N) * H));
@@ -414,12 +452,13 @@ MXReturnValue gen_forward(const std::unordered_map<std::string, std::string>& at
       const float* b_h2h = b_i2h + GH;
       float* h = state[l * c.per_layer].data();                  // (N, H)
       if (c.mode == kGru) {
-        matmul_rows(w_i2h, x.data(), b_i2h, nullptr, GH, in_size, N, i2h.data());
-        matmul_rows(w_h2h, h, b_h2h, nullptr, GH, H, N, h2h.data());
+        lin_i2h[l].apply(x.data(), N, b_i2h, nullptr, i2h.data());
+        lin_h2h[l].apply(h, N, b_h2h, nullptr, h2h.data());
       } else {
-        matmul_rows(w_i2h, x.data(), b_i2h, b_h2h, GH, in_size, N, i2h.data());
-        matmul_rows(w_h2h, h, nullptr, nullptr, GH, H, N, h2h.data());
+        lin_i2h[l].apply(x.data(), N, b_i2h, b_h2h, i2h.data());
+        lin_h2h[l].apply(h, N, nullptr, nullptr, h2h.data());
       }
+#pragma omp parallel for schedule(static) if (N >= MXGEN_BLAS_MIN_BATCH)
       for (int n = 0; n < N; ++n) {
         const float* a = i2h.data() + static_cast<size_t>(n) * GH;
         const float* b = h2h.data() + static_cast<size_t>(n) * GH;
@@ -438,7 +477,7 @@ MXReturnValue gen_forward(const std::unordered_map<std::string, std::string>& at
       std::memcpy(x.data(), h, sizeof(float) * N * H);           // next layer's input
       in_size = H;
     }
-    matmul_rows(dec_w, x.data(), dec_b, nullptr, V, H, N, logits.data());
+    lin_dec.apply(x.data(), N, dec_b, nullptr, logits.data());
     for (int n = 0; n < N; ++n) {
       const int next = sample_row(logits.data() + static_cast<size_t>(n) * V, V, c.sampling,
                                   rng, &scratch, &order);
