@@ -6,6 +6,7 @@ from mxnet import autograd, gluon, nd
 from mxgen.data.batchify import BPTTBatches
 from mxgen.data.vocab import Vocab
 from mxgen.models import CharRNN, UnrolledRNN
+from mxgen.models.rnn import resolve_impl
 from mxgen.train.common import global_grad_norm
 from mxgen.train.text import LMLoss
 
@@ -20,11 +21,13 @@ def _batch(text, seq_len, batch_size):
     return len(vocab), nd.array(data), nd.array(target)
 
 
-def _fused_step(mode, vocab_size, data, target, hybrid, dropout=0.2):
+def _fused_step(mode, vocab_size, data, target, hybrid, dropout=0.2, impl="auto"):
     """One full training step as mxgen runs it: forward, summed loss, backward,
-    global-norm sync, clipped Adam update."""
+    global-norm sync, clipped Adam update.  ``impl``: the recurrent kernel
+    (auto = what ``mxgen train-text`` picks: mxgen's native LSTM op on CPU)."""
     model = CharRNN(vocab_size, EMBED, HIDDEN, LAYERS, dropout=dropout, mode=mode)
     model.initialize(mx.init.Xavier())
+    model.set_rnn_impl(impl)
     loss_block = LMLoss(model)
     if hybrid:
         loss_block.hybridize(static_alloc=True)
@@ -91,12 +94,17 @@ def test_train_step(benchmark, quick, text_corpus, mode):
     vocab_size, data, target = _batch(text_corpus, seq_len, batch)
     rounds, warmup = (3, 1) if quick else (15, 3)
     baselines = {"eager": _fused_step(mode, vocab_size, data, target, hybrid=False)}
+    if resolve_impl("auto", mode) == "native":
+        # the same hybridized step on MXNet's own fused RNN operator (oneDNN)
+        baselines["onednn_rnn"] = _fused_step(mode, vocab_size, data, target, hybrid=True,
+                                              impl="fused")
     baselines["cell_loop"] = _cell_step(mode, vocab_size, data, target)
     cand, _ = compare(benchmark, _fused_step(mode, vocab_size, data, target, hybrid=True),
                       baselines, data.size, "tokens", rounds, warmup,
                       {"model": "%s %dx%d, embed %d, vocab %d" % (mode, LAYERS, HIDDEN, EMBED,
                                                                   vocab_size),
-                       "shape": "seq %d x batch %d" % (seq_len, batch)})
+                       "shape": "seq %d x batch %d" % (seq_len, batch),
+                       "rnn_kernel": resolve_impl("auto", mode)})
     # FLOPs per token: 3x (forward + 2 backward) of the gate GEMMs and the decoder
     gates = {"lstm": 4, "gru": 3}[mode]
     fwd = sum(2 * gates * HIDDEN * ((EMBED if i == 0 else HIDDEN) + HIDDEN)

@@ -30,6 +30,9 @@
 #include "activations.h"
 #include "gemm.h"
 #include "lstm.h"
+#ifdef MXGEN_WITH_CUDA
+#include "cuda/gpu_api.h"
+#endif
 
 using namespace mxnet::ext;
 using mxgen::LstmShape;
@@ -490,6 +493,62 @@ MXReturnValue gen_forward(const std::unordered_map<std::string, std::string>& at
   return MX_SUCCESS;
 }
 
+#ifdef MXGEN_WITH_CUDA
+// ---------------------------------------------------------------- GPU forwards
+// The same ops on GPU (kernels/cuda/gpu_kernels.cu), with MXNet's GPU random
+// states and stream; attributes and shapes are checked by the functions above.
+mxgen::gpu::SamplingArgs gpu_sampling(const Sampling& s) {
+  return mxgen::gpu::SamplingArgs{s.temperature, s.top_k, s.top_p};
+}
+
+MXReturnValue sample_forward_gpu(const std::unordered_map<std::string, std::string>& attrs,
+                                 std::vector<MXTensor>* inputs, std::vector<MXTensor>* outputs,
+                                 const OpResource& res) {
+  Sampling s;
+  if (parse_sampling(attrs, &s) != MX_SUCCESS) return MX_FAIL;
+  MXTensor& logits = (*inputs)[0];
+  const char* err = mxgen::gpu::sample(
+      logits.data<float>(), static_cast<int>(logits.shape[0]), static_cast<int>(logits.shape[1]),
+      gpu_sampling(s), res.get_gpu_rand_states(), MX_NUM_GPU_RANDOM_STATES,
+      (*outputs)[0].data<float>(), res.get_cuda_stream());
+  if (err) { MX_ERROR_MSG << "mxgen_sample (gpu): " << err; return MX_FAIL; }
+  return MX_SUCCESS;
+}
+
+MXReturnValue gen_forward_gpu(const std::unordered_map<std::string, std::string>& attrs,
+                              std::vector<MXTensor>* inputs, std::vector<MXTensor>* outputs,
+                              const OpResource& res) {
+  GenConfig c;
+  if (parse_gen(attrs, &c) != MX_SUCCESS) return MX_FAIL;
+  auto& in = *inputs;
+  auto& out = *outputs;
+  const int S = c.layers * c.per_layer, L = c.layers, H = c.hidden;
+  const int N = static_cast<int>(in[0].shape[0]);
+  MXTensor& embed = in[1 + S];
+  const int V = static_cast<int>(embed.shape[0]), E = static_cast<int>(embed.shape[1]);
+  std::vector<float*> states(S);
+  for (int s = 0; s < S; ++s) {           // the outputs carry the states, updated in place
+    states[s] = out[1 + s].data<float>();
+    const char* err = mxgen::gpu::copy(states[s], in[1 + s].data<float>(),
+                                       sizeof(float) * N * H, res.get_cuda_stream());
+    if (err) { MX_ERROR_MSG << "mxgen_char_rnn_generate (gpu): " << err; return MX_FAIL; }
+  }
+  std::vector<const float*> layer_w(L);
+  for (int l = 0; l < L; ++l) layer_w[l] = in[2 + S + l].data<float>();
+  const int mode = c.mode == kLstm ? 3 : c.mode == kGru ? 2 : c.mode == kRnnTanh ? 1 : 0;
+  float* workspace = static_cast<float*>(
+      res.alloc_gpu(static_cast<int>(sizeof(float) *
+                                     mxgen::gpu::workspace_floats(N, E, H, c.gates, V))));
+  const char* err = mxgen::gpu::char_rnn_generate(
+      mode, L, N, E, H, V, c.length, in[0].data<float>(), states.data(), embed.data<float>(),
+      layer_w.data(), in[2 + S + L].data<float>(), in[3 + S + L].data<float>(),
+      gpu_sampling(c.sampling), res.get_gpu_rand_states(), MX_NUM_GPU_RANDOM_STATES, workspace,
+      out[0].data<float>(), res.get_cuda_stream());
+  if (err) { MX_ERROR_MSG << "mxgen_char_rnn_generate (gpu): " << err; return MX_FAIL; }
+  return MX_SUCCESS;
+}
+#endif  // MXGEN_WITH_CUDA
+
 // ---------------------------------------------------------------- LSTM layer
 // mxgen_lstm(x (T, N, I), h0 (1, N, H), c0 (1, N, H), weights (4H(I+H)+8H,))
 //     -> y (T, N, H), hT (1, N, H), cT (1, N, H), ws (T, N, 5H)
@@ -580,13 +639,21 @@ REGISTER_OP(mxgen_sample)
     .setParseAttrs(sample_parse)
     .setInferType(all_float32)
     .setInferShape(sample_shape)
-    .setForward(sample_forward, "cpu");
+    .setForward(sample_forward, "cpu")
+#ifdef MXGEN_WITH_CUDA
+    .setForward(sample_forward_gpu, "gpu")
+#endif
+    ;
 
 REGISTER_OP(mxgen_char_rnn_generate)
     .setParseAttrs(gen_parse)
     .setInferType(all_float32)
     .setInferShape(gen_shape)
-    .setForward(gen_forward, "cpu");
+    .setForward(gen_forward, "cpu")
+#ifdef MXGEN_WITH_CUDA
+    .setForward(gen_forward_gpu, "gpu")
+#endif
+    ;
 
 REGISTER_OP(mxgen_lstm)
     .setParseAttrs(lstm_parse)
