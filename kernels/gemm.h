@@ -68,6 +68,13 @@ inline void split_range(int count, int team, int rank, int* lo, int* hi) {
   *hi = *lo + base + (rank < extra ? 1 : 0);
 }
 
+// The same in whole vectors of 16 floats, so per-thread vector loops stay aligned.
+inline void split_vectors(int count, int team, int rank, int* lo, int* hi) {
+  split_range(ceil_div(count, 16), team, rank, lo, hi);
+  *lo = std::min(count, *lo * 16);
+  *hi = std::min(count, *hi * 16);
+}
+
 // ------------------------------------------------------------------ packing
 // Panel j of op(B) (K x N): Bp[j * K * kNR + k * kNR + c] = op(B)(k, j * kNR + c).
 inline void pack_b_panels(bool tb, int K, int N, const float* B, int ldb, float* Bp, int j0,

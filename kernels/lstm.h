@@ -94,10 +94,7 @@ inline void lstm_forward(const LstmShape& s, const float* x, const float* h0, co
     int j0, j1, u0, u1;
     split_range(pn, team, rank, &j0, &j1);
     pack_b_panels(true, H, G, w_h2h, H, w_packed, j0, j1);
-    // hidden units in whole vectors of 16 so the gate loops stay aligned
-    split_range(ceil_div(H, 16), team, rank, &u0, &u1);
-    u0 = std::min(H, u0 * 16);
-    u1 = std::min(H, u1 * 16);
+    split_vectors(H, team, rank, &u0, &u1);   // hidden units for the gate arithmetic
 #pragma omp barrier
     for (int t = 0; t < T; ++t) {
       const float* h_prev = t == 0 ? h0 : y + static_cast<size_t>(t - 1) * N * H;
@@ -145,9 +142,7 @@ inline void lstm_backward(const LstmShape& s, const float* dy, const float* dhT,
     int j0, j1, u0, u1;
     split_range(pn, team, rank, &j0, &j1);
     pack_b_panels(false, G, H, w_h2h, H, w_packed, j0, j1);
-    split_range(ceil_div(H, 16), team, rank, &u0, &u1);
-    u0 = std::min(H, u0 * 16);
-    u1 = std::min(H, u1 * 16);
+    split_vectors(H, team, rank, &u0, &u1);
 #pragma omp barrier
     for (int t = T - 1; t >= 0; --t) {
       float* da_t = da + static_cast<size_t>(t) * N * G;
@@ -203,9 +198,7 @@ inline void lstm_backward(const LstmShape& s, const float* dy, const float* dhT,
 #pragma omp parallel
   {
     int g0, g1;
-    split_range(ceil_div(G, 16), omp_team(), omp_rank(), &g0, &g1);
-    g0 = std::min(G, g0 * 16);
-    g1 = std::min(G, g1 * 16);
+    split_vectors(G, omp_team(), omp_rank(), &g0, &g1);
     std::fill(db_i2h + g0, db_i2h + g1, 0.f);
     for (int r = 0; r < rows; ++r) {
       const float* d = da + static_cast<size_t>(r) * G;
