@@ -6,8 +6,9 @@
 // recurrent loops also need a GEMM whose right-hand operand (the weights) is
 // packed once per call and reused for every time step.
 //
-// Design (the usual one): op(B) is packed into NR-column panels, op(A) into
-// MR-row panels, both k-major and zero-padded; an MR x NR register-blocked
+// Design (the usual one): op(B) is packed into NR-column panels, k-major and
+// zero-padded; a plain A is read in place, row by row, and a transposed one
+// is packed into MR-row panels first; an MR x NR register-blocked
 // micro-kernel (AVX-512 where the CPU has it, chosen at run time; a portable
 // one otherwise) walks K in KC chunks so a B panel chunk stays in L1.
 //
@@ -16,8 +17,9 @@
 //       op(A)(m, k) = ta ? A[k * lda + m] : A[m * lda + k], likewise B.
 //       Threads over the OpenMP team.
 //
-// The lower-level pieces (PackedB, pack_a, gemm_panels) let a caller that
-// runs its own parallel region (the LSTM time loop) reuse packed weights.
+// The lower-level pieces (pack_b_panels, pack_at_rows, gemm_panels) let a
+// caller that runs its own parallel region (the LSTM time loop) reuse packed
+// weights.
 #pragma once
 
 #include <immintrin.h>
@@ -37,13 +39,6 @@ constexpr int kMR = 8;     // rows of the register block
 constexpr int kNR = 32;    // columns: two 16-float vectors
 constexpr int kKC = 256;   // K chunk: a B panel chunk of 32 KB stays in L1
 
-inline int omp_threads() {
-#ifdef _OPENMP
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
 inline int omp_rank() {
 #ifdef _OPENMP
   return omp_get_thread_num();
@@ -96,32 +91,6 @@ inline void pack_b_panels(bool tb, int K, int N, const float* B, int ldb, float*
         } else {
           for (int k = 0; k < K; ++k) dst[static_cast<size_t>(k) * kNR + c] = 0.f;
         }
-      }
-    }
-  }
-}
-
-// Panel i of op(A) (M x K): Ap[i * K * kMR + k * kMR + r] = op(A)(i * kMR + r, k).
-inline void pack_a_panels(bool ta, int M, int K, const float* A, int lda, float* Ap, int i0,
-                          int i1) {
-  for (int i = i0; i < i1; ++i) {
-    float* dst = Ap + static_cast<size_t>(i) * K * kMR;
-    const int m0 = i * kMR, mm = std::min(kMR, M - m0);
-    if (!ta) {
-      for (int r = 0; r < kMR; ++r) {
-        if (r < mm) {
-          const float* src = A + static_cast<size_t>(m0 + r) * lda;
-          for (int k = 0; k < K; ++k) dst[static_cast<size_t>(k) * kMR + r] = src[k];
-        } else {
-          for (int k = 0; k < K; ++k) dst[static_cast<size_t>(k) * kMR + r] = 0.f;
-        }
-      }
-    } else {
-      for (int k = 0; k < K; ++k) {
-        const float* src = A + static_cast<size_t>(k) * lda + m0;
-        float* d = dst + static_cast<size_t>(k) * kMR;
-        for (int r = 0; r < mm; ++r) d[r] = src[r];
-        for (int r = mm; r < kMR; ++r) d[r] = 0.f;
       }
     }
   }
@@ -297,7 +266,7 @@ inline void sgemm(bool ta, bool tb, int M, int N, int K, const float* A, int lda
     int lo, hi;
     if (ta) {
       split_range(pm, team, rank, &lo, &hi);
-      pack_a_panels(ta, M, K, A, lda, Ap, lo, hi);
+      pack_at_rows(A, lda, M, K, 0, K, Ap, lo, hi);
     }
     split_range(pn, team, rank, &lo, &hi);
     pack_b_panels(tb, K, N, B, ldb, Bp, lo, hi);

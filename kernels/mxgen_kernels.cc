@@ -599,7 +599,10 @@ MXReturnValue lstm_shape(const std::unordered_map<std::string, std::string>& att
   return MX_SUCCESS;
 }
 
-LstmShape lstm_dims(MXTensor& x, int H) {
+// Shape of a call from its input x and the state_size attribute (checked by lstm_parse).
+LstmShape lstm_dims(const std::unordered_map<std::string, std::string>& attrs, MXTensor& x) {
+  int H = 0;
+  get_int(attrs, "state_size", 0, &H);
   return LstmShape{static_cast<int>(x.shape[0]), static_cast<int>(x.shape[1]),
                    static_cast<int>(x.shape[2]), H};
 }
@@ -607,11 +610,9 @@ LstmShape lstm_dims(MXTensor& x, int H) {
 MXReturnValue lstm_forward_op(const std::unordered_map<std::string, std::string>& attrs,
                               std::vector<MXTensor>* inputs, std::vector<MXTensor>* outputs,
                               const OpResource& res) {
-  int H = 0;
-  get_int(attrs, "state_size", 0, &H);
   auto& in = *inputs;
   auto& out = *outputs;
-  mxgen::lstm_forward(lstm_dims(in[0], H), in[0].data<float>(), in[1].data<float>(),
+  mxgen::lstm_forward(lstm_dims(attrs, in[0]), in[0].data<float>(), in[1].data<float>(),
                       in[2].data<float>(), in[3].data<float>(), out[0].data<float>(),
                       out[1].data<float>(), out[2].data<float>(), out[3].data<float>());
   return MX_SUCCESS;
@@ -621,11 +622,9 @@ MXReturnValue lstm_forward_op(const std::unordered_map<std::string, std::string>
 MXReturnValue lstm_backward_op(const std::unordered_map<std::string, std::string>& attrs,
                                std::vector<MXTensor>* inputs, std::vector<MXTensor>* outputs,
                                const OpResource& res) {
-  int H = 0;
-  get_int(attrs, "state_size", 0, &H);
   auto& in = *inputs;
   auto& out = *outputs;
-  mxgen::lstm_backward(lstm_dims(in[4], H), in[0].data<float>(), in[1].data<float>(),
+  mxgen::lstm_backward(lstm_dims(attrs, in[4]), in[0].data<float>(), in[1].data<float>(),
                        in[2].data<float>(), in[4].data<float>(), in[5].data<float>(),
                        in[6].data<float>(), in[7].data<float>(), in[8].data<float>(),
                        in[11].data<float>(), out[0].data<float>(), out[1].data<float>(),

@@ -70,4 +70,5 @@ def available(op=None):
 def status():
     """``(path or None, ops loaded, reason if not)`` for ``mxgen info``."""
     load(quiet=True)
-    return _state["path"], _state["ops"], _state["error"]
+    error = "disabled by MXGEN_NATIVE=0" if disabled() else _state["error"]
+    return _state["path"], _state["ops"], error

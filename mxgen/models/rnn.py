@@ -61,8 +61,6 @@ def resolve_impl(impl, mode, num_layers=1, contexts=None):
         why = "the native recurrent op covers single-layer lstm only (got %s)" % mode
     elif not on_cpu:
         why = "the native recurrent op runs on CPU only"
-    elif _native.disabled():
-        why = "native ops disabled by MXGEN_NATIVE=0"
     elif not _native.available("mxgen_lstm"):
         why = _native.status()[2] or "mxgen_lstm not loaded"
     if why is None:
