@@ -21,6 +21,7 @@ import mxnet as mx  # noqa: E402
 from mxnet import autograd, gluon, nd  # noqa: E402
 
 from mxgen.models import CharRNN  # noqa: E402
+from mxgen.models.dropout import dropout, training_probe  # noqa: E402
 from mxgen.train.common import global_grad_norm  # noqa: E402
 from mxgen.train.text import LMLoss  # noqa: E402
 
@@ -44,6 +45,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--rnn-impl", default="auto", choices=["auto", "fused", "native"],
                         help="recurrent kernel (default: auto, as mxgen train-text)")
+    parser.add_argument("--dropout-impl", default="auto", choices=["auto", "mxnet", "native"],
+                        help="dropout kernel (default: auto, as mxgen train-text)")
     args = parser.parse_args()
     # the machine's matrix-multiply peak: the fastest of 15 2048^3 FullyConnected calls
     a = nd.random.normal(shape=(2048, 2048))
@@ -56,7 +59,11 @@ def main():
     model = CharRNN(V, E, H, L, dropout=0.2, mode=args.mode)
     model.initialize(mx.init.Xavier())
     impl = model.set_rnn_impl(args.rnn_impl)
-    print("recurrent kernel: %s" % impl)
+    drop_impl = model.set_dropout_impl(args.dropout_impl)
+    print("recurrent kernel: %s; dropout: %s" % (impl, drop_impl))
+
+    def probe(F):
+        return training_probe(F) if drop_impl == "native" else None
     loss_block = LMLoss(model)
     loss_block.hybridize(static_alloc=True)
     params = list(model.collect_params().values())
@@ -83,9 +90,10 @@ def main():
             self.layers = layers
 
         def hybrid_forward(self, F, x, *s):
+            pr = probe(F)
             for i, layer in enumerate(self.layers):
                 x, _ = layer(x, *s[i * model.states_per_layer:(i + 1) * model.states_per_layer])
-                x = F.Dropout(x, p=0.2)
+                x = dropout(F, x, 0.2, pr, salt=i + 1)
             return x
     layers = Layers(model.layers)
     layers.hybridize(static_alloc=True)
@@ -104,8 +112,8 @@ def main():
             self.embedding, self.decoder = model.embedding, model.decoder
 
         def hybrid_forward(self, F, ids, h, target):
-            emb = F.Dropout(self.embedding(ids), p=0.2)
-            logits = self.decoder(F.Dropout(h, p=0.2))
+            emb = dropout(F, self.embedding(ids), 0.2, probe(F), salt=0)
+            logits = self.decoder(h)
             nll = -F.pick(F.log_softmax(logits, axis=-1), target, axis=-1)
             return F.sum(nll) + 0 * F.sum(emb)
     head = Head()

@@ -14,6 +14,9 @@
 //       b_i2h (G*H), b_h2h (G*H)], gates lstm i,f,g,o / gru r,z,n.
 //       States: lstm (h, c) per layer, others h; each (1, N, H).
 //
+//   mxgen_lstm(x, h0, c0, weights) -> y, hT, cT, ws       (training, see lstm.h)
+//   mxgen_dropout(x, probe (64,)) -> y, mask              (training, see dropout.h)
+//
 // Built against the lib_api.h / lib_api.cc shipped in the installed mxnet wheel.
 #include <algorithm>
 #include <cstdint>
@@ -28,6 +31,7 @@
 #include "mxnet/lib_api.h"
 
 #include "activations.h"
+#include "dropout.h"
 #include "gemm.h"
 #include "lstm.h"
 #ifdef MXGEN_WITH_CUDA
@@ -632,6 +636,95 @@ MXReturnValue lstm_backward_op(const std::unordered_map<std::string, std::string
   return MX_SUCCESS;
 }
 
+// ------------------------------------------------------------------ dropout
+// mxgen_dropout(x (any shape), probe (64,); p, salt) -> y, mask (like x)
+// Custom ops are not told whether MXNet runs in training mode, so the caller
+// passes `probe` = MXNet's own Dropout(ones(64), p=0.5): all ones outside
+// training (the identity), 0 or 2 in training.  In training its 64 bits are
+// the Philox key, drawn from MXNet's seeded generator, so `mx.random.seed`
+// fixes the mask; `salt` separates several dropouts keyed by one probe.
+constexpr unsigned kProbeSize = 64;
+
+bool dropout_attrs(const std::unordered_map<std::string, std::string>& attrs, float* p,
+                   int* salt) {
+  if (!get_float(attrs, "p", 0.5f, p) || !(*p > 0.f && *p < 1.f)) {
+    MX_ERROR_MSG << "mxgen_dropout: p must be in (0, 1)";
+    return false;
+  }
+  if (!get_int(attrs, "salt", 0, salt) || *salt < 0) {
+    MX_ERROR_MSG << "mxgen_dropout: salt must be an integer >= 0";
+    return false;
+  }
+  return true;
+}
+
+MXReturnValue dropout_parse(const std::unordered_map<std::string, std::string>& attrs,
+                            int* num_in, int* num_out) {
+  float p;
+  int salt;
+  if (!dropout_attrs(attrs, &p, &salt)) return MX_FAIL;
+  *num_in = 2;
+  *num_out = 2;
+  return MX_SUCCESS;
+}
+
+MXReturnValue dropout_shape(const std::unordered_map<std::string, std::string>& attrs,
+                            std::vector<std::vector<unsigned int>>* in_shapes,
+                            std::vector<std::vector<unsigned int>>* out_shapes) {
+  const auto& probe = (*in_shapes)[1];
+  if (probe.size() != 1 || probe[0] != kProbeSize) {
+    MX_ERROR_MSG << "mxgen_dropout: probe must have shape (" << kProbeSize << ",)";
+    return MX_FAIL;
+  }
+  (*out_shapes)[0] = (*in_shapes)[0];
+  (*out_shapes)[1] = (*in_shapes)[0];
+  return MX_SUCCESS;
+}
+
+MXReturnValue dropout_forward_op(const std::unordered_map<std::string, std::string>& attrs,
+                                 std::vector<MXTensor>* inputs, std::vector<MXTensor>* outputs,
+                                 const OpResource& res) {
+  float p;
+  int salt;
+  dropout_attrs(attrs, &p, &salt);
+  auto& in = *inputs;
+  auto& out = *outputs;
+  const size_t n = in[0].size();
+  const float* x = in[0].data<float>();
+  const float* probe = in[1].data<float>();
+  float* y = out[0].data<float>();
+  float* mask = out[1].data<float>();
+  uint64_t key = 0;
+  bool training = false;
+  for (unsigned i = 0; i < kProbeSize; ++i) {
+    training |= probe[i] != 1.f;
+    key |= static_cast<uint64_t>(probe[i] > 1.f) << i;
+  }
+  if (!training) {   // inference: the identity, like MXNet's Dropout
+    std::memcpy(y, x, sizeof(float) * n);
+    std::fill(mask, mask + n, 1.f);
+    return MX_SUCCESS;
+  }
+  mxgen::dropout_forward(n, x, y, mask, p, key, static_cast<uint32_t>(salt));
+  return MX_SUCCESS;
+}
+
+// inputs: [dy, dmask, x, probe, y, mask]; outputs: [dx, dprobe]
+MXReturnValue dropout_backward_op(const std::unordered_map<std::string, std::string>& attrs,
+                                  std::vector<MXTensor>* inputs, std::vector<MXTensor>* outputs,
+                                  const OpResource& res) {
+  auto& in = *inputs;
+  auto& out = *outputs;
+  const long n = static_cast<long>(in[0].size());
+  const float* dy = in[0].data<float>();
+  const float* mask = in[5].data<float>();
+  float* dx = out[0].data<float>();
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+  for (long i = 0; i < n; ++i) dx[i] = dy[i] * mask[i];
+  std::fill(out[1].data<float>(), out[1].data<float>() + kProbeSize, 0.f);
+  return MX_SUCCESS;
+}
+
 }  // namespace
 
 REGISTER_OP(mxgen_sample)
@@ -660,6 +753,13 @@ REGISTER_OP(mxgen_lstm)
     .setInferShape(lstm_shape)
     .setForward(lstm_forward_op, "cpu")
     .setBackward(lstm_backward_op, "cpu");
+
+REGISTER_OP(mxgen_dropout)
+    .setParseAttrs(dropout_parse)
+    .setInferType(all_float32)
+    .setInferShape(dropout_shape)
+    .setForward(dropout_forward_op, "cpu")
+    .setBackward(dropout_backward_op, "cpu");
 
 MXReturnValue initialize(int version) {
   if (version >= 10900) return MX_SUCCESS;   // the lib_api.h of MXNet 1.9

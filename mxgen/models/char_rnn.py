@@ -5,6 +5,7 @@ import mxnet as mx
 from mxnet.gluon import HybridBlock, nn
 
 from ..errors import MXGenError
+from .dropout import dropout, resolve_dropout_impl, training_probe
 from .rnn import MODES, cell_step, make_rnn, num_states, resolve_impl
 
 __all__ = ["CharRNNConfig", "CharRNN", "char_rnn"]
@@ -61,6 +62,7 @@ class CharRNN(HybridBlock):
                                     mode, tie_weights).validate()
         self.mode, self.num_hidden, self.num_layers = mode, num_hidden, num_layers
         self.dropout = dropout
+        self.dropout_impl = "mxnet"
         with self.name_scope():
             self.embedding = nn.Embedding(vocab_size, num_embed)
             self.layers = nn.HybridSequential()
@@ -92,6 +94,17 @@ class CharRNN(HybridBlock):
         self._clear_cached_op()
         return chosen
 
+    def set_dropout_impl(self, impl="auto", contexts=None):
+        """Choose the dropout kernel (``'auto'``, ``'mxnet'``, ``'native'``).
+
+        ``'auto'`` takes mxgen's native dropout op on CPU when it is loaded
+        (see :mod:`mxgen.models.dropout`): same distribution, a different
+        random stream.  Returns the kernel chosen; clears cached graphs.
+        """
+        self.dropout_impl = resolve_dropout_impl(impl, contexts)
+        self._clear_cached_op()
+        return self.dropout_impl
+
     @property
     def rnn_impl(self):
         return self.layers[0].impl
@@ -104,17 +117,15 @@ class CharRNN(HybridBlock):
         """Zero states: a flat list, ``states_per_layer`` arrays ``(1, N, H)`` per layer."""
         return [s for layer in self.layers for s in layer.begin_state(batch_size, ctx=ctx)]
 
-    def _drop(self, F, x):
-        return F.Dropout(x, p=self.dropout) if self.dropout > 0 else x
-
     def hybrid_forward(self, F, inputs, *states):
-        k = self.states_per_layer
-        x = self._drop(F, self.embedding(inputs))                  # (T, N, E)
+        k, p = self.states_per_layer, self.dropout
+        probe = training_probe(F) if p > 0 and self.dropout_impl == "native" else None
+        x = dropout(F, self.embedding(inputs), p, probe, salt=0)    # (T, N, E)
         new_states = []
         for i, layer in enumerate(self.layers):
             x, layer_states = layer(x, *states[i * k:(i + 1) * k])  # (T, N, H)
             new_states.extend(layer_states)
-            x = self._drop(F, x)
+            x = dropout(F, x, p, probe, salt=i + 1)
         return self.decoder(x), new_states                          # (T, N, V)
 
     # -- baselines -----------------------------------------------------------

@@ -66,6 +66,7 @@ class TextTrainConfig:
     min_char_count: Optional[int] = None
     ctx: str = "cpu"
     rnn_impl: str = "auto"
+    dropout_impl: str = "auto"
     seed: int = 0
     log_interval: int = 20
     save_every: int = 0
@@ -78,7 +79,8 @@ class TextTrainConfig:
 
     # Settings a resumed run may change; everything else comes from the checkpoint.
     RUN_LENGTH = ("epochs", "max_minutes", "max_steps", "progress", "log_interval", "out",
-                  "resume", "ctx", "save_every", "dry_run", "rnn_impl")
+                  "resume", "ctx", "save_every", "dry_run", "rnn_impl",
+                  "dropout_impl")
     # ... and these, when given explicitly (e.g. the corpus moved).
     RESUME_OVERRIDABLE = ("data", "max_chars")
 
@@ -235,6 +237,7 @@ def train_text(cfg, log=print, explicit=()):
     model = CharRNN.from_config(model_cfg)
     model.initialize(mx.init.Xavier(), ctx=ctxs)
     rnn_impl = model.set_rnn_impl(cfg.rnn_impl, ctxs)
+    dropout_impl = model.set_dropout_impl(cfg.dropout_impl, ctxs)
     loss_block = LMLoss(model)
     loss_block.hybridize(static_alloc=True)
     params = list(model.collect_params().values())
@@ -275,9 +278,10 @@ def train_text(cfg, log=print, explicit=()):
     log("corpus %s: %d train / %d validation chars, vocab %d; %d batches of (%d, %d) per epoch"
         % (cfg.data, len(train_str), len(val_str), len(vocab), len(train_data),
            cfg.seq_len, cfg.batch_size))
-    log("model %s %dx%d on %s; recurrent kernel: %s"
+    log("model %s %dx%d on %s; recurrent kernel: %s; dropout: %s"
         % (cfg.mode, cfg.num_layers, cfg.num_hidden, cfg.ctx,
-           "mxgen native LSTM op" if rnn_impl == "native" else "MXNet fused RNN op"))
+           "mxgen native LSTM op" if rnn_impl == "native" else "MXNet fused RNN op",
+           "mxgen native op" if dropout_impl == "native" else "MXNet op"))
 
     def save(point_best=False):
         progress["step"] = step
