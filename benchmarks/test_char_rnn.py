@@ -6,6 +6,7 @@ from mxnet import autograd, gluon, nd
 from mxgen.data.batchify import BPTTBatches
 from mxgen.data.vocab import Vocab
 from mxgen.models import CharRNN, UnrolledRNN
+from mxgen.models.dropout import resolve_dropout_impl
 from mxgen.models.rnn import resolve_impl
 from mxgen.train.common import global_grad_norm
 from mxgen.train.text import LMLoss
@@ -21,13 +22,16 @@ def _batch(text, seq_len, batch_size):
     return len(vocab), nd.array(data), nd.array(target)
 
 
-def _fused_step(mode, vocab_size, data, target, hybrid, dropout=0.2, impl="auto"):
+def _fused_step(mode, vocab_size, data, target, hybrid, dropout=0.2, impl="auto",
+                dropout_impl="auto"):
     """One full training step as mxgen runs it: forward, summed loss, backward,
-    global-norm sync, clipped Adam update.  ``impl``: the recurrent kernel
-    (auto = what ``mxgen train-text`` picks: mxgen's native LSTM op on CPU)."""
+    global-norm sync, clipped Adam update.  ``impl`` / ``dropout_impl``: the
+    recurrent and dropout kernels (auto = what ``mxgen train-text`` picks:
+    mxgen's native ops on CPU; fused / mxnet = MXNet's own operators)."""
     model = CharRNN(vocab_size, EMBED, HIDDEN, LAYERS, dropout=dropout, mode=mode)
     model.initialize(mx.init.Xavier())
     model.set_rnn_impl(impl)
+    model.set_dropout_impl(dropout_impl)
     loss_block = LMLoss(model)
     if hybrid:
         loss_block.hybridize(static_alloc=True)
@@ -94,17 +98,20 @@ def test_train_step(benchmark, quick, text_corpus, mode):
     vocab_size, data, target = _batch(text_corpus, seq_len, batch)
     rounds, warmup = (3, 1) if quick else (15, 3)
     baselines = {"eager": _fused_step(mode, vocab_size, data, target, hybrid=False)}
-    if resolve_impl("auto", mode) == "native":
-        # the same hybridized step on MXNet's own fused RNN operator (oneDNN)
-        baselines["onednn_rnn"] = _fused_step(mode, vocab_size, data, target, hybrid=True,
-                                              impl="fused")
+    kernels = (resolve_impl("auto", mode), resolve_dropout_impl("auto"))
+    if kernels != ("fused", "mxnet"):
+        # the same step on MXNet's own operators only (oneDNN fused RNN, MXNet
+        # Dropout): hybridized, and eager as plain Gluon code would run it
+        for name, hybrid in (("mxnet_ops", True), ("mxnet_ops_eager", False)):
+            baselines[name] = _fused_step(mode, vocab_size, data, target, hybrid=hybrid,
+                                          impl="fused", dropout_impl="mxnet")
     baselines["cell_loop"] = _cell_step(mode, vocab_size, data, target)
     cand, _ = compare(benchmark, _fused_step(mode, vocab_size, data, target, hybrid=True),
                       baselines, data.size, "tokens", rounds, warmup,
                       {"model": "%s %dx%d, embed %d, vocab %d" % (mode, LAYERS, HIDDEN, EMBED,
                                                                   vocab_size),
                        "shape": "seq %d x batch %d" % (seq_len, batch),
-                       "rnn_kernel": resolve_impl("auto", mode)})
+                       "rnn_kernel": kernels[0], "dropout_kernel": kernels[1]})
     # FLOPs per token: 3x (forward + 2 backward) of the gate GEMMs and the decoder
     gates = {"lstm": 4, "gru": 3}[mode]
     fwd = sum(2 * gates * HIDDEN * ((EMBED if i == 0 else HIDDEN) + HIDDEN)
