@@ -239,7 +239,7 @@ inline size_t packed_a_size(int M, int K) { return static_cast<size_t>(ceil_div(
 
 // Reusable scratch (one per calling thread of the operator).
 inline std::vector<float>& scratch(int slot, size_t n) {
-  static thread_local std::vector<float> bufs[4];
+  static thread_local std::vector<float> bufs[6];
   if (bufs[slot].size() < n) bufs[slot].resize(n);
   return bufs[slot];
 }

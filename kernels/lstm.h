@@ -20,6 +20,7 @@
 
 #include "activations.h"
 #include "gemm.h"
+#include "rnn_grads.h"
 
 namespace mxgen {
 
@@ -160,54 +161,7 @@ inline void lstm_backward(const LstmShape& s, const float* dy, const float* dhT,
 #pragma omp barrier
     }
   }
-  const int rows = T * N;
-  // Weight gradients over all steps at once, as dW^T = Z^T dA so that dA (the
-  // big operand) is packed ONCE, row panels copied, for both products:
-  // Z = x for W_i2h and Z = [h0; y_0 .. y_{T-2}] for W_h2h.
-  float* da_packed = scratch(3, packed_b_size(rows, G)).data();
-  float* xt_packed = scratch(0, packed_a_size(I, rows) + packed_a_size(H, rows)).data();
-  float* ht_packed = xt_packed + packed_a_size(I, rows);
-  std::vector<float> dwt(static_cast<size_t>(I + H) * G);   // [dW_i2h^T; dW_h2h^T]
-  const int pi = ceil_div(I, kMR), ph = ceil_div(H, kMR), pg = ceil_div(G, kNR);
-#pragma omp parallel
-  {
-    const int team = omp_team(), rank = omp_rank();
-    int lo, hi;
-    split_range(pg, team, rank, &lo, &hi);
-    pack_b_panels(false, rows, G, da, G, da_packed, lo, hi);
-    split_range(pi, team, rank, &lo, &hi);
-    pack_at_rows(x, I, I, rows, 0, rows, xt_packed, lo, hi);
-    split_range(ph, team, rank, &lo, &hi);
-    pack_at_rows(h0, H, H, rows, 0, N, ht_packed, lo, hi);
-    pack_at_rows(y, H, H, rows, N, rows - N, ht_packed, lo, hi);
-#pragma omp barrier
-    split_range(pg, team, rank, &lo, &hi);
-    gemm_panels(I, G, rows, xt_packed, -1, da_packed, 0, pi, lo, hi, dwt.data(), G, false);
-    gemm_panels(H, G, rows, ht_packed, -1, da_packed, 0, ph, lo, hi,
-                dwt.data() + static_cast<size_t>(I) * G, G, false);
-#pragma omp barrier
-    // transpose into MXNet's (G, I) and (G, H) blocks
-    split_range(G, team, rank, &lo, &hi);
-    for (int g = lo; g < hi; ++g) {
-      for (int i = 0; i < I; ++i) dw_i2h[static_cast<size_t>(g) * I + i] = dwt[static_cast<size_t>(i) * G + g];
-      for (int h = 0; h < H; ++h)
-        dw_h2h[static_cast<size_t>(g) * H + h] = dwt[static_cast<size_t>(I + h) * G + g];
-    }
-  }
-  // bias gradients: column sums, each column summed by one thread in row order
-#pragma omp parallel
-  {
-    int g0, g1;
-    split_vectors(G, omp_team(), omp_rank(), &g0, &g1);
-    std::fill(db_i2h + g0, db_i2h + g1, 0.f);
-    for (int r = 0; r < rows; ++r) {
-      const float* d = da + static_cast<size_t>(r) * G;
-#pragma omp simd
-      for (int g = g0; g < g1; ++g) db_i2h[g] += d[g];
-    }
-    std::copy(db_i2h + g0, db_i2h + g1, db_h2h + g0);
-  }
-  sgemm(false, false, rows, I, G, da, G, w_i2h, I, 0.f, dx, I);
+  sequence_grads(T, N, I, H, G, x, h0, y, w_i2h, da, da, dx, dw_i2h, dw_h2h, db_i2h, db_h2h);
 }
 
 }  // namespace mxgen

@@ -15,6 +15,7 @@
 //       States: lstm (h, c) per layer, others h; each (1, N, H).
 //
 //   mxgen_lstm(x, h0, c0, weights) -> y, hT, cT, ws       (training, see lstm.h)
+//   mxgen_gru(x, h0, weights) -> y, hT, ws                (training, see gru.h)
 //   mxgen_dropout(x, probe (64,)) -> y, mask              (training, see dropout.h)
 //
 // Built against the lib_api.h / lib_api.cc shipped in the installed mxnet wheel.
@@ -33,12 +34,14 @@
 #include "activations.h"
 #include "dropout.h"
 #include "gemm.h"
+#include "gru.h"
 #include "lstm.h"
 #ifdef MXGEN_WITH_CUDA
 #include "cuda/gpu_api.h"
 #endif
 
 using namespace mxnet::ext;
+using mxgen::GruShape;
 using mxgen::LstmShape;
 
 namespace {
@@ -553,62 +556,75 @@ MXReturnValue gen_forward_gpu(const std::unordered_map<std::string, std::string>
 }
 #endif  // MXGEN_WITH_CUDA
 
-// ---------------------------------------------------------------- LSTM layer
+// ------------------------------------------------------- recurrent layers
 // mxgen_lstm(x (T, N, I), h0 (1, N, H), c0 (1, N, H), weights (4H(I+H)+8H,))
 //     -> y (T, N, H), hT (1, N, H), cT (1, N, H), ws (T, N, 5H)
-// One fused-layout LSTM layer for training (see lstm.h); ws is the saved
+// mxgen_gru(x (T, N, I), h0 (1, N, H), weights (3H(I+H)+6H,))
+//     -> y (T, N, H), hT (1, N, H), ws (T, N, 4H)
+// One fused-layout layer for training (see lstm.h, gru.h); ws is the saved
 // forward state for the backward pass (its gradient is ignored).
-MXReturnValue lstm_parse(const std::unordered_map<std::string, std::string>& attrs,
-                         int* num_in, int* num_out) {
+struct TrainLayer {
+  const char* name;
+  unsigned states, gates, ws_units;   // states per layer; gates; ws floats per unit
+};
+constexpr TrainLayer kLstmLayer{"mxgen_lstm", 2, 4, 5};
+constexpr TrainLayer kGruLayer{"mxgen_gru", 1, 3, 4};
+
+template <const TrainLayer& L>
+MXReturnValue layer_parse(const std::unordered_map<std::string, std::string>& attrs,
+                          int* num_in, int* num_out) {
   int H = 0;
   if (!get_int(attrs, "state_size", 0, &H) || H < 1) {
-    MX_ERROR_MSG << "mxgen_lstm: state_size must be an integer >= 1";
+    MX_ERROR_MSG << L.name << ": state_size must be an integer >= 1";
     return MX_FAIL;
   }
-  *num_in = 4;
-  *num_out = 4;
+  *num_in = 2 + static_cast<int>(L.states);    // x, states..., weights
+  *num_out = 2 + static_cast<int>(L.states);   // y, states..., ws
   return MX_SUCCESS;
 }
 
-MXReturnValue lstm_shape(const std::unordered_map<std::string, std::string>& attrs,
-                         std::vector<std::vector<unsigned int>>* in_shapes,
-                         std::vector<std::vector<unsigned int>>* out_shapes) {
+template <const TrainLayer& L>
+MXReturnValue layer_shape(const std::unordered_map<std::string, std::string>& attrs,
+                          std::vector<std::vector<unsigned int>>* in_shapes,
+                          std::vector<std::vector<unsigned int>>* out_shapes) {
   int Hi = 0;
   get_int(attrs, "state_size", 0, &Hi);
   const auto& in = *in_shapes;
   const auto& x = in[0];
   if (x.size() != 3 || x[0] == 0 || x[1] == 0 || x[2] == 0) {
-    MX_ERROR_MSG << "mxgen_lstm: input must be (seq_len, batch, input_size), non-empty";
+    MX_ERROR_MSG << L.name << ": input must be (seq_len, batch, input_size), non-empty";
     return MX_FAIL;
   }
   const unsigned T = x[0], N = x[1], I = x[2], H = static_cast<unsigned>(Hi);
-  for (int s = 1; s <= 2; ++s) {
+  for (unsigned s = 1; s <= L.states; ++s) {
     const auto& st = in[s];
     if (st.size() != 3 || st[0] != 1 || st[1] != N || st[2] != H) {
-      MX_ERROR_MSG << "mxgen_lstm: state " << s - 1 << " must be (1, " << N << ", " << H
+      MX_ERROR_MSG << L.name << ": state " << s - 1 << " must be (1, " << N << ", " << H
                    << ")";
       return MX_FAIL;
     }
   }
-  const LstmShape ls{static_cast<int>(T), static_cast<int>(N), static_cast<int>(I), Hi};
-  if (in[3].size() != 1 || in[3][0] != ls.weights()) {
-    MX_ERROR_MSG << "mxgen_lstm: weights must be a flat (" << ls.weights()
+  const size_t weights = static_cast<size_t>(L.gates) * H * (I + H) + 2ul * L.gates * H;
+  const auto& w = in[1 + L.states];
+  if (w.size() != 1 || w[0] != weights) {
+    MX_ERROR_MSG << L.name << ": weights must be a flat (" << weights
                  << ",) vector for input_size " << I << " and state_size " << H;
     return MX_FAIL;
   }
   (*out_shapes)[0] = {T, N, H};
-  (*out_shapes)[1] = {1, N, H};
-  (*out_shapes)[2] = {1, N, H};
-  (*out_shapes)[3] = {T, N, 5 * H};
+  for (unsigned s = 1; s <= L.states; ++s) (*out_shapes)[s] = {1, N, H};
+  (*out_shapes)[1 + L.states] = {T, N, L.ws_units * H};
   return MX_SUCCESS;
 }
 
-// Shape of a call from its input x and the state_size attribute (checked by lstm_parse).
-LstmShape lstm_dims(const std::unordered_map<std::string, std::string>& attrs, MXTensor& x) {
+// (T, N, I, H) of a call from its input x and the state_size attribute
+// (checked by layer_parse).
+template <typename Shape>
+Shape layer_dims(const std::unordered_map<std::string, std::string>& attrs, MXTensor& x) {
   int H = 0;
   get_int(attrs, "state_size", 0, &H);
-  return LstmShape{static_cast<int>(x.shape[0]), static_cast<int>(x.shape[1]),
-                   static_cast<int>(x.shape[2]), H};
+  return Shape{static_cast<int>(x.shape[0]), static_cast<int>(x.shape[1]),
+               static_cast<int>(x.shape[2]), H};
 }
 
 MXReturnValue lstm_forward_op(const std::unordered_map<std::string, std::string>& attrs,
@@ -616,9 +632,10 @@ MXReturnValue lstm_forward_op(const std::unordered_map<std::string, std::string>
                               const OpResource& res) {
   auto& in = *inputs;
   auto& out = *outputs;
-  mxgen::lstm_forward(lstm_dims(attrs, in[0]), in[0].data<float>(), in[1].data<float>(),
-                      in[2].data<float>(), in[3].data<float>(), out[0].data<float>(),
-                      out[1].data<float>(), out[2].data<float>(), out[3].data<float>());
+  mxgen::lstm_forward(layer_dims<LstmShape>(attrs, in[0]), in[0].data<float>(),
+                      in[1].data<float>(), in[2].data<float>(), in[3].data<float>(),
+                      out[0].data<float>(), out[1].data<float>(), out[2].data<float>(),
+                      out[3].data<float>());
   return MX_SUCCESS;
 }
 
@@ -628,11 +645,35 @@ MXReturnValue lstm_backward_op(const std::unordered_map<std::string, std::string
                                const OpResource& res) {
   auto& in = *inputs;
   auto& out = *outputs;
-  mxgen::lstm_backward(lstm_dims(attrs, in[4]), in[0].data<float>(), in[1].data<float>(),
-                       in[2].data<float>(), in[4].data<float>(), in[5].data<float>(),
-                       in[6].data<float>(), in[7].data<float>(), in[8].data<float>(),
-                       in[11].data<float>(), out[0].data<float>(), out[1].data<float>(),
-                       out[2].data<float>(), out[3].data<float>());
+  mxgen::lstm_backward(layer_dims<LstmShape>(attrs, in[4]), in[0].data<float>(),
+                       in[1].data<float>(), in[2].data<float>(), in[4].data<float>(),
+                       in[5].data<float>(), in[6].data<float>(), in[7].data<float>(),
+                       in[8].data<float>(), in[11].data<float>(), out[0].data<float>(),
+                       out[1].data<float>(), out[2].data<float>(), out[3].data<float>());
+  return MX_SUCCESS;
+}
+
+MXReturnValue gru_forward_op(const std::unordered_map<std::string, std::string>& attrs,
+                             std::vector<MXTensor>* inputs, std::vector<MXTensor>* outputs,
+                             const OpResource& res) {
+  auto& in = *inputs;
+  auto& out = *outputs;
+  mxgen::gru_forward(layer_dims<GruShape>(attrs, in[0]), in[0].data<float>(),
+                     in[1].data<float>(), in[2].data<float>(), out[0].data<float>(),
+                     out[1].data<float>(), out[2].data<float>());
+  return MX_SUCCESS;
+}
+
+// inputs: [dy, dhT, dws, x, h0, w, y, hT, ws]; outputs: [dx, dh0, dw]
+MXReturnValue gru_backward_op(const std::unordered_map<std::string, std::string>& attrs,
+                              std::vector<MXTensor>* inputs, std::vector<MXTensor>* outputs,
+                              const OpResource& res) {
+  auto& in = *inputs;
+  auto& out = *outputs;
+  mxgen::gru_backward(layer_dims<GruShape>(attrs, in[3]), in[0].data<float>(),
+                      in[1].data<float>(), in[3].data<float>(), in[4].data<float>(),
+                      in[5].data<float>(), in[6].data<float>(), in[8].data<float>(),
+                      out[0].data<float>(), out[1].data<float>(), out[2].data<float>());
   return MX_SUCCESS;
 }
 
@@ -748,11 +789,18 @@ REGISTER_OP(mxgen_char_rnn_generate)
     ;
 
 REGISTER_OP(mxgen_lstm)
-    .setParseAttrs(lstm_parse)
+    .setParseAttrs(layer_parse<kLstmLayer>)
     .setInferType(all_float32)
-    .setInferShape(lstm_shape)
+    .setInferShape(layer_shape<kLstmLayer>)
     .setForward(lstm_forward_op, "cpu")
     .setBackward(lstm_backward_op, "cpu");
+
+REGISTER_OP(mxgen_gru)
+    .setParseAttrs(layer_parse<kGruLayer>)
+    .setInferType(all_float32)
+    .setInferShape(layer_shape<kGruLayer>)
+    .setForward(gru_forward_op, "cpu")
+    .setBackward(gru_backward_op, "cpu");
 
 REGISTER_OP(mxgen_dropout)
     .setParseAttrs(dropout_parse)

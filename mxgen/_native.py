@@ -13,7 +13,7 @@ import warnings
 
 __all__ = ["load", "available", "status", "OPS", "disabled"]
 
-OPS = ("mxgen_sample", "mxgen_char_rnn_generate", "mxgen_lstm", "mxgen_dropout")
+OPS = ("mxgen_sample", "mxgen_char_rnn_generate", "mxgen_lstm", "mxgen_gru", "mxgen_dropout")
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _state = {"tried": False, "path": None, "error": None, "ops": ()}
 

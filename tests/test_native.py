@@ -112,40 +112,49 @@ def test_info_lists_native_ops(cli):
     assert "mxgen_sample" in proc.stdout and "mxgen_char_rnn_generate" in proc.stdout
 
 
-# ---------------------------------------------------------------- mxgen_lstm
-def _lstm_grads(impl, x, h0, c0, w, dy, dh, dc, H):
-    args = [a.copy() for a in (x, h0, c0, w)]
+# ------------------------------------------------------ mxgen_lstm / mxgen_gru
+def _layer_grads(mode, impl, x, states, w, dy, dstates, H):
+    args = [a.copy() for a in [x] + states + [w]]
     for a in args:
         a.attach_grad()
     with mx.autograd.record():
         if impl == "fused":
-            y, hT, cT = mx.nd.RNN(args[0], args[3], args[1], args[2], state_size=H,
-                                  num_layers=1, mode="lstm", state_outputs=True)
+            outs = mx.nd.RNN(args[0], args[-1], *args[1:-1], state_size=H, num_layers=1,
+                             mode=mode, state_outputs=True)
         else:
-            y, hT, cT, _ = mx.nd.mxgen_lstm(*args, state_size=H)
-        loss = (y * dy).sum() + (hT * dh).sum() + (cT * dc).sum()
+            op = {"lstm": mx.nd.mxgen_lstm, "gru": mx.nd.mxgen_gru}[mode]
+            outs = op(*args, state_size=H)[:-1]              # drop the saved ws
+        loss = (outs[0] * dy).sum() + sum((o * d).sum() for o, d in zip(outs[1:], dstates))
     loss.backward()
-    return [o.asnumpy() for o in [y, hT, cT] + [a.grad for a in args]]
+    return [o.asnumpy() for o in list(outs) + [a.grad for a in args]]
 
 
-# (T, N, I, H): the training shape, odd sizes off every block boundary, batch 1
+# (T, N, I, H): the training shape, odd sizes off every block boundary, batch 1.
+# Tolerance: after 30 steps both ops are ~7e-6 (relative) from a float64
+# reference for GRU (checked when writing gru.h), ~2e-6 for LSTM.
+@pytest.mark.parametrize("mode,tol", [("lstm", 2e-6), ("gru", 1e-5)])
 @pytest.mark.parametrize("shape", [(30, 32, 64, 256), (7, 5, 13, 40), (3, 1, 8, 17),
                                    (1, 9, 33, 70)])
-def test_native_lstm_matches_fused_op(shape):
+def test_native_layer_matches_fused_op(mode, tol, shape):
     T, N, I, H = shape
+    gates, num_states = {"lstm": (4, 2), "gru": (3, 1)}[mode]
     rng = np.random.RandomState(sum(shape))
     arr = lambda *s, scale=1.0: mx.nd.array(rng.normal(0, scale, s).astype(np.float32))
-    x, h0, c0 = arr(T, N, I), arr(1, N, H), arr(1, N, H)
-    w = arr(4 * H * (I + H) + 8 * H, scale=0.2)
-    dy, dh, dc = arr(T, N, H), arr(1, N, H), arr(1, N, H)
-    fused = _lstm_grads("fused", x, h0, c0, w, dy, dh, dc, H)
-    native = _lstm_grads("native", x, h0, c0, w, dy, dh, dc, H)
-    for name, a, b in zip(["y", "hT", "cT", "dx", "dh0", "dc0", "dw"], fused, native):
+    x = arr(T, N, I)
+    states = [arr(1, N, H) for _ in range(num_states)]
+    w = arr(gates * H * (I + H) + 2 * gates * H, scale=0.2)
+    dy = arr(T, N, H)
+    dstates = [arr(1, N, H) for _ in range(num_states)]
+    fused = _layer_grads(mode, "fused", x, states, w, dy, dstates, H)
+    native = _layer_grads(mode, "native", x, states, w, dy, dstates, H)
+    names = ["y"] + ["state%d" % i for i in range(num_states)] + ["dx"] + \
+        ["dstate%d" % i for i in range(num_states)] + ["dw"]
+    for name, a, b in zip(names, fused, native):
         scale = max(1.0, float(np.abs(a).max()))
-        np.testing.assert_allclose(b, a, rtol=0, atol=2e-6 * scale, err_msg=name)
+        np.testing.assert_allclose(b, a, rtol=0, atol=tol * scale, err_msg=name)
 
 
-def test_native_lstm_rejects_bad_shapes():
+def test_native_layers_reject_bad_shapes():
     x = mx.nd.zeros((5, 2, 8))
     h = mx.nd.zeros((1, 2, 16))
     w = mx.nd.zeros((4 * 16 * 24 + 8 * 16,))
@@ -157,9 +166,15 @@ def test_native_lstm_rejects_bad_shapes():
         mx.nd.mxgen_lstm(mx.nd.zeros((5, 8)), h, h, w, state_size=16)[0].wait_to_read()
     with pytest.raises(mx.base.MXNetError, match="state_size must be an integer >= 1"):
         mx.nd.mxgen_lstm(x, h, h, w, state_size=0)[0].wait_to_read()
+    with pytest.raises(mx.base.MXNetError, match=r"mxgen_gru: weights must be a flat \(1248,\)"):
+        mx.nd.mxgen_gru(x, h, w, state_size=16)[0].wait_to_read()
+    with pytest.raises(mx.base.MXNetError, match=r"mxgen_gru: state 0 must be \(1, 2, 16\)"):
+        mx.nd.mxgen_gru(x, mx.nd.zeros((2, 16)), mx.nd.zeros((1248,)),
+                        state_size=16)[0].wait_to_read()
 
 
-def test_char_rnn_native_equals_fused_hybridized(vocab):
+@pytest.mark.parametrize("mode", ["lstm", "gru"])
+def test_char_rnn_native_equals_fused_hybridized(vocab, mode):
     """The whole model, hybridized, both kernels: same logits, states and gradients."""
     data = mx.nd.array(np.array(vocab.encode("Supposing that truth is a woman--what then? "
                                              "Is there not ground for suspecting")[:60])
@@ -167,7 +182,7 @@ def test_char_rnn_native_equals_fused_hybridized(vocab):
     results = {}
     for impl in ("fused", "native"):
         mx.random.seed(5)
-        model = CharRNN(len(vocab), 16, 48, 2, dropout=0.0, mode="lstm")
+        model = CharRNN(len(vocab), 16, 48, 2, dropout=0.0, mode=mode)
         model.initialize(mx.init.Xavier(magnitude=6))
         assert model.set_rnn_impl(impl) == impl
         model.hybridize(static_alloc=True)
@@ -185,10 +200,11 @@ def test_char_rnn_native_equals_fused_hybridized(vocab):
 def test_rnn_impl_choice(vocab, monkeypatch):
     from mxgen.models.rnn import resolve_impl
     assert resolve_impl("auto", "lstm") == "native"
-    assert resolve_impl("auto", "gru") == "fused"
+    assert resolve_impl("auto", "gru") == "native"
+    assert resolve_impl("auto", "rnn_tanh") == "fused"
     assert resolve_impl("auto", "lstm", contexts=[mx.gpu(0)]) == "fused"
-    with pytest.raises(MXGenError, match="single-layer lstm only"):
-        resolve_impl("native", "gru")
+    with pytest.raises(MXGenError, match="single-layer lstm and gru only"):
+        resolve_impl("native", "rnn_relu")
     with pytest.raises(MXGenError, match="unknown rnn_impl 'cuda'"):
         resolve_impl("cuda", "lstm")
     monkeypatch.setenv("MXGEN_NATIVE", "0")

@@ -35,8 +35,8 @@ def get_parser(parser):
     t.add_argument("--save-every", type=int, default=None,
                    help="also checkpoint every N steps (default: each epoch)")
     t.add_argument("--rnn-impl", choices=["auto", "fused", "native"], default=None,
-                   help="recurrent kernel: MXNet's fused RNN op or mxgen's native LSTM op"
-                        " (default: auto = native for lstm on CPU when it is built)")
+                   help="recurrent kernel: MXNet's fused RNN op or mxgen's native LSTM/GRU op"
+                        " (default: auto = native for lstm and gru on CPU when it is built)")
     t.add_argument("--dropout-impl", choices=["auto", "mxnet", "native"], default=None,
                    help="dropout kernel: MXNet's Dropout or mxgen's native op (masks of the"
                         " same distribution, ~10x faster; default: auto = native on CPU when built)")

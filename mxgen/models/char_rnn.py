@@ -84,7 +84,7 @@ class CharRNN(HybridBlock):
     def set_rnn_impl(self, impl="auto", contexts=None):
         """Choose the recurrent kernel (``'auto'``, ``'fused'``, ``'native'``).
 
-        ``'auto'`` takes mxgen's native LSTM op on CPU when it is loaded (see
+        ``'auto'`` takes mxgen's native LSTM/GRU op on CPU when it is loaded (see
         :func:`mxgen.models.rnn.resolve_impl`).  Returns the kernel chosen.
         Clears cached graphs, so it can be called at any time.
         """

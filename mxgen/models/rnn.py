@@ -24,6 +24,7 @@ __all__ = ["MODES", "IMPLS", "FusedRNN", "make_rnn", "cell_step", "num_gates", "
            "FusedRNNInit", "resolve_impl"]
 
 IMPLS = ("auto", "fused", "native")
+NATIVE_OPS = {"lstm": "mxgen_lstm", "gru": "mxgen_gru"}   # mode -> mxgen's training op
 
 MODES = ("rnn_relu", "rnn_tanh", "gru", "lstm")
 _GATES = {"rnn_relu": 1, "rnn_tanh": 1, "gru": 3, "lstm": 4}
@@ -42,10 +43,11 @@ def resolve_impl(impl, mode, num_layers=1, contexts=None):
     """Which kernel runs a recurrent layer: ``'fused'`` or ``'native'``.
 
     ``'fused'`` is MXNet's RNN operator (oneDNN on CPU, cuDNN on GPU).
-    ``'native'`` is mxgen's ``mxgen_lstm`` operator (kernels/lstm.h): one
-    single-layer LSTM with AVX-512 GEMMs, CPU only, faster than oneDNN's
-    backward pass on CPUs without AVX-512 BLAS in the wheel.  ``'auto'`` picks
-    native for CPU LSTM layers when the op is loaded, fused otherwise.
+    ``'native'`` is mxgen's ``mxgen_lstm`` / ``mxgen_gru`` operators
+    (kernels/lstm.h, kernels/gru.h): one single-layer LSTM or GRU with
+    AVX-512 GEMMs, CPU only, faster than oneDNN's backward pass on CPUs
+    without AVX-512 BLAS in the wheel.  ``'auto'`` picks native for CPU LSTM
+    and GRU layers when the op is loaded, fused otherwise.
     Results agree to float rounding (tests check 1e-5); checkpoints are the
     same either way.
     """
@@ -57,12 +59,13 @@ def resolve_impl(impl, mode, num_layers=1, contexts=None):
         return "fused"
     on_cpu = all(c.device_type == "cpu" for c in (contexts or [mx.cpu()]))
     why = None
-    if mode != "lstm" or num_layers != 1:
-        why = "the native recurrent op covers single-layer lstm only (got %s)" % mode
+    if mode not in NATIVE_OPS or num_layers != 1:
+        why = ("the native recurrent ops cover single-layer lstm and gru only (got %s)"
+               % mode)
     elif not on_cpu:
-        why = "the native recurrent op runs on CPU only"
-    elif not _native.available("mxgen_lstm"):
-        why = _native.status()[2] or "mxgen_lstm not loaded"
+        why = "the native recurrent ops run on CPU only"
+    elif not _native.available(NATIVE_OPS[mode]):
+        why = _native.status()[2] or "%s not loaded" % NATIVE_OPS[mode]
     if why is None:
         return "native"
     if impl == "native":
@@ -166,15 +169,18 @@ class FusedRNN(HybridBlock):
         """
         if impl not in ("fused", "native"):
             raise ValueError("impl must be 'fused' or 'native', got %r" % (impl,))
-        if impl == "native" and (self.mode != "lstm" or self.num_layers != 1):
-            raise ValueError("the native recurrent op covers single-layer lstm only")
+        if impl == "native" and (self.mode not in NATIVE_OPS or self.num_layers != 1):
+            raise ValueError("the native recurrent ops cover single-layer lstm and gru only")
         self.impl = impl
         self._clear_cached_op()
 
     def hybrid_forward(self, F, inputs, *states, weights):
-        if self.impl == "native":
+        if self.impl == "native" and self.mode == "lstm":
             out = F.mxgen_lstm(inputs, states[0], states[1], weights, state_size=self.num_hidden)
             return out[0], [out[1], out[2]]
+        if self.impl == "native":
+            out = F.mxgen_gru(inputs, states[0], weights, state_size=self.num_hidden)
+            return out[0], [out[1]]
         out = F.RNN(inputs, weights, *states, state_size=self.num_hidden,
                     num_layers=self.num_layers, mode=self.mode, state_outputs=True, p=0.0)
         return out[0], list(out[1:])

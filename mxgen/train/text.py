@@ -280,7 +280,8 @@ def train_text(cfg, log=print, explicit=()):
            cfg.seq_len, cfg.batch_size))
     log("model %s %dx%d on %s; recurrent kernel: %s; dropout: %s"
         % (cfg.mode, cfg.num_layers, cfg.num_hidden, cfg.ctx,
-           "mxgen native LSTM op" if rnn_impl == "native" else "MXNet fused RNN op",
+           "mxgen native %s op" % cfg.mode.upper() if rnn_impl == "native"
+           else "MXNet fused RNN op",
            "mxgen native op" if dropout_impl == "native" else "MXNet op"))
 
     def save(point_best=False):

@@ -1,0 +1,164 @@
+// One GRU layer over a whole sequence, forward and backward, for training.
+//
+// Same arithmetic and weight layout as MXNet's fused RNN operator for one
+// unidirectional GRU layer: w = [W_i2h (3H, I), W_h2h (3H, H), b_i2h (3H),
+// b_h2h (3H)], gates r (reset), z (update), n (candidate):
+//   r = sigmoid(xW_r + b_ir + hW_r + b_hr)      z likewise
+//   n = tanh(xW_n + b_in + r * (hW_n + b_hn))   (r scales the h2h term, bias included)
+//   h' = (1 - z) * n + z * h
+// The structure is lstm.h's: one big GEMM for the input projections, the
+// recurrence as T small GEMMs against W_h2h packed once, inside one OpenMP
+// region; the backward pass ends in sequence_grads (rnn_grads.h).  Because r
+// multiplies only the h2h part of the candidate, the per-step GEMM writes its
+// own buffer instead of accumulating onto the input projection, and the
+// backward pass has two pre-activation gradients (i2h and h2h) that differ in
+// the candidate block.  The forward pass saves ws = [r z n hn] (T, N, 4H),
+// hn = hW_n + b_hn.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstring>
+#include <vector>
+
+#include "activations.h"
+#include "gemm.h"
+#include "rnn_grads.h"
+
+namespace mxgen {
+
+// Gate arithmetic for one row, units [u0, u1): pre = x W_i2h^T (3H), hh =
+// h_prev W_h2h^T (3H), biases b_i2h / b_h2h; writes h and ws (4H).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+inline void gru_cell_forward(const float* pre, const float* hh, const float* b_i,
+                             const float* b_h, const float* h_prev, float* h, float* ws, int H,
+                             int u0, int u1) {
+#pragma omp simd
+  for (int u = u0; u < u1; ++u) {
+    const float r = sigmoid(pre[u] + b_i[u] + hh[u] + b_h[u]);
+    const float z = sigmoid(pre[H + u] + b_i[H + u] + hh[H + u] + b_h[H + u]);
+    const float hn = hh[2 * H + u] + b_h[2 * H + u];
+    const float n = fast_tanh(pre[2 * H + u] + b_i[2 * H + u] + r * hn);
+    h[u] = (1.f - z) * n + z * h_prev[u];
+    ws[u] = r;
+    ws[H + u] = z;
+    ws[2 * H + u] = n;
+    ws[3 * H + u] = hn;
+  }
+}
+
+// Backward of one row for units [u0, u1): dh_next (in: from step t+1; out:
+// the direct part dh * z of the gradient for h_prev, to which the caller
+// adds da_h W_h2h), writes da_i and da_h (3H each).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+inline void gru_cell_backward(const float* ws, const float* h_prev, const float* dy,
+                              float* dh_next, float* da_i, float* da_h, int H, int u0, int u1) {
+#pragma omp simd
+  for (int u = u0; u < u1; ++u) {
+    const float r = ws[u], z = ws[H + u], n = ws[2 * H + u], hn = ws[3 * H + u];
+    const float dh = dy[u] + dh_next[u];
+    const float dn = dh * (1.f - z) * (1.f - n * n);
+    const float dr = dn * hn * r * (1.f - r);
+    const float dz = dh * (h_prev[u] - n) * z * (1.f - z);
+    da_i[u] = dr;
+    da_i[H + u] = dz;
+    da_i[2 * H + u] = dn;
+    da_h[u] = dr;
+    da_h[H + u] = dz;
+    da_h[2 * H + u] = dn * r;
+    dh_next[u] = dh * z;
+  }
+}
+
+struct GruShape {
+  int T, N, I, H;
+  size_t weights() const { return 3ul * H * (I + H) + 6ul * H; }
+};
+
+// x (T, N, I), h0 (N, H) -> y (T, N, H), hT (N, H), ws (T, N, 4H).
+inline void gru_forward(const GruShape& s, const float* x, const float* h0, const float* w,
+                        float* y, float* hT, float* ws) {
+  const int T = s.T, N = s.N, I = s.I, H = s.H, G = 3 * H;
+  const float* w_i2h = w;
+  const float* w_h2h = w + static_cast<size_t>(G) * I;
+  const float* b_i2h = w_h2h + static_cast<size_t>(G) * H;
+  const float* b_h2h = b_i2h + G;
+  // all input projections at once: pre (T*N, G) = x W_i2h^T
+  float* pre = scratch(2, static_cast<size_t>(T) * N * G).data();
+  sgemm(false, true, T * N, G, I, x, I, w_i2h, I, 0.f, pre, G);
+  float* w_packed = scratch(3, packed_b_size(H, G)).data();   // W_h2h^T, (H, G)
+  std::vector<float> hh(static_cast<size_t>(N) * G);          // h_prev W_h2h^T of one step
+  const int pn = ceil_div(G, kNR), pm = ceil_div(N, kMR);
+#pragma omp parallel
+  {
+    const int team = omp_team(), rank = omp_rank();
+    int j0, j1, u0, u1;
+    split_range(pn, team, rank, &j0, &j1);
+    pack_b_panels(true, H, G, w_h2h, H, w_packed, j0, j1);
+    split_vectors(H, team, rank, &u0, &u1);   // hidden units for the gate arithmetic
+#pragma omp barrier
+    for (int t = 0; t < T; ++t) {
+      const float* h_prev = t == 0 ? h0 : y + static_cast<size_t>(t - 1) * N * H;
+      gemm_panels(N, G, H, h_prev, H, w_packed, 0, pm, j0, j1, hh.data(), G, false);
+#pragma omp barrier
+      for (int n = 0; n < N; ++n) {
+        const size_t row = static_cast<size_t>(t) * N + n;
+        gru_cell_forward(pre + row * G, hh.data() + static_cast<size_t>(n) * G, b_i2h, b_h2h,
+                         h_prev + static_cast<size_t>(n) * H, y + row * H, ws + row * 4 * H, H,
+                         u0, u1);
+      }
+#pragma omp barrier
+    }
+  }
+  std::memcpy(hT, y + static_cast<size_t>(T - 1) * N * H, sizeof(float) * N * H);
+}
+
+// Gradients of gru_forward.  dy (T, N, H), dhT (N, H) -> dx (T, N, I), dh0
+// (N, H), dw (flat, like w).  Needs the forward's y and ws.
+inline void gru_backward(const GruShape& s, const float* dy, const float* dhT, const float* x,
+                         const float* h0, const float* w, const float* y, const float* ws,
+                         float* dx, float* dh0, float* dw) {
+  const int T = s.T, N = s.N, I = s.I, H = s.H, G = 3 * H;
+  const float* w_i2h = w;
+  const float* w_h2h = w + static_cast<size_t>(G) * I;
+  float* dw_i2h = dw;
+  float* dw_h2h = dw + static_cast<size_t>(G) * I;
+  float* db_i2h = dw_h2h + static_cast<size_t>(G) * H;
+  float* db_h2h = db_i2h + G;
+  float* da_i = scratch(2, static_cast<size_t>(T) * N * G).data();   // (T*N, G)
+  float* da_h = scratch(4, static_cast<size_t>(T) * N * G).data();
+  float* w_packed = scratch(3, packed_b_size(G, H)).data();         // W_h2h, (G, H)
+  const int pn = ceil_div(H, kNR), pm = ceil_div(N, kMR);
+  std::memcpy(dh0, dhT, sizeof(float) * N * H);   // dh0 carries dh through the loop
+#pragma omp parallel
+  {
+    const int team = omp_team(), rank = omp_rank();
+    int j0, j1, u0, u1;
+    split_range(pn, team, rank, &j0, &j1);
+    pack_b_panels(false, G, H, w_h2h, H, w_packed, j0, j1);
+    split_vectors(H, team, rank, &u0, &u1);
+#pragma omp barrier
+    for (int t = T - 1; t >= 0; --t) {
+      const size_t first = static_cast<size_t>(t) * N;
+      for (int n = 0; n < N; ++n) {
+        const size_t row = first + n;
+        const float* h_prev = t == 0 ? h0 + static_cast<size_t>(n) * H : y + (row - N) * H;
+        gru_cell_backward(ws + row * 4 * H, h_prev, dy + row * H,
+                          dh0 + static_cast<size_t>(n) * H, da_i + row * G, da_h + row * G, H,
+                          u0, u1);
+      }
+#pragma omp barrier
+      // dh for step t-1: dh * z (already in dh0) + da_h_t (N, G) W_h2h (G, H)
+      gemm_panels(N, H, G, da_h + first * G, G, w_packed, 0, pm, j0, j1, dh0, H, true);
+#pragma omp barrier
+    }
+  }
+  sequence_grads(T, N, I, H, G, x, h0, y, w_i2h, da_i, da_h, dx, dw_i2h, dw_h2h, db_i2h,
+                 db_h2h);
+}
+
+}  // namespace mxgen
