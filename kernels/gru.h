@@ -6,9 +6,9 @@
 //   r = sigmoid(xW_r + b_ir + hW_r + b_hr)      z likewise
 //   n = tanh(xW_n + b_in + r * (hW_n + b_hn))   (r scales the h2h term, bias included)
 //   h' = (1 - z) * n + z * h
-// The structure is lstm.h's: one big GEMM for the input projections, the
-// recurrence as T small GEMMs against W_h2h packed once, inside one OpenMP
-// region; the backward pass ends in sequence_grads (rnn_grads.h).  Because r
+// The structure is lstm.h's: input projections a chunk of steps at a time,
+// the recurrence as T small GEMMs against W_h2h packed once, inside one
+// OpenMP region; the backward pass ends in sequence_grads (rnn_grads.h).  Because r
 // multiplies only the h2h part of the candidate, the per-step GEMM writes its
 // own buffer instead of accumulating onto the input projection, and the
 // backward pass has two pre-activation gradients (i2h and h2h) that differ in
@@ -87,29 +87,36 @@ inline void gru_forward(const GruShape& s, const float* x, const float* h0, cons
   const float* w_h2h = w + static_cast<size_t>(G) * I;
   const float* b_i2h = w_h2h + static_cast<size_t>(G) * H;
   const float* b_h2h = b_i2h + G;
-  // all input projections at once: pre (T*N, G) = x W_i2h^T
-  float* pre = scratch(2, static_cast<size_t>(T) * N * G).data();
-  sgemm(false, true, T * N, G, I, x, I, w_i2h, I, 0.f, pre, G);
-  float* w_packed = scratch(3, packed_b_size(H, G)).data();   // W_h2h^T, (H, G)
-  std::vector<float> hh(static_cast<size_t>(N) * G);          // h_prev W_h2h^T of one step
+  // input projections `chunk` steps at a time, as in lstm_forward
+  const int chunk = std::max(1, std::min(T, 128 / N));
+  float* pre = scratch(2, static_cast<size_t>(chunk) * N * G).data();
+  float* wi_packed = scratch(1, packed_b_size(I, G)).data();   // W_i2h^T, (I, G)
+  float* w_packed = scratch(3, packed_b_size(H, G)).data();    // W_h2h^T, (H, G)
+  std::vector<float> hh(static_cast<size_t>(N) * G);           // h_prev W_h2h^T of one step
   const int pn = ceil_div(G, kNR), pm = ceil_div(N, kMR);
 #pragma omp parallel
   {
     const int team = omp_team(), rank = omp_rank();
     int j0, j1, u0, u1;
-    split_range(pn, team, rank, &j0, &j1);
+    split_range(pn, team, rank, &j0, &j1);   // each thread packs the panels it multiplies by
+    pack_b_panels(true, I, G, w_i2h, I, wi_packed, j0, j1);
     pack_b_panels(true, H, G, w_h2h, H, w_packed, j0, j1);
     split_vectors(H, team, rank, &u0, &u1);   // hidden units for the gate arithmetic
-#pragma omp barrier
     for (int t = 0; t < T; ++t) {
+      if (t % chunk == 0) {
+        const int rows = std::min(chunk, T - t) * N;
+        gemm_panels(rows, G, I, x + static_cast<size_t>(t) * N * I, I, wi_packed, 0,
+                    ceil_div(rows, kMR), j0, j1, pre, G, false);
+      }
       const float* h_prev = t == 0 ? h0 : y + static_cast<size_t>(t - 1) * N * H;
+      const float* pre_t = pre + static_cast<size_t>(t % chunk) * N * G;
       gemm_panels(N, G, H, h_prev, H, w_packed, 0, pm, j0, j1, hh.data(), G, false);
 #pragma omp barrier
       for (int n = 0; n < N; ++n) {
         const size_t row = static_cast<size_t>(t) * N + n;
-        gru_cell_forward(pre + row * G, hh.data() + static_cast<size_t>(n) * G, b_i2h, b_h2h,
-                         h_prev + static_cast<size_t>(n) * H, y + row * H, ws + row * 4 * H, H,
-                         u0, u1);
+        gru_cell_forward(pre_t + static_cast<size_t>(n) * G, hh.data() + static_cast<size_t>(n) * G,
+                         b_i2h, b_h2h, h_prev + static_cast<size_t>(n) * H, y + row * H,
+                         ws + row * 4 * H, H, u0, u1);
       }
 #pragma omp barrier
     }

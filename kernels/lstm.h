@@ -3,8 +3,9 @@
 // Same arithmetic and weight layout as MXNet's fused RNN operator for one
 // unidirectional layer: w = [W_i2h (4H, I), W_h2h (4H, H), b_i2h (4H),
 // b_h2h (4H)], gates i, f, g, o.  The work is the classic split:
-//   * every GEMM that does not depend on the recurrence is ONE big GEMM over
-//     all T * N rows (x W_i2h^T forward; dx, dW_i2h, dW_h2h, db backward);
+//   * every GEMM that does not depend on the recurrence is a big GEMM: over
+//     chunks of ~128 rows that stay in cache forward (x W_i2h^T), over all
+//     T * N rows backward (dx, dW_i2h, dW_h2h; db summed while packing);
 //   * the recurrence is T small GEMMs (N x H times H x 4H, and back) against
 //     weights packed once per call, inside ONE OpenMP parallel region with two
 //     barriers per step: threads split the GEMM by column panels and the gate
@@ -84,22 +85,31 @@ inline void lstm_forward(const LstmShape& s, const float* x, const float* h0, co
   const float* b_h2h = b_i2h + G;
   std::vector<float> bias(G);
   for (int g = 0; g < G; ++g) bias[g] = b_i2h[g] + b_h2h[g];
-  // all input projections at once: pre (T*N, G) = x W_i2h^T
-  float* pre = scratch(2, static_cast<size_t>(T) * N * G).data();
-  sgemm(false, true, T * N, G, I, x, I, w_i2h, I, 0.f, pre, G);
-  float* w_packed = scratch(3, packed_b_size(H, G)).data();   // W_h2h^T, (H, G)
+  // The input projections x W_i2h^T are computed `chunk` steps at a time
+  // (about 128 rows) into a buffer that stays in cache, not for all T*N rows
+  // at once: the same GEMM work without streaming a (T*N, 4H) array through
+  // memory twice.
+  const int chunk = std::max(1, std::min(T, 128 / N));
+  float* pre = scratch(2, static_cast<size_t>(chunk) * N * G).data();
+  float* wi_packed = scratch(1, packed_b_size(I, G)).data();   // W_i2h^T, (I, G)
+  float* w_packed = scratch(3, packed_b_size(H, G)).data();    // W_h2h^T, (H, G)
   const int pn = ceil_div(G, kNR), pm = ceil_div(N, kMR);
 #pragma omp parallel
   {
     const int team = omp_team(), rank = omp_rank();
     int j0, j1, u0, u1;
-    split_range(pn, team, rank, &j0, &j1);
+    split_range(pn, team, rank, &j0, &j1);   // each thread packs the panels it multiplies by
+    pack_b_panels(true, I, G, w_i2h, I, wi_packed, j0, j1);
     pack_b_panels(true, H, G, w_h2h, H, w_packed, j0, j1);
     split_vectors(H, team, rank, &u0, &u1);   // hidden units for the gate arithmetic
-#pragma omp barrier
     for (int t = 0; t < T; ++t) {
+      if (t % chunk == 0) {
+        const int rows = std::min(chunk, T - t) * N;
+        gemm_panels(rows, G, I, x + static_cast<size_t>(t) * N * I, I, wi_packed, 0,
+                    ceil_div(rows, kMR), j0, j1, pre, G, false);
+      }
       const float* h_prev = t == 0 ? h0 : y + static_cast<size_t>(t - 1) * N * H;
-      float* pre_t = pre + static_cast<size_t>(t) * N * G;
+      float* pre_t = pre + static_cast<size_t>(t % chunk) * N * G;
       gemm_panels(N, G, H, h_prev, H, w_packed, 0, pm, j0, j1, pre_t, G, true);
 #pragma omp barrier
       for (int n = 0; n < N; ++n) {

@@ -12,11 +12,41 @@
 
 namespace mxgen {
 
+// Panels [j0, j1) of pack_b_panels(false, K, N, B, N, ...) for a row-major
+// (K, N) B, and in the same pass the column sums of those panels' columns,
+// each summed in row order: sum[n] = sum_k B[k][n].
+inline void pack_rows_colsum(int K, int N, const float* B, float* Bp, float* sum, int j0,
+                             int j1) {
+  for (int j = j0; j < j1; ++j) {
+    float* dst = Bp + static_cast<size_t>(j) * K * kNR;
+    const int n0 = j * kNR, nn = std::min(kNR, N - n0);
+    float acc[kNR] = {};
+    for (int k = 0; k < K; ++k) {
+      const float* src = B + static_cast<size_t>(k) * N + n0;
+      float* d = dst + static_cast<size_t>(k) * kNR;
+      if (nn == kNR) {
+#pragma omp simd
+        for (int c = 0; c < kNR; ++c) {
+          d[c] = src[c];
+          acc[c] += src[c];
+        }
+      } else {
+        for (int c = 0; c < kNR; ++c) {
+          const float v = c < nn ? src[c] : 0.f;
+          d[c] = v;
+          acc[c] += v;
+        }
+      }
+    }
+    std::copy(acc, acc + nn, sum + n0);
+  }
+}
+
 // da_i / da_h (T*N, G): gradients of the i2h and h2h pre-activations (the same
 // array for LSTM; GRU's differ in the candidate block).  x (T*N, I) the layer
 // input, h0 (N, H) and y (T*N, H) its states, so h_prev of row r is h0 for the
 // first N rows and y[r - N] after.  Writes dw_i2h (G, I), dw_h2h (G, H) and
-// the bias gradients (column sums), and dx = da_i W_i2h.
+// the bias gradients (column sums, taken while packing), and dx = da_i W_i2h.
 //
 // The weight gradients are computed as dW^T = Z^T dA, so that dA, the big
 // operand, is packed ONCE (as B) for every product it takes part in.
@@ -37,8 +67,11 @@ inline void sequence_grads(int T, int N, int I, int H, int G, const float* x, co
     const int team = omp_team(), rank = omp_rank();
     int lo, hi;
     split_range(pg, team, rank, &lo, &hi);
-    pack_b_panels(false, rows, G, da_i, G, dai_packed, lo, hi);
-    if (!shared) pack_b_panels(false, rows, G, da_h, G, dah_packed, lo, hi);
+    pack_rows_colsum(rows, G, da_i, dai_packed, db_i2h, lo, hi);
+    if (shared && lo < hi)
+      std::copy(db_i2h + lo * kNR, db_i2h + std::min(G, hi * kNR), db_h2h + lo * kNR);
+    else if (!shared)
+      pack_rows_colsum(rows, G, da_h, dah_packed, db_h2h, lo, hi);
     split_range(pi, team, rank, &lo, &hi);
     pack_at_rows(x, I, I, rows, 0, rows, xt_packed, lo, hi);
     split_range(ph, team, rank, &lo, &hi);
@@ -57,28 +90,6 @@ inline void sequence_grads(int T, int N, int I, int H, int G, const float* x, co
         dw_i2h[static_cast<size_t>(g) * I + i] = dwt[static_cast<size_t>(i) * G + g];
       for (int h = 0; h < H; ++h)
         dw_h2h[static_cast<size_t>(g) * H + h] = dwt[static_cast<size_t>(I + h) * G + g];
-    }
-  }
-  // bias gradients: column sums, each column summed by one thread in row order
-#pragma omp parallel
-  {
-    int g0, g1;
-    split_vectors(G, omp_team(), omp_rank(), &g0, &g1);
-    std::fill(db_i2h + g0, db_i2h + g1, 0.f);
-    std::fill(db_h2h + g0, db_h2h + g1, 0.f);
-    for (int r = 0; r < rows; ++r) {
-      const float* d = da_i + static_cast<size_t>(r) * G;
-#pragma omp simd
-      for (int g = g0; g < g1; ++g) db_i2h[g] += d[g];
-    }
-    if (shared) {
-      std::copy(db_i2h + g0, db_i2h + g1, db_h2h + g0);
-    } else {
-      for (int r = 0; r < rows; ++r) {
-        const float* d = da_h + static_cast<size_t>(r) * G;
-#pragma omp simd
-        for (int g = g0; g < g1; ++g) db_h2h[g] += d[g];
-      }
     }
   }
   sgemm(false, false, rows, I, G, da_i, G, w_i2h, I, 0.f, dx, I);
