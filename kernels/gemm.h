@@ -237,9 +237,13 @@ inline void gemm_panels(int M, int N, int K, const float* A, int lda, const floa
 inline size_t packed_b_size(int K, int N) { return static_cast<size_t>(ceil_div(N, kNR)) * K * kNR; }
 inline size_t packed_a_size(int M, int K) { return static_cast<size_t>(ceil_div(M, kMR)) * K * kMR; }
 
-// Reusable scratch (one per calling thread of the operator).
+// Reusable scratch (one set per calling thread of the operator).  Slots:
+// 0 sgemm's packed A, sequence_grads' Z^T blocks; 1 sgemm's packed B, the
+// forward passes' W_i2h^T, sequence_grads' dW^T; 2 the forward input
+// projections, the backward dA (GRU: dA_i); 3 packed W_h2h, then
+// sequence_grads' dA block; 4 GRU's dA_h; 5 its block; 6 sequence_grads' W_i2h.
 inline std::vector<float>& scratch(int slot, size_t n) {
-  static thread_local std::vector<float> bufs[6];
+  static thread_local std::vector<float> bufs[7];
   if (bufs[slot].size() < n) bufs[slot].resize(n);
   return bufs[slot];
 }

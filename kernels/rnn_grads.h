@@ -1,7 +1,7 @@
 // The part of a recurrent layer's backward pass that does not depend on the
 // recurrence, shared by lstm.h and gru.h: once the recurrence has produced
 // the gradients of the pre-activations, every weight gradient, bias gradient
-// and the input gradient is one big GEMM or reduction over all T * N rows.
+// and the input gradient is a GEMM or reduction over all T * N rows.
 #pragma once
 
 #include <algorithm>
@@ -13,14 +13,15 @@
 namespace mxgen {
 
 // Panels [j0, j1) of pack_b_panels(false, K, N, B, N, ...) for a row-major
-// (K, N) B, and in the same pass the column sums of those panels' columns,
-// each summed in row order: sum[n] = sum_k B[k][n].
+// (K, N) B, and in the same pass the column sums of those panels' columns
+// added to `sum`, each in row order: sum[n] += sum_k B[k][n].
 inline void pack_rows_colsum(int K, int N, const float* B, float* Bp, float* sum, int j0,
                              int j1) {
   for (int j = j0; j < j1; ++j) {
     float* dst = Bp + static_cast<size_t>(j) * K * kNR;
     const int n0 = j * kNR, nn = std::min(kNR, N - n0);
     float acc[kNR] = {};
+    std::copy(sum + n0, sum + n0 + nn, acc);
     for (int k = 0; k < K; ++k) {
       const float* src = B + static_cast<size_t>(k) * N + n0;
       float* d = dst + static_cast<size_t>(k) * kNR;
@@ -45,44 +46,63 @@ inline void pack_rows_colsum(int K, int N, const float* B, float* Bp, float* sum
 // da_i / da_h (T*N, G): gradients of the i2h and h2h pre-activations (the same
 // array for LSTM; GRU's differ in the candidate block).  x (T*N, I) the layer
 // input, h0 (N, H) and y (T*N, H) its states, so h_prev of row r is h0 for the
-// first N rows and y[r - N] after.  Writes dw_i2h (G, I), dw_h2h (G, H) and
-// the bias gradients (column sums, taken while packing), and dx = da_i W_i2h.
+// first N rows and y[r - N] after.  Writes dw_i2h (G, I), dw_h2h (G, H), the
+// bias gradients (column sums) and dx = da_i W_i2h.
 //
-// The weight gradients are computed as dW^T = Z^T dA, so that dA, the big
-// operand, is packed ONCE (as B) for every product it takes part in.
+// The weight gradients are dW^T = Z^T dA, accumulated over blocks of kKC
+// rows: each block of dA is packed (as the B operand; its column sums taken
+// on the way) and used while it is still in cache, by dW^T and by the block's
+// rows of dx, so dA is read from memory once.
 inline void sequence_grads(int T, int N, int I, int H, int G, const float* x, const float* h0,
                            const float* y, const float* w_i2h, const float* da_i,
                            const float* da_h, float* dx, float* dw_i2h, float* dw_h2h,
                            float* db_i2h, float* db_h2h) {
   const int rows = T * N;
   const bool shared = da_i == da_h;
-  float* dai_packed = scratch(3, packed_b_size(rows, G)).data();
-  float* dah_packed = shared ? dai_packed : scratch(5, packed_b_size(rows, G)).data();
-  float* xt_packed = scratch(0, packed_a_size(I, rows) + packed_a_size(H, rows)).data();
-  float* ht_packed = xt_packed + packed_a_size(I, rows);
-  std::vector<float> dwt(static_cast<size_t>(I + H) * G);   // [dW_i2h^T; dW_h2h^T]
+  float* dai_block = scratch(3, packed_b_size(kKC, G)).data();
+  float* dah_block = shared ? dai_block : scratch(5, packed_b_size(kKC, G)).data();
+  float* xt_block = scratch(0, packed_a_size(I, kKC) + packed_a_size(H, kKC)).data();
+  float* ht_block = xt_block + packed_a_size(I, kKC);
+  float* wi_packed = scratch(6, packed_b_size(G, I)).data();   // W_i2h, (G, I)
+  // [dW_i2h^T; dW_h2h^T]: a reused buffer (a fresh 1 MB+ allocation costs a
+  // page fault per 4 KB inside the GEMM)
+  float* dwt = scratch(1, static_cast<size_t>(I + H) * G).data();
   const int pi = ceil_div(I, kMR), ph = ceil_div(H, kMR), pg = ceil_div(G, kNR);
+  const int pni = ceil_div(I, kNR);
+  std::fill(db_i2h, db_i2h + G, 0.f);
+  std::fill(db_h2h, db_h2h + G, 0.f);
 #pragma omp parallel
   {
     const int team = omp_team(), rank = omp_rank();
-    int lo, hi;
-    split_range(pg, team, rank, &lo, &hi);
-    pack_rows_colsum(rows, G, da_i, dai_packed, db_i2h, lo, hi);
-    if (shared && lo < hi)
-      std::copy(db_i2h + lo * kNR, db_i2h + std::min(G, hi * kNR), db_h2h + lo * kNR);
-    else if (!shared)
-      pack_rows_colsum(rows, G, da_h, dah_packed, db_h2h, lo, hi);
-    split_range(pi, team, rank, &lo, &hi);
-    pack_at_rows(x, I, I, rows, 0, rows, xt_packed, lo, hi);
-    split_range(ph, team, rank, &lo, &hi);
-    pack_at_rows(h0, H, H, rows, 0, N, ht_packed, lo, hi);
-    pack_at_rows(y, H, H, rows, N, rows - N, ht_packed, lo, hi);
-#pragma omp barrier
-    split_range(pg, team, rank, &lo, &hi);
-    gemm_panels(I, G, rows, xt_packed, -1, dai_packed, 0, pi, lo, hi, dwt.data(), G, false);
-    gemm_panels(H, G, rows, ht_packed, -1, dah_packed, 0, ph, lo, hi,
-                dwt.data() + static_cast<size_t>(I) * G, G, false);
-#pragma omp barrier
+    int jlo, jhi, lo, hi;
+    split_range(pg, team, rank, &jlo, &jhi);   // this thread's dA column panels
+    split_range(pni, team, rank, &lo, &hi);
+    pack_b_panels(false, G, I, w_i2h, I, wi_packed, lo, hi);
+    for (int r0 = 0; r0 < rows; r0 += kKC) {
+      const int kc = std::min(kKC, rows - r0);
+      pack_rows_colsum(kc, G, da_i + static_cast<size_t>(r0) * G, dai_block, db_i2h, jlo, jhi);
+      if (!shared)
+        pack_rows_colsum(kc, G, da_h + static_cast<size_t>(r0) * G, dah_block, db_h2h, jlo,
+                         jhi);
+      // Z^T for rows [r0, r0 + kc): x, and h_prev = h0 for the first N rows, y after
+      split_range(pi, team, rank, &lo, &hi);
+      pack_at_rows(x + static_cast<size_t>(r0) * I, I, I, kc, 0, kc, xt_block, lo, hi);
+      const int from_h0 = std::max(0, std::min(kc, N - r0));
+      split_range(ph, team, rank, &lo, &hi);
+      if (from_h0 > 0)
+        pack_at_rows(h0 + static_cast<size_t>(r0) * H, H, H, kc, 0, from_h0, ht_block, lo, hi);
+      if (kc > from_h0)
+        pack_at_rows(y + static_cast<size_t>(r0 + from_h0 - N) * H, H, H, kc, from_h0,
+                     kc - from_h0, ht_block, lo, hi);
+#pragma omp barrier   // the Z^T block and W_i2h are complete
+      gemm_panels(I, G, kc, xt_block, -1, dai_block, 0, pi, jlo, jhi, dwt, G, r0 > 0);
+      gemm_panels(H, G, kc, ht_block, -1, dah_block, 0, ph, jlo, jhi,
+                  dwt + static_cast<size_t>(I) * G, G, r0 > 0);
+      split_range(ceil_div(kc, kMR), team, rank, &lo, &hi);
+      gemm_panels(kc, I, G, da_i + static_cast<size_t>(r0) * G, G, wi_packed, lo, hi, 0, pni,
+                  dx + static_cast<size_t>(r0) * I, I, false);
+#pragma omp barrier   // before the next block overwrites the Z^T block
+    }
     // transpose into MXNet's (G, I) and (G, H) blocks
     split_range(G, team, rank, &lo, &hi);
     for (int g = lo; g < hi; ++g) {
@@ -92,7 +112,7 @@ inline void sequence_grads(int T, int N, int I, int H, int G, const float* x, co
         dw_h2h[static_cast<size_t>(g) * H + h] = dwt[static_cast<size_t>(I + h) * G + g];
     }
   }
-  sgemm(false, false, rows, I, G, da_i, G, w_i2h, I, 0.f, dx, I);
+  if (shared) std::copy(db_i2h, db_i2h + G, db_h2h);
 }
 
 }  // namespace mxgen
