@@ -14,8 +14,8 @@
 //       b_i2h (G*H), b_h2h (G*H)], gates lstm i,f,g,o / gru r,z,n.
 //       States: lstm (h, c) per layer, others h; each (1, N, H).
 //
-//   mxgen_lstm(x, h0, c0, weights) -> y, hT, cT, ws       (training, see lstm.h)
-//   mxgen_gru(x, h0, weights) -> y, hT, ws                (training, see gru.h)
+//   mxgen_lstm(x, h0, c0, weights) -> y, hT, cT           (training, see lstm.h)
+//   mxgen_gru(x, h0, weights) -> y, hT                    (training, see gru.h)
 //   mxgen_dropout(x, probe (64,)) -> y, mask              (training, see dropout.h)
 //
 // Built against the lib_api.h / lib_api.cc shipped in the installed mxnet wheel.
@@ -558,14 +558,18 @@ MXReturnValue gen_forward_gpu(const std::unordered_map<std::string, std::string>
 
 // ------------------------------------------------------- recurrent layers
 // mxgen_lstm(x (T, N, I), h0 (1, N, H), c0 (1, N, H), weights (4H(I+H)+8H,))
-//     -> y (T, N, H), hT (1, N, H), cT (1, N, H), ws (T, N, 5H)
+//     -> y (T, N, H), hT (1, N, H), cT (1, N, H)
 // mxgen_gru(x (T, N, I), h0 (1, N, H), weights (3H(I+H)+6H,))
-//     -> y (T, N, H), hT (1, N, H), ws (T, N, 4H)
-// One fused-layout layer for training (see lstm.h, gru.h); ws is the saved
-// forward state for the backward pass (its gradient is ignored).
+//     -> y (T, N, H), hT (1, N, H)
+// One fused-layout layer for training (see lstm.h, gru.h).  Stateful ops: the
+// forward pass keeps what the backward pass needs (the activated gates, (T,
+// N, 5H) or (T, N, 4H)) in the op's state, like MXNet's own RNN op keeps its
+// reserve space.  As an output it would cost a zero-filled gradient array of
+// that size in every backward pass (MXNet fills the gradients of unused
+// outputs): 6 ms of a 50 ms char-LSTM step.
 struct TrainLayer {
   const char* name;
-  unsigned states, gates, ws_units;   // states per layer; gates; ws floats per unit
+  unsigned states, gates, ws_units;   // states per layer; gates; saved floats per unit
 };
 constexpr TrainLayer kLstmLayer{"mxgen_lstm", 2, 4, 5};
 constexpr TrainLayer kGruLayer{"mxgen_gru", 1, 3, 4};
@@ -579,7 +583,7 @@ MXReturnValue layer_parse(const std::unordered_map<std::string, std::string>& at
     return MX_FAIL;
   }
   *num_in = 2 + static_cast<int>(L.states);    // x, states..., weights
-  *num_out = 2 + static_cast<int>(L.states);   // y, states..., ws
+  *num_out = 1 + static_cast<int>(L.states);   // y, states...
   return MX_SUCCESS;
 }
 
@@ -613,67 +617,77 @@ MXReturnValue layer_shape(const std::unordered_map<std::string, std::string>& at
   }
   (*out_shapes)[0] = {T, N, H};
   for (unsigned s = 1; s <= L.states; ++s) (*out_shapes)[s] = {1, N, H};
-  (*out_shapes)[1 + L.states] = {T, N, L.ws_units * H};
   return MX_SUCCESS;
 }
 
-// (T, N, I, H) of a call from its input x and the state_size attribute
-// (checked by layer_parse).
-template <typename Shape>
-Shape layer_dims(const std::unordered_map<std::string, std::string>& attrs, MXTensor& x) {
+// The state of one layer op instance: its state_size and the saved gates of
+// its last forward pass, for the backward pass that follows it.
+template <const TrainLayer& L>
+class LayerState : public CustomStatefulOp {
+ public:
+  explicit LayerState(int H) : H_(H) {}
+
+  MXReturnValue Forward(std::vector<MXTensor>* inputs, std::vector<MXTensor>* outputs,
+                        const OpResource& res) override {
+    auto& in = *inputs;
+    auto& out = *outputs;
+    const int T = static_cast<int>(in[0].shape[0]), N = static_cast<int>(in[0].shape[1]),
+              I = static_cast<int>(in[0].shape[2]);
+    saved_.resize(static_cast<size_t>(T) * N * L.ws_units * H_);
+    shape_ = {T, N, I};
+    if (L.states == 2)
+      mxgen::lstm_forward(LstmShape{T, N, I, H_}, in[0].data<float>(), in[1].data<float>(),
+                          in[2].data<float>(), in[3].data<float>(), out[0].data<float>(),
+                          out[1].data<float>(), out[2].data<float>(), saved_.data());
+    else
+      mxgen::gru_forward(GruShape{T, N, I, H_}, in[0].data<float>(), in[1].data<float>(),
+                         in[2].data<float>(), out[0].data<float>(), out[1].data<float>(),
+                         saved_.data());
+    return MX_SUCCESS;
+  }
+
+  // inputs: output gradients, then the forward's inputs, then its outputs:
+  //   lstm [dy, dhT, dcT, x, h0, c0, w, y, hT, cT] -> [dx, dh0, dc0, dw]
+  //   gru  [dy, dhT, x, h0, w, y, hT]               -> [dx, dh0, dw]
+  MXReturnValue Backward(std::vector<MXTensor>* inputs, std::vector<MXTensor>* outputs,
+                         const OpResource& res) override {
+    auto& in = *inputs;
+    auto& out = *outputs;
+    const MXTensor& x = in[1 + L.states];
+    const int T = static_cast<int>(x.shape[0]), N = static_cast<int>(x.shape[1]),
+              I = static_cast<int>(x.shape[2]);
+    if (shape_ != std::vector<int>{T, N, I}) {
+      MX_ERROR_MSG << L.name << ": backward pass without a matching forward pass";
+      return MX_FAIL;
+    }
+    if (L.states == 2)
+      mxgen::lstm_backward(LstmShape{T, N, I, H_}, in[0].data<float>(), in[1].data<float>(),
+                           in[2].data<float>(), in[3].data<float>(), in[4].data<float>(),
+                           in[5].data<float>(), in[6].data<float>(), in[7].data<float>(),
+                           saved_.data(), out[0].data<float>(), out[1].data<float>(),
+                           out[2].data<float>(), out[3].data<float>());
+    else
+      mxgen::gru_backward(GruShape{T, N, I, H_}, in[0].data<float>(), in[1].data<float>(),
+                          in[2].data<float>(), in[3].data<float>(), in[4].data<float>(),
+                          in[5].data<float>(), saved_.data(), out[0].data<float>(),
+                          out[1].data<float>(), out[2].data<float>());
+    return MX_SUCCESS;
+  }
+
+ private:
+  int H_;
+  std::vector<int> shape_;
+  std::vector<float> saved_;
+};
+
+template <const TrainLayer& L>
+MXReturnValue layer_create_state(const std::unordered_map<std::string, std::string>& attrs,
+                                 const MXContext& ctx,
+                                 const std::vector<std::vector<unsigned int>>& in_shapes,
+                                 const std::vector<int> in_types, CustomStatefulOp** op) {
   int H = 0;
   get_int(attrs, "state_size", 0, &H);
-  return Shape{static_cast<int>(x.shape[0]), static_cast<int>(x.shape[1]),
-               static_cast<int>(x.shape[2]), H};
-}
-
-MXReturnValue lstm_forward_op(const std::unordered_map<std::string, std::string>& attrs,
-                              std::vector<MXTensor>* inputs, std::vector<MXTensor>* outputs,
-                              const OpResource& res) {
-  auto& in = *inputs;
-  auto& out = *outputs;
-  mxgen::lstm_forward(layer_dims<LstmShape>(attrs, in[0]), in[0].data<float>(),
-                      in[1].data<float>(), in[2].data<float>(), in[3].data<float>(),
-                      out[0].data<float>(), out[1].data<float>(), out[2].data<float>(),
-                      out[3].data<float>());
-  return MX_SUCCESS;
-}
-
-// inputs: [dy, dhT, dcT, dws, x, h0, c0, w, y, hT, cT, ws]; outputs: [dx, dh0, dc0, dw]
-MXReturnValue lstm_backward_op(const std::unordered_map<std::string, std::string>& attrs,
-                               std::vector<MXTensor>* inputs, std::vector<MXTensor>* outputs,
-                               const OpResource& res) {
-  auto& in = *inputs;
-  auto& out = *outputs;
-  mxgen::lstm_backward(layer_dims<LstmShape>(attrs, in[4]), in[0].data<float>(),
-                       in[1].data<float>(), in[2].data<float>(), in[4].data<float>(),
-                       in[5].data<float>(), in[6].data<float>(), in[7].data<float>(),
-                       in[8].data<float>(), in[11].data<float>(), out[0].data<float>(),
-                       out[1].data<float>(), out[2].data<float>(), out[3].data<float>());
-  return MX_SUCCESS;
-}
-
-MXReturnValue gru_forward_op(const std::unordered_map<std::string, std::string>& attrs,
-                             std::vector<MXTensor>* inputs, std::vector<MXTensor>* outputs,
-                             const OpResource& res) {
-  auto& in = *inputs;
-  auto& out = *outputs;
-  mxgen::gru_forward(layer_dims<GruShape>(attrs, in[0]), in[0].data<float>(),
-                     in[1].data<float>(), in[2].data<float>(), out[0].data<float>(),
-                     out[1].data<float>(), out[2].data<float>());
-  return MX_SUCCESS;
-}
-
-// inputs: [dy, dhT, dws, x, h0, w, y, hT, ws]; outputs: [dx, dh0, dw]
-MXReturnValue gru_backward_op(const std::unordered_map<std::string, std::string>& attrs,
-                              std::vector<MXTensor>* inputs, std::vector<MXTensor>* outputs,
-                              const OpResource& res) {
-  auto& in = *inputs;
-  auto& out = *outputs;
-  mxgen::gru_backward(layer_dims<GruShape>(attrs, in[3]), in[0].data<float>(),
-                      in[1].data<float>(), in[3].data<float>(), in[4].data<float>(),
-                      in[5].data<float>(), in[6].data<float>(), in[8].data<float>(),
-                      out[0].data<float>(), out[1].data<float>(), out[2].data<float>());
+  *op = CustomStatefulOp::create<LayerState<L>>(H);
   return MX_SUCCESS;
 }
 
@@ -792,15 +806,13 @@ REGISTER_OP(mxgen_lstm)
     .setParseAttrs(layer_parse<kLstmLayer>)
     .setInferType(all_float32)
     .setInferShape(layer_shape<kLstmLayer>)
-    .setForward(lstm_forward_op, "cpu")
-    .setBackward(lstm_backward_op, "cpu");
+    .setCreateOpState(layer_create_state<kLstmLayer>, "cpu");
 
 REGISTER_OP(mxgen_gru)
     .setParseAttrs(layer_parse<kGruLayer>)
     .setInferType(all_float32)
     .setInferShape(layer_shape<kGruLayer>)
-    .setForward(gru_forward_op, "cpu")
-    .setBackward(gru_backward_op, "cpu");
+    .setCreateOpState(layer_create_state<kGruLayer>, "cpu");
 
 REGISTER_OP(mxgen_dropout)
     .setParseAttrs(dropout_parse)

@@ -123,7 +123,7 @@ def _layer_grads(mode, impl, x, states, w, dy, dstates, H):
                              mode=mode, state_outputs=True)
         else:
             op = {"lstm": mx.nd.mxgen_lstm, "gru": mx.nd.mxgen_gru}[mode]
-            outs = op(*args, state_size=H)[:-1]              # drop the saved ws
+            outs = op(*args, state_size=H)
         loss = (outs[0] * dy).sum() + sum((o * d).sum() for o, d in zip(outs[1:], dstates))
     loss.backward()
     return [o.asnumpy() for o in list(outs) + [a.grad for a in args]]
