@@ -145,10 +145,12 @@ inline void gru_backward(const GruShape& s, const float* dy, const float* dhT, c
   {
     const int team = omp_team(), rank = omp_rank();
     int j0, j1, u0, u1;
+    // each thread owns whole kNR-unit panels of h: their gate arithmetic and
+    // their columns of dh, so only dA_t needs a barrier
     split_range(pn, team, rank, &j0, &j1);
     pack_b_panels(false, G, H, w_h2h, H, w_packed, j0, j1);
-    split_vectors(H, team, rank, &u0, &u1);
-#pragma omp barrier
+    u0 = std::min(H, j0 * kNR);
+    u1 = std::min(H, j1 * kNR);
     for (int t = T - 1; t >= 0; --t) {
       const size_t first = static_cast<size_t>(t) * N;
       for (int n = 0; n < N; ++n) {
@@ -161,7 +163,6 @@ inline void gru_backward(const GruShape& s, const float* dy, const float* dhT, c
 #pragma omp barrier
       // dh for step t-1: dh * z (already in dh0) + da_h_t (N, G) W_h2h (G, H)
       gemm_panels(N, H, G, da_h + first * G, G, w_packed, 0, pm, j0, j1, dh0, H, true);
-#pragma omp barrier
     }
   }
   sequence_grads(T, N, I, H, G, x, h0, y, w_i2h, da_i, da_h, dx, dw_i2h, dw_h2h, db_i2h,

@@ -7,9 +7,10 @@
 //     chunks of ~128 rows that stay in cache forward (x W_i2h^T), over all
 //     T * N rows backward (dx, dW_i2h, dW_h2h; db summed while packing);
 //   * the recurrence is T small GEMMs (N x H times H x 4H, and back) against
-//     weights packed once per call, inside ONE OpenMP parallel region with two
-//     barriers per step: threads split the GEMM by column panels and the gate
-//     arithmetic by hidden units.
+//     weights packed once per call, inside ONE OpenMP parallel region: two
+//     barriers per step forward (threads split the GEMM by column panels and
+//     the gate arithmetic by hidden units), one backward (each thread owns
+//     whole panels of hidden units for both).
 // The forward pass saves the activated gates and cells ("ws", (T, N, 5H)) for
 // the backward pass.
 #pragma once
@@ -151,10 +152,12 @@ inline void lstm_backward(const LstmShape& s, const float* dy, const float* dhT,
   {
     const int team = omp_team(), rank = omp_rank();
     int j0, j1, u0, u1;
+    // each thread owns whole kNR-unit panels of h: their gate arithmetic and
+    // their columns of dh, so only dA_t needs a barrier
     split_range(pn, team, rank, &j0, &j1);
     pack_b_panels(false, G, H, w_h2h, H, w_packed, j0, j1);
-    split_vectors(H, team, rank, &u0, &u1);
-#pragma omp barrier
+    u0 = std::min(H, j0 * kNR);
+    u1 = std::min(H, j1 * kNR);
     for (int t = T - 1; t >= 0; --t) {
       float* da_t = da + static_cast<size_t>(t) * N * G;
       for (int n = 0; n < N; ++n) {
@@ -168,7 +171,6 @@ inline void lstm_backward(const LstmShape& s, const float* dy, const float* dhT,
 #pragma omp barrier
       // dh for step t-1: da_t (N, G) W_h2h (G, H)
       gemm_panels(N, H, G, da_t, G, w_packed, 0, pm, j0, j1, dh0, H, false);
-#pragma omp barrier
     }
   }
   sequence_grads(T, N, I, H, G, x, h0, y, w_i2h, da, da, dx, dw_i2h, dw_h2h, db_i2h, db_h2h);
