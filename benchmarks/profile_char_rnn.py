@@ -7,7 +7,10 @@ Times, each synced with waitall and as a median: the whole step as
 ``mxgen.train.text`` runs it, then its parts run alone: the recurrent layers
 forward+backward, embedding + decoder + loss forward+backward, the global-norm
 reduction with its host read, and the Adam update.  Prints ms, share of the
-step, FLOPs and GFLOP/s next to a measured matrix-multiply peak.
+step, FLOPs and GFLOP/s next to a measured matrix-multiply peak; then each
+recurrent layer's operator alone (forward, and backward as the difference).
+Parts run alone carry their own graph overheads, so they need not sum to the
+step.
 """
 import argparse
 import os
@@ -162,6 +165,37 @@ def main():
               % (name, ms, 100 * ms / total, flops / 1e9, rate, 100 * rate / peak))
     print("tokens/s: %.0f; MFLOP/token: %.2f" % (T * N / total * 1e3,
                                                  (rnn_flops + head_flops) / (T * N) / 1e6))
+
+    # each recurrent layer's operator alone, eager, fastest of the rounds
+    print("\none %s operator per layer, alone (fastest of %d):" % (impl, args.rounds))
+    for i, layer in enumerate(model.layers):
+        in_size = E if i == 0 else H
+        x_l = nd.random.normal(shape=(T, N, in_size))
+        x_l.attach_grad()
+        st = layer.begin_state(N)
+        dy = nd.random.normal(shape=(T, N, H))
+
+        def fwd(train):
+            with autograd.record():
+                out, _ = layer(x_l, *st)
+            if train:
+                out.backward(dy)
+        times = {}
+        for train in (False, True):
+            fwd(train)
+            nd.waitall()
+            best = float("inf")
+            for _ in range(args.rounds):
+                start = time.perf_counter()
+                fwd(train)
+                nd.waitall()
+                best = min(best, time.perf_counter() - start)
+            times[train] = best * 1e3
+        flops = 2 * gates * H * (in_size + H) * T * N
+        print("  layer %d (input %d): forward %.1f ms (%.0f GFLOP/s), backward %.1f ms"
+              " (%.0f GFLOP/s)" % (i + 1, in_size, times[False], flops / times[False] / 1e6,
+                                   times[True] - times[False],
+                                   2 * flops / (times[True] - times[False]) / 1e6))
 
 
 if __name__ == "__main__":
