@@ -6,14 +6,12 @@
 //   r = sigmoid(xW_r + b_ir + hW_r + b_hr)      z likewise
 //   n = tanh(xW_n + b_in + r * (hW_n + b_hn))   (r scales the h2h term, bias included)
 //   h' = (1 - z) * n + z * h
-// The structure is lstm.h's: input projections a chunk of steps at a time,
-// the recurrence as T small GEMMs against W_h2h packed once, inside one
-// OpenMP region; the backward pass ends in sequence_grads (rnn_grads.h).  Because r
-// multiplies only the h2h part of the candidate, the per-step GEMM writes its
-// own buffer instead of accumulating onto the input projection, and the
-// backward pass has two pre-activation gradients (i2h and h2h) that differ in
-// the candidate block.  The forward pass saves ws = [r z n hn] (T, N, 4H),
-// hn = hW_n + b_hn.
+// The time loops and the gradients after them are recurrent.h's, shared with
+// the LSTM.  Because r multiplies only the h2h part of the candidate, the
+// per-step GEMM writes its own buffer instead of adding onto the input
+// projections, and the backward pass has two pre-activation gradients (i2h
+// and h2h) that differ in the candidate block.  The forward pass saves
+// ws = [r z n hn] (T, N, 4H), hn = hW_n + b_hn.
 #pragma once
 
 #include <algorithm>
@@ -23,7 +21,7 @@
 
 #include "activations.h"
 #include "gemm.h"
-#include "rnn_grads.h"
+#include "recurrent.h"
 
 namespace mxgen {
 
@@ -87,40 +85,17 @@ inline void gru_forward(const GruShape& s, const float* x, const float* h0, cons
   const float* w_h2h = w + static_cast<size_t>(G) * I;
   const float* b_i2h = w_h2h + static_cast<size_t>(G) * H;
   const float* b_h2h = b_i2h + G;
-  // input projections `chunk` steps at a time, as in lstm_forward
-  const int chunk = std::max(1, std::min(T, 128 / N));
-  float* pre = scratch(2, static_cast<size_t>(chunk) * N * G).data();
-  float* wi_packed = scratch(1, packed_b_size(I, G)).data();   // W_i2h^T, (I, G)
-  float* w_packed = scratch(3, packed_b_size(H, G)).data();    // W_h2h^T, (H, G)
-  std::vector<float> hh(static_cast<size_t>(N) * G);           // h_prev W_h2h^T of one step
-  const int pn = ceil_div(G, kNR), pm = ceil_div(N, kMR);
-#pragma omp parallel
-  {
-    const int team = omp_team(), rank = omp_rank();
-    int j0, j1, u0, u1;
-    split_range(pn, team, rank, &j0, &j1);   // each thread packs the panels it multiplies by
-    pack_b_panels(true, I, G, w_i2h, I, wi_packed, j0, j1);
-    pack_b_panels(true, H, G, w_h2h, H, w_packed, j0, j1);
-    split_vectors(H, team, rank, &u0, &u1);   // hidden units for the gate arithmetic
-    for (int t = 0; t < T; ++t) {
-      if (t % chunk == 0) {
-        const int rows = std::min(chunk, T - t) * N;
-        gemm_panels(rows, G, I, x + static_cast<size_t>(t) * N * I, I, wi_packed, 0,
-                    ceil_div(rows, kMR), j0, j1, pre, G, false);
-      }
-      const float* h_prev = t == 0 ? h0 : y + static_cast<size_t>(t - 1) * N * H;
-      const float* pre_t = pre + static_cast<size_t>(t % chunk) * N * G;
-      gemm_panels(N, G, H, h_prev, H, w_packed, 0, pm, j0, j1, hh.data(), G, false);
-#pragma omp barrier
-      for (int n = 0; n < N; ++n) {
-        const size_t row = static_cast<size_t>(t) * N + n;
-        gru_cell_forward(pre_t + static_cast<size_t>(n) * G, hh.data() + static_cast<size_t>(n) * G,
-                         b_i2h, b_h2h, h_prev + static_cast<size_t>(n) * H, y + row * H,
-                         ws + row * 4 * H, H, u0, u1);
-      }
-#pragma omp barrier
+  std::vector<float> hh(static_cast<size_t>(N) * G);   // h_prev W_h2h^T of one step
+  recurrent_forward(T, N, I, H, G, x, h0, w_i2h, w_h2h, y, hh.data(),
+                    [&](int t, const float* pre_t, int u0, int u1) {
+    const float* h_prev = t == 0 ? h0 : y + static_cast<size_t>(t - 1) * N * H;
+    for (int n = 0; n < N; ++n) {
+      const size_t row = static_cast<size_t>(t) * N + n;
+      gru_cell_forward(pre_t + static_cast<size_t>(n) * G, hh.data() + static_cast<size_t>(n) * G,
+                       b_i2h, b_h2h, h_prev + static_cast<size_t>(n) * H, y + row * H,
+                       ws + row * 4 * H, H, u0, u1);
     }
-  }
+  });
   std::memcpy(hT, y + static_cast<size_t>(T - 1) * N * H, sizeof(float) * N * H);
 }
 
@@ -138,33 +113,14 @@ inline void gru_backward(const GruShape& s, const float* dy, const float* dhT, c
   float* db_h2h = db_i2h + G;
   float* da_i = scratch(2, static_cast<size_t>(T) * N * G).data();   // (T*N, G)
   float* da_h = scratch(4, static_cast<size_t>(T) * N * G).data();
-  float* w_packed = scratch(3, packed_b_size(G, H)).data();         // W_h2h, (G, H)
-  const int pn = ceil_div(H, kNR), pm = ceil_div(N, kMR);
   std::memcpy(dh0, dhT, sizeof(float) * N * H);   // dh0 carries dh through the loop
-#pragma omp parallel
-  {
-    const int team = omp_team(), rank = omp_rank();
-    int j0, j1, u0, u1;
-    // each thread owns whole kNR-unit panels of h: their gate arithmetic and
-    // their columns of dh, so only dA_t needs a barrier
-    split_range(pn, team, rank, &j0, &j1);
-    pack_b_panels(false, G, H, w_h2h, H, w_packed, j0, j1);
-    u0 = std::min(H, j0 * kNR);
-    u1 = std::min(H, j1 * kNR);
-    for (int t = T - 1; t >= 0; --t) {
-      const size_t first = static_cast<size_t>(t) * N;
-      for (int n = 0; n < N; ++n) {
-        const size_t row = first + n;
-        const float* h_prev = t == 0 ? h0 + static_cast<size_t>(n) * H : y + (row - N) * H;
-        gru_cell_backward(ws + row * 4 * H, h_prev, dy + row * H,
-                          dh0 + static_cast<size_t>(n) * H, da_i + row * G, da_h + row * G, H,
-                          u0, u1);
-      }
-#pragma omp barrier
-      // dh for step t-1: dh * z (already in dh0) + da_h_t (N, G) W_h2h (G, H)
-      gemm_panels(N, H, G, da_h + first * G, G, w_packed, 0, pm, j0, j1, dh0, H, true);
-    }
-  }
+  // each row leaves dh * z in dh0; the loop adds da_h_t W_h2h
+  recurrent_backward(T, N, H, G, w_h2h, da_h, dh0, true, [&](size_t row, int u0, int u1) {
+    const size_t n = row % N;
+    const float* h_prev = row < static_cast<size_t>(N) ? h0 + n * H : y + (row - N) * H;
+    gru_cell_backward(ws + row * 4 * H, h_prev, dy + row * H, dh0 + n * H, da_i + row * G,
+                      da_h + row * G, H, u0, u1);
+  });
   sequence_grads(T, N, I, H, G, x, h0, y, w_i2h, da_i, da_h, dx, dw_i2h, dw_h2h, db_i2h,
                  db_h2h);
 }

@@ -2,17 +2,13 @@
 //
 // Same arithmetic and weight layout as MXNet's fused RNN operator for one
 // unidirectional layer: w = [W_i2h (4H, I), W_h2h (4H, H), b_i2h (4H),
-// b_h2h (4H)], gates i, f, g, o.  The work is the classic split:
-//   * every GEMM that does not depend on the recurrence is a big GEMM: over
-//     chunks of ~128 rows that stay in cache forward (x W_i2h^T), over all
-//     T * N rows backward (dx, dW_i2h, dW_h2h; db summed while packing);
-//   * the recurrence is T small GEMMs (N x H times H x 4H, and back) against
-//     weights packed once per call, inside ONE OpenMP parallel region: two
-//     barriers per step forward (threads split the GEMM by column panels and
-//     the gate arithmetic by hidden units), one backward (each thread owns
-//     whole panels of hidden units for both).
-// The forward pass saves the activated gates and cells ("ws", (T, N, 5H)) for
-// the backward pass.
+// b_h2h (4H)], gates i, f, g, o.  The time loops and the gradients after them
+// are recurrent.h's (shared with the GRU): every GEMM that does not depend on
+// the recurrence is a big one (input projections in cache-sized chunks
+// forward; dx, dW and db in 256-row blocks backward), the recurrence is T
+// small GEMMs against weights packed once per call.  This file holds the
+// LSTM's gate arithmetic.  The forward pass saves the activated gates and
+// cells ("ws", (T, N, 5H)) for the backward pass.
 #pragma once
 
 #include <algorithm>
@@ -22,7 +18,7 @@
 
 #include "activations.h"
 #include "gemm.h"
-#include "rnn_grads.h"
+#include "recurrent.h"
 
 namespace mxgen {
 
@@ -86,43 +82,16 @@ inline void lstm_forward(const LstmShape& s, const float* x, const float* h0, co
   const float* b_h2h = b_i2h + G;
   std::vector<float> bias(G);
   for (int g = 0; g < G; ++g) bias[g] = b_i2h[g] + b_h2h[g];
-  // The input projections x W_i2h^T are computed `chunk` steps at a time
-  // (about 128 rows) into a buffer that stays in cache, not for all T*N rows
-  // at once: the same GEMM work without streaming a (T*N, 4H) array through
-  // memory twice.
-  const int chunk = std::max(1, std::min(T, 128 / N));
-  float* pre = scratch(2, static_cast<size_t>(chunk) * N * G).data();
-  float* wi_packed = scratch(1, packed_b_size(I, G)).data();   // W_i2h^T, (I, G)
-  float* w_packed = scratch(3, packed_b_size(H, G)).data();    // W_h2h^T, (H, G)
-  const int pn = ceil_div(G, kNR), pm = ceil_div(N, kMR);
-#pragma omp parallel
-  {
-    const int team = omp_team(), rank = omp_rank();
-    int j0, j1, u0, u1;
-    split_range(pn, team, rank, &j0, &j1);   // each thread packs the panels it multiplies by
-    pack_b_panels(true, I, G, w_i2h, I, wi_packed, j0, j1);
-    pack_b_panels(true, H, G, w_h2h, H, w_packed, j0, j1);
-    split_vectors(H, team, rank, &u0, &u1);   // hidden units for the gate arithmetic
-    for (int t = 0; t < T; ++t) {
-      if (t % chunk == 0) {
-        const int rows = std::min(chunk, T - t) * N;
-        gemm_panels(rows, G, I, x + static_cast<size_t>(t) * N * I, I, wi_packed, 0,
-                    ceil_div(rows, kMR), j0, j1, pre, G, false);
-      }
-      const float* h_prev = t == 0 ? h0 : y + static_cast<size_t>(t - 1) * N * H;
-      float* pre_t = pre + static_cast<size_t>(t % chunk) * N * G;
-      gemm_panels(N, G, H, h_prev, H, w_packed, 0, pm, j0, j1, pre_t, G, true);
-#pragma omp barrier
-      for (int n = 0; n < N; ++n) {
-        const size_t row = static_cast<size_t>(t) * N + n;
-        const float* c_prev = t == 0 ? c0 + static_cast<size_t>(n) * H
-                                     : ws + (row - N) * 5 * H + 4 * H;
-        lstm_cell_forward(pre_t + static_cast<size_t>(n) * G, bias.data(), c_prev,
-                          y + row * H, ws + row * 5 * H, H, u0, u1);
-      }
-#pragma omp barrier
+  recurrent_forward(T, N, I, H, G, x, h0, w_i2h, w_h2h, y, nullptr,
+                    [&](int t, const float* pre_t, int u0, int u1) {
+    for (int n = 0; n < N; ++n) {
+      const size_t row = static_cast<size_t>(t) * N + n;
+      const float* c_prev = t == 0 ? c0 + static_cast<size_t>(n) * H
+                                   : ws + (row - N) * 5 * H + 4 * H;
+      lstm_cell_forward(pre_t + static_cast<size_t>(n) * G, bias.data(), c_prev, y + row * H,
+                        ws + row * 5 * H, H, u0, u1);
     }
-  }
+  });
   const size_t last = static_cast<size_t>(T - 1) * N;
   std::memcpy(hT, y + last * H, sizeof(float) * N * H);
   for (int n = 0; n < N; ++n)
@@ -144,35 +113,15 @@ inline void lstm_backward(const LstmShape& s, const float* dy, const float* dhT,
   float* db_i2h = dw_h2h + static_cast<size_t>(G) * H;
   float* db_h2h = db_i2h + G;
   float* da = scratch(2, static_cast<size_t>(T) * N * G).data();   // (T*N, G)
-  float* w_packed = scratch(3, packed_b_size(G, H)).data();       // W_h2h, (G, H)
-  const int pn = ceil_div(H, kNR), pm = ceil_div(N, kMR);
   std::memcpy(dh0, dhT, sizeof(float) * N * H);   // dh0/dc0 carry dh/dc through the loop
   std::memcpy(dc0, dcT, sizeof(float) * N * H);
-#pragma omp parallel
-  {
-    const int team = omp_team(), rank = omp_rank();
-    int j0, j1, u0, u1;
-    // each thread owns whole kNR-unit panels of h: their gate arithmetic and
-    // their columns of dh, so only dA_t needs a barrier
-    split_range(pn, team, rank, &j0, &j1);
-    pack_b_panels(false, G, H, w_h2h, H, w_packed, j0, j1);
-    u0 = std::min(H, j0 * kNR);
-    u1 = std::min(H, j1 * kNR);
-    for (int t = T - 1; t >= 0; --t) {
-      float* da_t = da + static_cast<size_t>(t) * N * G;
-      for (int n = 0; n < N; ++n) {
-        const size_t row = static_cast<size_t>(t) * N + n;
-        const float* c_prev = t == 0 ? c0 + static_cast<size_t>(n) * H
-                                     : ws + (row - N) * 5 * H + 4 * H;
-        lstm_cell_backward(ws + row * 5 * H, c_prev, dy + row * H, dh0 + static_cast<size_t>(n) * H,
-                           dc0 + static_cast<size_t>(n) * H, da_t + static_cast<size_t>(n) * G,
-                           H, u0, u1);
-      }
-#pragma omp barrier
-      // dh for step t-1: da_t (N, G) W_h2h (G, H)
-      gemm_panels(N, H, G, da_t, G, w_packed, 0, pm, j0, j1, dh0, H, false);
-    }
-  }
+  recurrent_backward(T, N, H, G, w_h2h, da, dh0, false, [&](size_t row, int u0, int u1) {
+    const size_t n = row % N;
+    const float* c_prev = row < static_cast<size_t>(N) ? c0 + n * H
+                                                       : ws + (row - N) * 5 * H + 4 * H;
+    lstm_cell_backward(ws + row * 5 * H, c_prev, dy + row * H, dh0 + n * H, dc0 + n * H,
+                       da + row * G, H, u0, u1);
+  });
   sequence_grads(T, N, I, H, G, x, h0, y, w_i2h, da, da, dx, dw_i2h, dw_h2h, db_i2h, db_h2h);
 }
 

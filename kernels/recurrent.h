@@ -1,7 +1,7 @@
-// The part of a recurrent layer's backward pass that does not depend on the
-// recurrence, shared by lstm.h and gru.h: once the recurrence has produced
-// the gradients of the pre-activations, every weight gradient, bias gradient
-// and the input gradient is a GEMM or reduction over all T * N rows.
+// The structure lstm.h and gru.h share: the time loops (GEMMs against
+// weights packed once per call, inside one OpenMP region) with the gate
+// arithmetic passed in, and the part of the backward pass that does not
+// depend on the recurrence.
 #pragma once
 
 #include <algorithm>
@@ -11,6 +11,76 @@
 #include "gemm.h"
 
 namespace mxgen {
+
+// The forward time loop.  Input projections x W_i2h^T are computed `chunk`
+// steps (about 128 rows) at a time into a buffer that stays in cache, not for
+// all T * N rows at once: the same GEMM work without streaming a (T*N, G)
+// array through memory twice.  Each step multiplies h_{t-1} (h0, then y's
+// rows) by W_h2h^T: added onto the projections when `hh` is null (LSTM), or
+// into `hh` (N, G) (GRU, whose reset gate scales only the h2h part).  Then
+// `cells(t, pre_t, u0, u1)` does the gate arithmetic of step t for hidden
+// units [u0, u1) of every row and writes y's rows; pre_t (N, G) holds the
+// projections (plus h W_h2h^T when hh is null).  Threads split the GEMMs by
+// column panels and the cells by units: two barriers per step.
+template <typename Cells>
+inline void recurrent_forward(int T, int N, int I, int H, int G, const float* x, const float* h0,
+                              const float* w_i2h, const float* w_h2h, float* y, float* hh,
+                              Cells cells) {
+  const int chunk = std::max(1, std::min(T, 128 / N));
+  float* pre = scratch(2, static_cast<size_t>(chunk) * N * G).data();
+  float* wi_packed = scratch(1, packed_b_size(I, G)).data();   // W_i2h^T, (I, G)
+  float* w_packed = scratch(3, packed_b_size(H, G)).data();    // W_h2h^T, (H, G)
+  const int pn = ceil_div(G, kNR), pm = ceil_div(N, kMR);
+#pragma omp parallel
+  {
+    const int team = omp_team(), rank = omp_rank();
+    int j0, j1, u0, u1;
+    split_range(pn, team, rank, &j0, &j1);   // each thread packs the panels it multiplies by
+    pack_b_panels(true, I, G, w_i2h, I, wi_packed, j0, j1);
+    pack_b_panels(true, H, G, w_h2h, H, w_packed, j0, j1);
+    split_vectors(H, team, rank, &u0, &u1);   // hidden units for the gate arithmetic
+    for (int t = 0; t < T; ++t) {
+      if (t % chunk == 0) {
+        const int rows = std::min(chunk, T - t) * N;
+        gemm_panels(rows, G, I, x + static_cast<size_t>(t) * N * I, I, wi_packed, 0,
+                    ceil_div(rows, kMR), j0, j1, pre, G, false);
+      }
+      const float* h_prev = t == 0 ? h0 : y + static_cast<size_t>(t - 1) * N * H;
+      float* pre_t = pre + static_cast<size_t>(t % chunk) * N * G;
+      gemm_panels(N, G, H, h_prev, H, w_packed, 0, pm, j0, j1, hh ? hh : pre_t, G, !hh);
+#pragma omp barrier
+      cells(t, static_cast<const float*>(pre_t), u0, u1);
+#pragma omp barrier   // h_t complete before any thread multiplies by it
+    }
+  }
+}
+
+// The backward time loop, t = T-1 .. 0: `cells(row, u0, u1)` turns the
+// incoming gradient of each row of step t into pre-activation gradients for
+// hidden units [u0, u1), writing da_h's rows (the gradient w.r.t. h W_h2h^T)
+// and dh (N, H) (the h_prev gradient's direct part, or nothing to keep);
+// then dh = (accumulate ? dh : 0) + da_h_t W_h2h.  Each thread owns whole
+// kNR-unit panels of h, for the cells and for its columns of dh, so only
+// da_h_t needs a barrier.
+template <typename Cells>
+inline void recurrent_backward(int T, int N, int H, int G, const float* w_h2h, const float* da_h,
+                               float* dh, bool accumulate, Cells cells) {
+  float* w_packed = scratch(3, packed_b_size(G, H)).data();   // W_h2h, (G, H)
+  const int pn = ceil_div(H, kNR), pm = ceil_div(N, kMR);
+#pragma omp parallel
+  {
+    int j0, j1;
+    split_range(pn, omp_team(), omp_rank(), &j0, &j1);
+    pack_b_panels(false, G, H, w_h2h, H, w_packed, j0, j1);
+    const int u0 = std::min(H, j0 * kNR), u1 = std::min(H, j1 * kNR);
+    for (int t = T - 1; t >= 0; --t) {
+      const size_t first = static_cast<size_t>(t) * N;
+      for (int n = 0; n < N; ++n) cells(first + n, u0, u1);
+#pragma omp barrier   // da_h_t complete: every thread's dh needs all of it
+      gemm_panels(N, H, G, da_h + first * G, G, w_packed, 0, pm, j0, j1, dh, H, accumulate);
+    }
+  }
+}
 
 // Panels [j0, j1) of pack_b_panels(false, K, N, B, N, ...) for a row-major
 // (K, N) B, and in the same pass the column sums of those panels' columns
