@@ -70,7 +70,7 @@ inline void dropout_batches_generic(const DropoutParams& dp, size_t n, const flo
     const size_t count = n - e0 < static_cast<size_t>(kDropBatch) ? n - e0 : kDropBatch;
     for (size_t i = 0; i < count; ++i) {
       const float m = r[i] < dp.threshold ? dp.scale : 0.f;
-      mask[e0 + i] = m;
+      if (mask) mask[e0 + i] = m;
       y[e0 + i] = x[e0 + i] * m;
     }
   }
@@ -129,7 +129,7 @@ __attribute__((target("avx512f"))) inline void dropout_batches_avx512(
       const __mmask16 valid = left >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << left) - 1);
       const __mmask16 keep = _mm512_cmplt_epu32_mask(words[w], thr);
       const __m512 m = _mm512_maskz_mov_ps(keep, scale);
-      _mm512_mask_storeu_ps(mask + e, valid, m);
+      if (mask) _mm512_mask_storeu_ps(mask + e, valid, m);
       _mm512_mask_storeu_ps(y + e, valid, _mm512_mul_ps(_mm512_maskz_loadu_ps(valid, x + e), m));
     }
   }
@@ -137,7 +137,10 @@ __attribute__((target("avx512f"))) inline void dropout_batches_avx512(
 #endif
 
 // y = x * mask, mask = (keep ? 1 / (1 - p) : 0), keep with probability 1 - p,
-// elements [0, n), over the OpenMP team; p in (0, 1).
+// elements [0, n), over the OpenMP team; p in (0, 1).  The mask is a pure
+// function of (key, salt, element), so a backward pass recomputes it
+// (dx = dy * mask: call with x = dy, y = dx) instead of storing it; `mask`
+// may be null.
 inline void dropout_forward(size_t n, const float* x, float* y, float* mask, float p,
                             uint64_t key, uint32_t salt, bool allow_simd = true) {
   const DropoutParams dp(p, key, salt);

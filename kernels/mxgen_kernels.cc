@@ -16,7 +16,7 @@
 //
 //   mxgen_lstm(x, h0, c0, weights) -> y, hT, cT           (training, see lstm.h)
 //   mxgen_gru(x, h0, weights) -> y, hT                    (training, see gru.h)
-//   mxgen_dropout(x, probe (64,)) -> y, mask              (training, see dropout.h)
+//   mxgen_dropout(x, probe (64,)) -> y                    (training, see dropout.h)
 //
 // Built against the lib_api.h / lib_api.cc shipped in the installed mxnet wheel.
 #include <algorithm>
@@ -692,12 +692,14 @@ MXReturnValue layer_create_state(const std::unordered_map<std::string, std::stri
 }
 
 // ------------------------------------------------------------------ dropout
-// mxgen_dropout(x (any shape), probe (64,); p, salt) -> y, mask (like x)
+// mxgen_dropout(x (any shape), probe (64,); p, salt) -> y (like x)
 // Custom ops are not told whether MXNet runs in training mode, so the caller
 // passes `probe` = MXNet's own Dropout(ones(64), p=0.5): all ones outside
 // training (the identity), 0 or 2 in training.  In training its 64 bits are
 // the Philox key, drawn from MXNet's seeded generator, so `mx.random.seed`
-// fixes the mask; `salt` separates several dropouts keyed by one probe.
+// fixes the mask; `salt` separates several dropouts keyed by one probe.  The
+// backward pass recomputes the mask from the same key: no mask array is
+// written, read, or (as an output) given a zero-filled gradient.
 constexpr unsigned kProbeSize = 64;
 
 bool dropout_attrs(const std::unordered_map<std::string, std::string>& attrs, float* p,
@@ -719,7 +721,7 @@ MXReturnValue dropout_parse(const std::unordered_map<std::string, std::string>& 
   int salt;
   if (!dropout_attrs(attrs, &p, &salt)) return MX_FAIL;
   *num_in = 2;
-  *num_out = 2;
+  *num_out = 1;
   return MX_SUCCESS;
 }
 
@@ -732,50 +734,46 @@ MXReturnValue dropout_shape(const std::unordered_map<std::string, std::string>& 
     return MX_FAIL;
   }
   (*out_shapes)[0] = (*in_shapes)[0];
-  (*out_shapes)[1] = (*in_shapes)[0];
   return MX_SUCCESS;
 }
 
-MXReturnValue dropout_forward_op(const std::unordered_map<std::string, std::string>& attrs,
-                                 std::vector<MXTensor>* inputs, std::vector<MXTensor>* outputs,
-                                 const OpResource& res) {
+// y = x * mask (or y = x outside training); used forward (x, y) and
+// backward (dy, dx) with the same mask.
+void dropout_apply(const std::unordered_map<std::string, std::string>& attrs,
+                   MXTensor& probe_t, MXTensor& x_t, MXTensor* y_t) {
   float p;
   int salt;
   dropout_attrs(attrs, &p, &salt);
-  auto& in = *inputs;
-  auto& out = *outputs;
-  const size_t n = in[0].size();
-  const float* x = in[0].data<float>();
-  const float* probe = in[1].data<float>();
-  float* y = out[0].data<float>();
-  float* mask = out[1].data<float>();
+  const size_t n = x_t.size();
+  const float* x = x_t.data<float>();
+  const float* probe = probe_t.data<float>();
+  float* y = y_t->data<float>();
   uint64_t key = 0;
   bool training = false;
   for (unsigned i = 0; i < kProbeSize; ++i) {
     training |= probe[i] != 1.f;
     key |= static_cast<uint64_t>(probe[i] > 1.f) << i;
   }
-  if (!training) {   // inference: the identity, like MXNet's Dropout
+  if (training)
+    mxgen::dropout_forward(n, x, y, nullptr, p, key, static_cast<uint32_t>(salt));
+  else   // inference: the identity, like MXNet's Dropout
     std::memcpy(y, x, sizeof(float) * n);
-    std::fill(mask, mask + n, 1.f);
-    return MX_SUCCESS;
-  }
-  mxgen::dropout_forward(n, x, y, mask, p, key, static_cast<uint32_t>(salt));
+}
+
+MXReturnValue dropout_forward_op(const std::unordered_map<std::string, std::string>& attrs,
+                                 std::vector<MXTensor>* inputs, std::vector<MXTensor>* outputs,
+                                 const OpResource& res) {
+  dropout_apply(attrs, (*inputs)[1], (*inputs)[0], &(*outputs)[0]);
   return MX_SUCCESS;
 }
 
-// inputs: [dy, dmask, x, probe, y, mask]; outputs: [dx, dprobe]
+// inputs: [dy, x, probe, y]; outputs: [dx, dprobe]
 MXReturnValue dropout_backward_op(const std::unordered_map<std::string, std::string>& attrs,
                                   std::vector<MXTensor>* inputs, std::vector<MXTensor>* outputs,
                                   const OpResource& res) {
   auto& in = *inputs;
   auto& out = *outputs;
-  const long n = static_cast<long>(in[0].size());
-  const float* dy = in[0].data<float>();
-  const float* mask = in[5].data<float>();
-  float* dx = out[0].data<float>();
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-  for (long i = 0; i < n; ++i) dx[i] = dy[i] * mask[i];
+  dropout_apply(attrs, in[2], in[0], &out[0]);
   std::fill(out[1].data<float>(), out[1].data<float>() + kProbeSize, 0.f);
   return MX_SUCCESS;
 }

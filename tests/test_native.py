@@ -242,7 +242,8 @@ def test_dropout_op_masks_follow_philox(n, p, salt):
     probe = mx.nd.array(2.0 * bits)                  # training: 0 or 2, as Dropout(ones, 0.5)
     key = sum(int(b) << i for i, b in enumerate(bits))
     x = mx.nd.array(rng.normal(size=(n,)))
-    y, mask = mx.nd.mxgen_dropout(x, probe, p=p, salt=salt)
+    y = mx.nd.mxgen_dropout(x, probe, p=p, salt=salt)
+    mask = mx.nd.mxgen_dropout(mx.nd.ones((n,)), probe, p=p, salt=salt)   # the mask itself
     keep = np.float32(1) - np.float32(p)             # float arithmetic, as MXNet's Dropout
     threshold = int(float(keep) * 2 ** 32)
     expect = np.zeros(n, dtype=np.float32)
@@ -257,14 +258,16 @@ def test_dropout_op_masks_follow_philox(n, p, salt):
 
 def test_dropout_op_statistics_gradient_and_inference():
     x = mx.nd.random.normal(shape=(100, 32, 256))
+    ones = mx.nd.ones(x.shape)
     x.attach_grad()
     mx.random.seed(1)
     with mx.autograd.record():
         probe = mx.nd.Dropout(mx.nd.ones((64,)), p=0.5)
-        y, mask = mx.nd.mxgen_dropout(x, probe, p=0.2, salt=1)
-        y2, mask2 = mx.nd.mxgen_dropout(x, probe, p=0.2, salt=2)
+        y = mx.nd.mxgen_dropout(x, probe, p=0.2, salt=1)
+    mask = mx.nd.mxgen_dropout(ones, probe, p=0.2, salt=1)          # the same key: the mask
+    mask2 = mx.nd.mxgen_dropout(ones, probe, p=0.2, salt=2)
     dy = mx.nd.random.normal(shape=y.shape)
-    y.backward(dy)
+    y.backward(dy)                                                  # recomputes the mask
     m, m2 = mask.asnumpy().ravel(), mask2.asnumpy().ravel()
     n = m.size
     kept = (m > 0).mean()
@@ -280,12 +283,15 @@ def test_dropout_op_statistics_gradient_and_inference():
     mx.random.seed(1)
     with mx.autograd.train_mode():
         probe = mx.nd.Dropout(mx.nd.ones((64,)), p=0.5)
-        again = mx.nd.mxgen_dropout(x, probe, p=0.2, salt=1)[1]
+        again = mx.nd.mxgen_dropout(ones, probe, p=0.2, salt=1)
     np.testing.assert_array_equal(again.asnumpy(), mask.asnumpy())
-    # outside training the probe is all ones and the op is the identity
-    probe = mx.nd.Dropout(mx.nd.ones((64,)), p=0.5)
-    y_eval = mx.nd.mxgen_dropout(x, probe, p=0.2)[0]
+    # outside training the probe is all ones and the op is the identity, backward too
+    with mx.autograd.record(train_mode=False):
+        probe = mx.nd.Dropout(mx.nd.ones((64,)), p=0.5)
+        y_eval = mx.nd.mxgen_dropout(x, probe, p=0.2)
+    y_eval.backward(dy)
     np.testing.assert_array_equal(y_eval.asnumpy(), x.asnumpy())
+    np.testing.assert_array_equal(x.grad.asnumpy(), dy.asnumpy())
 
 
 @pytest.mark.parametrize("attrs,probe,msg", [
@@ -296,7 +302,7 @@ def test_dropout_op_statistics_gradient_and_inference():
 ])
 def test_dropout_op_rejects_bad_input(attrs, probe, msg):
     with pytest.raises(mx.base.MXNetError, match=msg):
-        mx.nd.mxgen_dropout(mx.nd.ones((3, 4)), mx.nd.ones((probe,)), **attrs)[0].asnumpy()
+        mx.nd.mxgen_dropout(mx.nd.ones((3, 4)), mx.nd.ones((probe,)), **attrs).asnumpy()
 
 
 def test_char_rnn_native_dropout_hybrid_equals_eager_and_is_off_in_inference(vocab):
