@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <cmath>
 #include <cstring>
+#include <mutex>
 #include <numeric>
 #include <random>
 #include <sstream>
@@ -620,12 +621,44 @@ MXReturnValue layer_shape(const std::unordered_map<std::string, std::string>& at
   return MX_SUCCESS;
 }
 
+// Buffers for the saved gates, recycled across op states: in eager mode every
+// call creates a state, and a fresh 16 MB allocation per call costs a page
+// fault per 4 KB (as much as the forward pass itself).
+class SavedBuffers {
+ public:
+  static std::vector<float> take(size_t n) {
+    std::lock_guard<std::mutex> lock(mutex());
+    auto& free = list();
+    for (size_t i = 0; i < free.size(); ++i) {
+      if (free[i].size() >= n) {
+        std::vector<float> v = std::move(free[i]);
+        free.erase(free.begin() + static_cast<long>(i));
+        return v;
+      }
+    }
+    return std::vector<float>(n);
+  }
+  static void give(std::vector<float>&& v) {
+    if (v.empty()) return;
+    std::lock_guard<std::mutex> lock(mutex());
+    if (list().size() < 8) list().push_back(std::move(v));
+  }
+
+ private:
+  static std::mutex& mutex() { static std::mutex m; return m; }
+  static std::vector<std::vector<float>>& list() {
+    static std::vector<std::vector<float>> l;
+    return l;
+  }
+};
+
 // The state of one layer op instance: its state_size and the saved gates of
 // its last forward pass, for the backward pass that follows it.
 template <const TrainLayer& L>
 class LayerState : public CustomStatefulOp {
  public:
   explicit LayerState(int H) : H_(H) {}
+  ~LayerState() override { SavedBuffers::give(std::move(saved_)); }
 
   MXReturnValue Forward(std::vector<MXTensor>* inputs, std::vector<MXTensor>* outputs,
                         const OpResource& res) override {
@@ -633,7 +666,11 @@ class LayerState : public CustomStatefulOp {
     auto& out = *outputs;
     const int T = static_cast<int>(in[0].shape[0]), N = static_cast<int>(in[0].shape[1]),
               I = static_cast<int>(in[0].shape[2]);
-    saved_.resize(static_cast<size_t>(T) * N * L.ws_units * H_);
+    const size_t need = static_cast<size_t>(T) * N * L.ws_units * H_;
+    if (saved_.size() < need) {
+      SavedBuffers::give(std::move(saved_));
+      saved_ = SavedBuffers::take(need);
+    }
     shape_ = {T, N, I};
     if (L.states == 2)
       mxgen::lstm_forward(LstmShape{T, N, I, H_}, in[0].data<float>(), in[1].data<float>(),
