@@ -421,12 +421,12 @@ MXReturnValue gen_forward(const std::unordered_map<std::string, std::string>& at
   const float* dec_b = in[3 + S + L].data<float>();
   std::vector<const float*> layer_w(L);
   for (int l = 0; l < L; ++l) layer_w[l] = in[2 + S + l].data<float>();
-  const int GH0 = G * H;
+  const int GH = G * H;
   std::vector<Linear> lin_i2h, lin_h2h;
   for (int l = 0; l < L; ++l) {
     const int in_l = l == 0 ? E : H;
-    lin_i2h.push_back(Linear{layer_w[l], GH0, in_l, {}});
-    lin_h2h.push_back(Linear{layer_w[l] + static_cast<size_t>(GH0) * in_l, GH0, H, {}});
+    lin_i2h.push_back(Linear{layer_w[l], GH, in_l, {}});
+    lin_h2h.push_back(Linear{layer_w[l] + static_cast<size_t>(GH) * in_l, GH, H, {}});
   }
   Linear lin_dec{in[2 + S + L].data<float>(), V, H, {}};
 
@@ -445,7 +445,6 @@ MXReturnValue gen_forward(const std::unordered_map<std::string, std::string>& at
   }
   float* out_ids = out[0].data<float>();
   std::mt19937* rng = res.get_cpu_rand_states();
-  const int GH = G * H;
   std::vector<float> i2h(static_cast<size_t>(N) * GH), h2h(static_cast<size_t>(N) * GH);
   std::vector<float> logits(static_cast<size_t>(N) * V), scratch(2 * V);
   std::vector<float> x(static_cast<size_t>(N) * std::max(E, H));

@@ -11,7 +11,7 @@ import glob
 import os
 import warnings
 
-__all__ = ["load", "available", "status", "OPS", "disabled"]
+__all__ = ["load", "available", "status", "OPS", "disabled", "choose_impl"]
 
 OPS = ("mxgen_sample", "mxgen_char_rnn_generate", "mxgen_lstm", "mxgen_gru", "mxgen_dropout")
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -72,3 +72,28 @@ def status():
     load(quiet=True)
     error = "disabled by MXGEN_NATIVE=0" if disabled() else _state["error"]
     return _state["path"], _state["ops"], error
+
+
+def choose_impl(setting, impl, choices, fallback, op, subject, contexts=None, why_not=None):
+    """The rule every ``*_impl`` setting follows: ``fallback`` (MXNet's own
+    operator), ``'native'`` (mxgen's ``op``: CPU only, loaded) or ``'auto'``
+    (native when it can run, else the fallback).  ``subject`` names the native
+    op(s) in messages; ``why_not`` is a reason the caller's model cannot use
+    them at all.  An impossible ``'native'`` or an unknown value is an error.
+    """
+    import mxnet as mx
+    from .errors import MXGenError
+    if impl not in choices:
+        raise MXGenError("unknown %s %r; choose from %s" % (setting, impl, ", ".join(choices)))
+    if impl == fallback:
+        return fallback
+    why = why_not
+    if why is None and not all(c.device_type == "cpu" for c in (contexts or [mx.cpu()])):
+        why = "%s on CPU only" % subject
+    elif why is None and not available(op):
+        why = status()[2] or "%s not loaded" % op
+    if why is None:
+        return "native"
+    if impl == "native":
+        raise MXGenError("%s='native' unavailable: %s" % (setting, why))
+    return fallback

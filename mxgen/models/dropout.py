@@ -15,7 +15,6 @@ MXNet's seeded generator, key the Philox stream, so ``mx.random.seed`` fixes
 the masks and a resumed run redraws them exactly.  ``salt`` tells apart
 several dropouts that share one probe.
 """
-import mxnet as mx
 
 __all__ = ["DROPOUT_IMPLS", "PROBE_SIZE", "resolve_dropout_impl", "training_probe", "dropout"]
 
@@ -26,22 +25,8 @@ PROBE_SIZE = 64
 def resolve_dropout_impl(impl, contexts=None):
     """``'mxnet'`` or ``'native'``; ``'auto'`` is native on CPU when the op is loaded."""
     from .. import _native
-    from ..errors import MXGenError
-    if impl not in DROPOUT_IMPLS:
-        raise MXGenError("unknown dropout_impl %r; choose from %s"
-                         % (impl, ", ".join(DROPOUT_IMPLS)))
-    if impl == "mxnet":
-        return "mxnet"
-    why = None
-    if not all(c.device_type == "cpu" for c in (contexts or [mx.cpu()])):
-        why = "the native dropout op runs on CPU only"
-    elif not _native.available("mxgen_dropout"):
-        why = _native.status()[2] or "mxgen_dropout not loaded"
-    if why is None:
-        return "native"
-    if impl == "native":
-        raise MXGenError("dropout_impl='native' unavailable: %s" % why)
-    return "mxnet"
+    return _native.choose_impl("dropout_impl", impl, DROPOUT_IMPLS, "mxnet", "mxgen_dropout",
+                               "the native dropout op runs", contexts)
 
 
 def training_probe(F):

@@ -52,25 +52,12 @@ def resolve_impl(impl, mode, num_layers=1, contexts=None):
     same either way.
     """
     from .. import _native
-    from ..errors import MXGenError
-    if impl not in IMPLS:
-        raise MXGenError("unknown rnn_impl %r; choose from %s" % (impl, ", ".join(IMPLS)))
-    if impl == "fused":
-        return "fused"
-    on_cpu = all(c.device_type == "cpu" for c in (contexts or [mx.cpu()]))
-    why = None
+    why_not = None
     if mode not in NATIVE_OPS or num_layers != 1:
-        why = ("the native recurrent ops cover single-layer lstm and gru only (got %s)"
-               % mode)
-    elif not on_cpu:
-        why = "the native recurrent ops run on CPU only"
-    elif not _native.available(NATIVE_OPS[mode]):
-        why = _native.status()[2] or "%s not loaded" % NATIVE_OPS[mode]
-    if why is None:
-        return "native"
-    if impl == "native":
-        raise MXGenError("rnn_impl='native' unavailable: %s" % why)
-    return "fused"
+        why_not = ("the native recurrent ops cover single-layer lstm and gru only (got %s)"
+                   % mode)
+    return _native.choose_impl("rnn_impl", impl, IMPLS, "fused", NATIVE_OPS.get(mode),
+                               "the native recurrent ops run", contexts, why_not)
 
 
 def _segments(mode, num_hidden, input_size, num_layers):
