@@ -9,8 +9,10 @@
 // Design (the usual one): op(B) is packed into NR-column panels, k-major and
 // zero-padded; a plain A is read in place, row by row, and a transposed one
 // is packed into MR-row panels first; an MR x NR register-blocked
-// micro-kernel (AVX-512 where the CPU has it, chosen at run time; a portable
-// one otherwise) walks K in KC chunks so a B panel chunk stays in L1.
+// micro-kernel walks K in KC chunks so a B panel chunk stays in L1.  This
+// header is compiled once per ISA (kernels_isa.cc): the micro-kernel is the
+// AVX-512 one, the AVX2+FMA one or the portable one, fixed at compile time;
+// dispatch.cc picks which copy runs.
 //
 //   sgemm(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc)
 //       C (M x N, row-major) = beta * C + op(A) op(B), beta in {0, 1},
@@ -33,7 +35,10 @@
 #include <omp.h>
 #endif
 
+#include "isa_namespace.h"
+
 namespace mxgen {
+namespace MXGEN_ISA_NS {
 
 constexpr int kMR = 8;     // rows of the register block
 constexpr int kNR = 32;    // columns: two 16-float vectors
@@ -61,6 +66,13 @@ inline void split_range(int count, int team, int rank, int* lo, int* hi) {
   const int base = count / team, extra = count % team;
   *lo = rank * base + std::min(rank, extra);
   *hi = *lo + base + (rank < extra ? 1 : 0);
+}
+
+// The same for counts past 2^31 (element counts of large arrays).
+inline void split_range_long(size_t count, int team, int rank, size_t* lo, size_t* hi) {
+  const size_t base = count / team, extra = count % team, r = static_cast<size_t>(rank);
+  *lo = r * base + std::min(r, extra);
+  *hi = *lo + base + (r < extra ? 1 : 0);
 }
 
 // The same in whole vectors of 16 floats, so per-thread vector loops stay aligned.
@@ -114,18 +126,16 @@ inline void pack_at_rows(const float* S, int lds, int M, int K, int k_begin, int
 }
 
 // ------------------------------------------------------------ micro-kernels
+// micro_kernel<kPacked>(K, A, lda, Bp, C, ldc, mm, nn, accumulate):
 // C[mm x nn] (row stride ldc) = (accumulate ? C : 0) + A (mm x K) * Bp (K x kNR).
 // A is either packed (element (r, k) at A[k * kMR + r], lda ignored) or plain
 // row-major with row stride lda (kPacked false; rows past mm are never read).
-template <bool kPacked>
-using MicroKernel = void (*)(int K, const float* A, int lda, const float* Bp, float* C, int ldc,
-                             int mm, int nn, bool accumulate);
 
-#if defined(__x86_64__) && defined(__GNUC__)
+#if MXGEN_ISA_LEVEL >= 2
+// AVX-512: the whole 8 x 32 tile in 16 zmm accumulators.
 template <bool kPacked>
-__attribute__((target("avx512f"))) void micro_avx512(int K, const float* A, int lda,
-                                                     const float* Bp, float* C, int ldc, int mm,
-                                                     int nn, bool accumulate) {
+void micro_kernel(int K, const float* A, int lda, const float* Bp, float* C, int ldc, int mm,
+                  int nn, bool accumulate) {
   __m512 c0[kMR], c1[kMR];
   const float* row[kMR];
 #pragma GCC unroll 8
@@ -159,12 +169,67 @@ __attribute__((target("avx512f"))) void micro_avx512(int K, const float* A, int 
     _mm512_mask_storeu_ps(cr + 16, m1, c1[r]);
   }
 }
-#endif
-
-// Portable kernel (any x86-64; auto-vectorised by the compiler).
+#elif MXGEN_ISA_LEVEL == 1
+// AVX2 + FMA: 16 ymm registers cannot hold an 8 x 32 tile (32 accumulators),
+// so the tile runs as 4 x 16 blocks: 8 accumulators, 2 B vectors and one
+// broadcast, and 8 independent FMA chains (two FMA ports x latency 4).
 template <bool kPacked>
-void micro_generic(int K, const float* A, int lda, const float* Bp, float* C, int ldc, int mm,
-                   int nn, bool accumulate) {
+inline void block_4x16(int K, const float* A, int lda, const float* Bp, float* C, int ldc,
+                       int r0, int mm, int c0, int nn, bool accumulate) {
+  __m256 acc[4][2];
+  const float* row[4];
+#pragma GCC unroll 4
+  for (int r = 0; r < 4; ++r) {
+    acc[r][0] = _mm256_setzero_ps();
+    acc[r][1] = _mm256_setzero_ps();
+    row[r] = A + static_cast<size_t>(r0 + (r < mm ? r : 0)) * lda;
+  }
+  const float* b = Bp + c0;
+  const float* a = A + r0;
+#pragma GCC unroll 2
+  for (int k = 0; k < K; ++k) {
+    const __m256 b0 = _mm256_loadu_ps(b + static_cast<size_t>(k) * kNR);
+    const __m256 b1 = _mm256_loadu_ps(b + static_cast<size_t>(k) * kNR + 8);
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; ++r) {
+      const __m256 av =
+          _mm256_broadcast_ss(kPacked ? a + static_cast<size_t>(k) * kMR + r : row[r] + k);
+      acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
+    }
+  }
+  for (int r = 0; r < mm; ++r) {
+    float* cr = C + static_cast<size_t>(r0 + r) * ldc + c0;
+    if (nn == 16) {
+      if (accumulate) {
+        acc[r][0] = _mm256_add_ps(acc[r][0], _mm256_loadu_ps(cr));
+        acc[r][1] = _mm256_add_ps(acc[r][1], _mm256_loadu_ps(cr + 8));
+      }
+      _mm256_storeu_ps(cr, acc[r][0]);
+      _mm256_storeu_ps(cr + 8, acc[r][1]);
+    } else {
+      float tmp[16];
+      _mm256_storeu_ps(tmp, acc[r][0]);
+      _mm256_storeu_ps(tmp + 8, acc[r][1]);
+      for (int c = 0; c < nn; ++c) cr[c] = (accumulate ? cr[c] : 0.f) + tmp[c];
+    }
+  }
+}
+
+template <bool kPacked>
+void micro_kernel(int K, const float* A, int lda, const float* Bp, float* C, int ldc, int mm,
+                  int nn, bool accumulate) {
+  for (int c0 = 0; c0 < nn; c0 += 16)
+    for (int r0 = 0; r0 < mm; r0 += 4)
+      block_4x16<kPacked>(K, A, lda, Bp, C, ldc, r0, std::min(4, mm - r0), c0,
+                          std::min(16, nn - c0), accumulate);
+}
+#else
+// Portable kernel (any x86-64 or other CPU; vectorised by the compiler for
+// the baseline ISA).
+template <bool kPacked>
+void micro_kernel(int K, const float* A, int lda, const float* Bp, float* C, int ldc, int mm,
+                  int nn, bool accumulate) {
   float acc[kMR][kNR];
   for (int r = 0; r < kMR; ++r)
     for (int c = 0; c < kNR; ++c) acc[r][c] = 0.f;
@@ -182,25 +247,7 @@ void micro_generic(int K, const float* A, int lda, const float* Bp, float* C, in
     for (int c = 0; c < nn; ++c) cr[c] = (accumulate ? cr[c] : 0.f) + acc[r][c];
   }
 }
-
-inline bool has_avx512() {
-#if defined(__x86_64__) && defined(__GNUC__)
-  return __builtin_cpu_supports("avx512f");
-#else
-  return false;
 #endif
-}
-
-template <bool kPacked>
-inline MicroKernel<kPacked> micro_kernel() {
-#if defined(__x86_64__) && defined(__GNUC__)
-  static const MicroKernel<kPacked> chosen =
-      has_avx512() ? micro_avx512<kPacked> : micro_generic<kPacked>;
-  return chosen;
-#else
-  return micro_generic<kPacked>;
-#endif
-}
 
 // C row panels [i0, i1) x column panels [j0, j1) of op(A) Bp, K in full.  A is
 // packed (lda < 0: panel i at A + i * K * kMR) or row-major with row stride
@@ -208,8 +255,6 @@ inline MicroKernel<kPacked> micro_kernel() {
 inline void gemm_panels(int M, int N, int K, const float* A, int lda, const float* Bp, int i0,
                         int i1, int j0, int j1, float* C, int ldc, bool accumulate) {
   const bool packed = lda < 0;
-  const MicroKernel<true> ukr_packed = micro_kernel<true>();
-  const MicroKernel<false> ukr_rows = micro_kernel<false>();
   constexpr int kMC = 16;   // A panels per block: 128 rows x KC in L2
   for (int k0 = 0; k0 < K; k0 += kKC) {
     const int kc = std::min(kKC, K - k0);
@@ -223,10 +268,10 @@ inline void gemm_panels(int M, int N, int K, const float* A, int lda, const floa
           const int mm = std::min(kMR, M - i * kMR);
           float* c = C + static_cast<size_t>(i) * kMR * ldc + j * kNR;
           if (packed)
-            ukr_packed(kc, A + static_cast<size_t>(i) * K * kMR + static_cast<size_t>(k0) * kMR,
+            micro_kernel<true>(kc, A + static_cast<size_t>(i) * K * kMR + static_cast<size_t>(k0) * kMR,
                        0, b, c, ldc, mm, nn, acc);
           else
-            ukr_rows(kc, A + static_cast<size_t>(i) * kMR * lda + k0, lda, b, c, ldc, mm, nn,
+            micro_kernel<false>(kc, A + static_cast<size_t>(i) * kMR * lda + k0, lda, b, c, ldc, mm, nn,
                      acc);
         }
       }
@@ -241,9 +286,10 @@ inline size_t packed_a_size(int M, int K) { return static_cast<size_t>(ceil_div(
 // 0 sgemm's packed A, sequence_grads' Z^T blocks; 1 sgemm's packed B, the
 // forward passes' W_i2h^T, sequence_grads' dW^T; 2 the forward input
 // projections, the backward dA (GRU: dA_i); 3 packed W_h2h, then
-// sequence_grads' dA block; 4 GRU's dA_h; 5 its block; 6 sequence_grads' W_i2h.
+// sequence_grads' dA block; 4 GRU's dA_h; 5 its block; 6 sequence_grads' W_i2h;
+// 7 the LSTM's cells in inference.
 inline std::vector<float>& scratch(int slot, size_t n) {
-  static thread_local std::vector<float> bufs[7];
+  static thread_local std::vector<float> bufs[8];
   if (bufs[slot].size() < n) bufs[slot].resize(n);
   return bufs[slot];
 }
@@ -286,4 +332,5 @@ inline void sgemm(bool ta, bool tb, int M, int N, int K, const float* A, int lda
   }
 }
 
+}  // namespace MXGEN_ISA_NS
 }  // namespace mxgen

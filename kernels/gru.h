@@ -20,16 +20,19 @@
 #include <vector>
 
 #include "activations.h"
+#include "dispatch.h"
 #include "gemm.h"
 #include "recurrent.h"
 
+#include "isa_namespace.h"
+
 namespace mxgen {
+namespace MXGEN_ISA_NS {
 
 // Gate arithmetic for one row, units [u0, u1): pre = x W_i2h^T (3H), hh =
-// h_prev W_h2h^T (3H), biases b_i2h / b_h2h; writes h and ws (4H).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
+// h_prev W_h2h^T (3H), biases b_i2h / b_h2h; writes h, and for training
+// (kSave) ws (4H).
+template <bool kSave>
 inline void gru_cell_forward(const float* pre, const float* hh, const float* b_i,
                              const float* b_h, const float* h_prev, float* h, float* ws, int H,
                              int u0, int u1) {
@@ -40,19 +43,18 @@ inline void gru_cell_forward(const float* pre, const float* hh, const float* b_i
     const float hn = hh[2 * H + u] + b_h[2 * H + u];
     const float n = fast_tanh(pre[2 * H + u] + b_i[2 * H + u] + r * hn);
     h[u] = (1.f - z) * n + z * h_prev[u];
-    ws[u] = r;
-    ws[H + u] = z;
-    ws[2 * H + u] = n;
-    ws[3 * H + u] = hn;
+    if (kSave) {
+      ws[u] = r;
+      ws[H + u] = z;
+      ws[2 * H + u] = n;
+      ws[3 * H + u] = hn;
+    }
   }
 }
 
 // Backward of one row for units [u0, u1): dh_next (in: from step t+1; out:
 // the direct part dh * z of the gradient for h_prev, to which the caller
 // adds da_h W_h2h), writes da_i and da_h (3H each).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
 inline void gru_cell_backward(const float* ws, const float* h_prev, const float* dy,
                               float* dh_next, float* da_i, float* da_h, int H, int u0, int u1) {
 #pragma omp simd
@@ -72,12 +74,8 @@ inline void gru_cell_backward(const float* ws, const float* h_prev, const float*
   }
 }
 
-struct GruShape {
-  int T, N, I, H;
-  size_t weights() const { return 3ul * H * (I + H) + 6ul * H; }
-};
-
-// x (T, N, I), h0 (N, H) -> y (T, N, H), hT (N, H), ws (T, N, 4H).
+// x (T, N, I), h0 (N, H) -> y (T, N, H), hT (N, H), and for training ws
+// (T, N, 4H) (null: inference, nothing saved).
 inline void gru_forward(const GruShape& s, const float* x, const float* h0, const float* w,
                         float* y, float* hT, float* ws) {
   const int T = s.T, N = s.N, I = s.I, H = s.H, G = 3 * H;
@@ -91,9 +89,15 @@ inline void gru_forward(const GruShape& s, const float* x, const float* h0, cons
     const float* h_prev = t == 0 ? h0 : y + static_cast<size_t>(t - 1) * N * H;
     for (int n = 0; n < N; ++n) {
       const size_t row = static_cast<size_t>(t) * N + n;
-      gru_cell_forward(pre_t + static_cast<size_t>(n) * G, hh.data() + static_cast<size_t>(n) * G,
-                       b_i2h, b_h2h, h_prev + static_cast<size_t>(n) * H, y + row * H,
-                       ws + row * 4 * H, H, u0, u1);
+      const float* pre_n = pre_t + static_cast<size_t>(n) * G;
+      const float* hh_n = hh.data() + static_cast<size_t>(n) * G;
+      const float* h_prev_n = h_prev + static_cast<size_t>(n) * H;
+      if (ws)
+        gru_cell_forward<true>(pre_n, hh_n, b_i2h, b_h2h, h_prev_n, y + row * H,
+                               ws + row * 4 * H, H, u0, u1);
+      else
+        gru_cell_forward<false>(pre_n, hh_n, b_i2h, b_h2h, h_prev_n, y + row * H, nullptr, H,
+                                u0, u1);
     }
   });
   std::memcpy(hT, y + static_cast<size_t>(T - 1) * N * H, sizeof(float) * N * H);
@@ -125,4 +129,5 @@ inline void gru_backward(const GruShape& s, const float* dy, const float* dhT, c
                  db_h2h);
 }
 
+}  // namespace MXGEN_ISA_NS
 }  // namespace mxgen

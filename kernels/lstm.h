@@ -17,39 +17,41 @@
 #include <vector>
 
 #include "activations.h"
+#include "dispatch.h"
 #include "gemm.h"
 #include "recurrent.h"
 
-namespace mxgen {
+#include "isa_namespace.h"
 
-// Gate arithmetic for rows n, units [u0, u1): pre = x W_i2h^T + h W_h2h^T (no
-// bias yet, 4H), writes h and ws = [i f g o c] (5H).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
+namespace mxgen {
+namespace MXGEN_ISA_NS {
+
+// Gate arithmetic for one row, units [u0, u1): pre = x W_i2h^T + h W_h2h^T
+// (no bias yet, 4H); writes h and c.  Training (kSave) also writes ws = [i f
+// g o c] (5H), and then c must point at ws + 4H.
+template <bool kSave>
 inline void lstm_cell_forward(const float* pre, const float* bias, const float* c_prev,
-                              float* h, float* ws, int H, int u0, int u1) {
+                              float* c, float* h, float* ws, int H, int u0, int u1) {
 #pragma omp simd
   for (int u = u0; u < u1; ++u) {
     const float ig = sigmoid(pre[u] + bias[u]);
     const float fg = sigmoid(pre[H + u] + bias[H + u]);
     const float gg = fast_tanh(pre[2 * H + u] + bias[2 * H + u]);
     const float og = sigmoid(pre[3 * H + u] + bias[3 * H + u]);
-    const float c = fg * c_prev[u] + ig * gg;
-    h[u] = og * fast_tanh(c);
-    ws[u] = ig;
-    ws[H + u] = fg;
-    ws[2 * H + u] = gg;
-    ws[3 * H + u] = og;
-    ws[4 * H + u] = c;
+    const float cell = fg * c_prev[u] + ig * gg;
+    h[u] = og * fast_tanh(cell);
+    c[u] = cell;
+    if (kSave) {
+      ws[u] = ig;
+      ws[H + u] = fg;
+      ws[2 * H + u] = gg;
+      ws[3 * H + u] = og;
+    }
   }
 }
 
 // Backward of one cell for units [u0, u1): dh (incoming), dc (in: from step
 // t+1; out: to step t-1), writes the pre-activation gradient da (4H).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
 inline void lstm_cell_backward(const float* ws, const float* c_prev, const float* dy,
                                const float* dh_next, float* dc, float* da, int H, int u0,
                                int u1) {
@@ -67,12 +69,9 @@ inline void lstm_cell_backward(const float* ws, const float* c_prev, const float
   }
 }
 
-struct LstmShape {
-  int T, N, I, H;
-  size_t weights() const { return 4ul * H * (I + H) + 8ul * H; }
-};
-
-// x (T, N, I), h0/c0 (N, H) -> y (T, N, H), hT/cT (N, H), ws (T, N, 5H).
+// x (T, N, I), h0/c0 (N, H) -> y (T, N, H), hT/cT (N, H), and for training
+// ws (T, N, 5H).  ws null: inference (priming, validation), nothing saved;
+// the cells live in two (N, H) buffers used in turn.
 inline void lstm_forward(const LstmShape& s, const float* x, const float* h0, const float* c0,
                          const float* w, float* y, float* hT, float* cT, float* ws) {
   const int T = s.T, N = s.N, I = s.I, H = s.H, G = 4 * H;
@@ -82,21 +81,30 @@ inline void lstm_forward(const LstmShape& s, const float* x, const float* h0, co
   const float* b_h2h = b_i2h + G;
   std::vector<float> bias(G);
   for (int g = 0; g < G; ++g) bias[g] = b_i2h[g] + b_h2h[g];
+  const size_t NH = static_cast<size_t>(N) * H;
+  float* cells = ws ? nullptr : scratch(7, 2 * NH).data();
+  // the cells of step t: ws's c block in training, else buffer t % 2 (row stride H)
+  auto cell_of = [&](int t, int n) -> float* {
+    const size_t row = static_cast<size_t>(t) * N + n;
+    return ws ? ws + row * 5 * H + 4 * H : cells + (t % 2) * NH + static_cast<size_t>(n) * H;
+  };
   recurrent_forward(T, N, I, H, G, x, h0, w_i2h, w_h2h, y, nullptr,
                     [&](int t, const float* pre_t, int u0, int u1) {
     for (int n = 0; n < N; ++n) {
       const size_t row = static_cast<size_t>(t) * N + n;
-      const float* c_prev = t == 0 ? c0 + static_cast<size_t>(n) * H
-                                   : ws + (row - N) * 5 * H + 4 * H;
-      lstm_cell_forward(pre_t + static_cast<size_t>(n) * G, bias.data(), c_prev, y + row * H,
-                        ws + row * 5 * H, H, u0, u1);
+      const float* c_prev = t == 0 ? c0 + static_cast<size_t>(n) * H : cell_of(t - 1, n);
+      const float* pre_n = pre_t + static_cast<size_t>(n) * G;
+      if (ws)
+        lstm_cell_forward<true>(pre_n, bias.data(), c_prev, cell_of(t, n), y + row * H,
+                                ws + row * 5 * H, H, u0, u1);
+      else
+        lstm_cell_forward<false>(pre_n, bias.data(), c_prev, cell_of(t, n), y + row * H,
+                                 nullptr, H, u0, u1);
     }
   });
-  const size_t last = static_cast<size_t>(T - 1) * N;
-  std::memcpy(hT, y + last * H, sizeof(float) * N * H);
+  std::memcpy(hT, y + static_cast<size_t>(T - 1) * NH, sizeof(float) * NH);
   for (int n = 0; n < N; ++n)
-    std::memcpy(cT + static_cast<size_t>(n) * H, ws + (last + n) * 5 * H + 4 * H,
-                sizeof(float) * H);
+    std::memcpy(cT + static_cast<size_t>(n) * H, cell_of(T - 1, n), sizeof(float) * H);
 }
 
 // Gradients of lstm_forward.  dy (T, N, H), dhT/dcT (N, H) -> dx (T, N, I),
@@ -125,4 +133,5 @@ inline void lstm_backward(const LstmShape& s, const float* dy, const float* dhT,
   sequence_grads(T, N, I, H, G, x, h0, y, w_i2h, da, da, dx, dw_i2h, dw_h2h, db_i2h, db_h2h);
 }
 
+}  // namespace MXGEN_ISA_NS
 }  // namespace mxgen

@@ -14,17 +14,22 @@
 //       b_i2h (G*H), b_h2h (G*H)], gates lstm i,f,g,o / gru r,z,n.
 //       States: lstm (h, c) per layer, others h; each (1, N, H).
 //
-//   mxgen_lstm(x, h0, c0, weights) -> y, hT, cT           (training, see lstm.h)
-//   mxgen_gru(x, h0, weights) -> y, hT                    (training, see gru.h)
+//   mxgen_lstm(x, h0, c0, weights, probe) -> y, hT, cT    (training, see lstm.h)
+//   mxgen_gru(x, h0, weights, probe) -> y, hT             (training, see gru.h)
 //   mxgen_dropout(x, probe (64,)) -> y                    (training, see dropout.h)
+//
+// This file is the glue: attributes, shapes, checks and registration.  The
+// math lives in the kernel headers, compiled once per instruction set and
+// called through mxgen::kernels() (dispatch.h), so every op runs the copy
+// chosen when the library loaded.
 //
 // Built against the lib_api.h / lib_api.cc shipped in the installed mxnet wheel.
 #include <algorithm>
 #include <cstdint>
 #include <cmath>
 #include <cstring>
+#include <list>
 #include <mutex>
-#include <numeric>
 #include <random>
 #include <sstream>
 #include <string>
@@ -32,11 +37,7 @@
 
 #include "mxnet/lib_api.h"
 
-#include "activations.h"
-#include "dropout.h"
-#include "gemm.h"
-#include "gru.h"
-#include "lstm.h"
+#include "dispatch.h"
 #ifdef MXGEN_WITH_CUDA
 #include "cuda/gpu_api.h"
 #endif
@@ -44,6 +45,7 @@
 using namespace mxnet::ext;
 using mxgen::GruShape;
 using mxgen::LstmShape;
+using mxgen::Sampling;
 
 namespace {
 
@@ -64,8 +66,6 @@ bool get_int(const std::unordered_map<std::string, std::string>& attrs, const ch
   catch (...) { return false; }
 }
 
-struct Sampling { float temperature; int top_k; float top_p; };
-
 MXReturnValue parse_sampling(const std::unordered_map<std::string, std::string>& attrs,
                              Sampling* s) {
   if (!get_float(attrs, "temperature", 1.0f, &s->temperature) || s->temperature < 0) {
@@ -85,54 +85,6 @@ MXReturnValue parse_sampling(const std::unordered_map<std::string, std::string>&
 }
 
 // ---------------------------------------------------------------- sampling
-// One row of logits -> one id.  `scratch` holds at least 2 * V floats.
-int sample_row(const float* logits, int V, const Sampling& s, std::mt19937* rng,
-               std::vector<float>* scratch, std::vector<int>* order) {
-  if (s.temperature == 0.0f) {
-    return static_cast<int>(std::max_element(logits, logits + V) - logits);
-  }
-  float* z = scratch->data();
-  for (int v = 0; v < V; ++v) z[v] = logits[v] / s.temperature;
-  if (s.top_k > 0 && s.top_k < V) {
-    float* tmp = z + V;
-    std::copy(z, z + V, tmp);
-    std::nth_element(tmp, tmp + (s.top_k - 1), tmp + V, std::greater<float>());
-    const float kth = tmp[s.top_k - 1];
-    for (int v = 0; v < V; ++v) if (z[v] < kth) z[v] = -INFINITY;
-  }
-  const float mx = *std::max_element(z, z + V);
-  double total = 0;
-  for (int v = 0; v < V; ++v) { z[v] = std::exp(z[v] - mx); total += z[v]; }
-  for (int v = 0; v < V; ++v) z[v] = static_cast<float>(z[v] / total);
-  if (s.top_p < 1.0f) {
-    // keep ranks while the probability mass above them is < top_p
-    std::iota(order->begin(), order->begin() + V, 0);
-    std::stable_sort(order->begin(), order->begin() + V,
-                     [z](int a, int b) { return z[a] > z[b]; });
-    double before = 0;
-    float cutoff = 0;
-    for (int r = 0; r < V; ++r) {
-      if (before >= s.top_p) break;
-      cutoff = z[(*order)[r]];
-      before += z[(*order)[r]];
-    }
-    double kept = 0;
-    for (int v = 0; v < V; ++v) { if (z[v] < cutoff) z[v] = 0; kept += z[v]; }
-    for (int v = 0; v < V; ++v) z[v] = static_cast<float>(z[v] / kept);
-  }
-  std::uniform_real_distribution<double> uniform(0.0, 1.0);
-  const double u = uniform(*rng);
-  double acc = 0;
-  int last = 0;
-  for (int v = 0; v < V; ++v) {
-    if (z[v] <= 0) continue;
-    acc += z[v];
-    last = v;
-    if (u < acc) return v;
-  }
-  return last;   // rounding left u above the total: the last live id
-}
-
 MXReturnValue sample_parse(const std::unordered_map<std::string, std::string>& attrs,
                            int* num_in, int* num_out) {
   Sampling s;
@@ -180,23 +132,20 @@ MXReturnValue sample_forward(const std::unordered_map<std::string, std::string>&
   Sampling s;
   if (parse_sampling(attrs, &s) != MX_SUCCESS) return MX_FAIL;
   MXTensor& logits = (*inputs)[0];
-  MXTensor& out = (*outputs)[0];
-  const int N = static_cast<int>(logits.shape[0]), V = static_cast<int>(logits.shape[1]);
-  const float* x = logits.data<float>();
-  float* y = out.data<float>();
-  std::mt19937* rng = res.get_cpu_rand_states();
-  std::vector<float> scratch(2 * V);
-  std::vector<int> order(V);
-  for (int n = 0; n < N; ++n) y[n] = static_cast<float>(sample_row(x + n * V, V, s, rng,
-                                                                   &scratch, &order));
+  mxgen::kernels().sample(logits.data<float>(), static_cast<int>(logits.shape[0]),
+                          static_cast<int>(logits.shape[1]), s, res.get_cpu_rand_states(),
+                          (*outputs)[0].data<float>());
   return MX_SUCCESS;
 }
 
 // ---------------------------------------------------------------- the RNN
-enum Mode { kRnnRelu, kRnnTanh, kGru, kLstm };
+using mxgen::kGru;
+using mxgen::kLstm;
+using mxgen::kRnnRelu;
+using mxgen::kRnnTanh;
 
 struct GenConfig {
-  Mode mode;
+  mxgen::RnnMode mode;
   int layers, hidden, length, gates, per_layer;
   Sampling sampling;
 };
@@ -266,8 +215,8 @@ MXReturnValue gen_shape(const std::unordered_map<std::string, std::string>& attr
   }
   const unsigned V = embed[0], G = c.gates;
   for (int l = 0; l < c.layers; ++l) {
-    const unsigned I = l == 0 ? embed[1] : H;
-    const unsigned expect = G * H * (I + H) + 2 * G * H;
+    const uint64_t I = l == 0 ? embed[1] : H;
+    const uint64_t expect = uint64_t{G} * H * (I + H) + 2 * uint64_t{G} * H;   // no 32-bit wrap
     const auto& w = in[2 + states + l];
     if (w.size() != 1 || w[0] != expect) {
       MX_ERROR_MSG << "mxgen_char_rnn_generate: layer " << l << " weights must be a flat ("
@@ -292,118 +241,20 @@ MXReturnValue gen_shape(const std::unordered_map<std::string, std::string>& attr
   return MX_SUCCESS;
 }
 
-// OpenBLAS as shipped inside the mxnet wheel (libopenblas.so.0, linked by soname:
-// the process already has it loaded for libmxnet.so).
-extern "C" {
-enum CBLAS_ORDER { CblasRowMajor = 101 };
-enum CBLAS_TRANSPOSE { CblasNoTrans = 111, CblasTrans = 112 };
-void cblas_sgemm(CBLAS_ORDER order, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int m, int n, int k,
-                 float alpha, const float* a, int lda, const float* b, int ldb, float beta,
-                 float* c, int ldc);
-}
-
-// Small batches: one pass over each weight row per input, vectorised for AVX-512,
-// AVX2 or baseline x86-64, chosen at load time (the library loads on any x86-64).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
-void matvec_rows(const float* W, const float* X, const float* b1, const float* b2, int rows,
-                 int cols, int N, float* Y) {
-#pragma omp parallel for schedule(static) if (static_cast<long>(rows) * cols * N > 32768)
-  for (int r = 0; r < rows; ++r) {
-    const float* w = W + static_cast<size_t>(r) * cols;
-    const float bias = (b1 ? b1[r] : 0.f) + (b2 ? b2[r] : 0.f);
-    for (int n = 0; n < N; ++n) {
-      const float* x = X + static_cast<size_t>(n) * cols;
-      float acc = 0.f;
-#pragma omp simd reduction(+ : acc)
-      for (int k = 0; k < cols; ++k) acc += w[k] * x[k];
-      Y[static_cast<size_t>(n) * rows + r] = acc + bias;
-    }
-  }
-}
-
-#ifndef MXGEN_BLAS_MIN_BATCH
-#define MXGEN_BLAS_MIN_BATCH 8
-#endif
-// Y (N, rows) = X (N, cols) W^T + b1 (+ b2), W row-major (rows, cols) as MXNet stores it.
-void matmul_rows(const float* W, const float* X, const float* b1, const float* b2, int rows,
-                 int cols, int N, float* Y) {
-  if (N < MXGEN_BLAS_MIN_BATCH) {    // BLAS call overhead dominates tiny products
-    matvec_rows(W, X, b1, b2, rows, cols, N, Y);
-    return;
-  }
+// Ids arrive as floats: each must be a whole number in [0, V), checked as a
+// float (casting 1e20 or NaN to int first would be undefined).
+bool read_ids(const float* ids_in, int N, int V, std::vector<int>* ids, const char* op) {
+  ids->resize(N);
   for (int n = 0; n < N; ++n) {
-    float* y = Y + static_cast<size_t>(n) * rows;
-    for (int r = 0; r < rows; ++r) y[r] = (b1 ? b1[r] : 0.f) + (b2 ? b2[r] : 0.f);
-  }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, rows, cols, 1.f, X, cols, W, cols,
-              1.f, Y, rows);
-}
-
-// A weight matrix used at every generation step.  With AVX-512 and a batch
-// worth a GEMM, W^T is packed once (first use) and each step runs mxgen's
-// own GEMM (gemm.h) on it; otherwise matmul_rows (small batch or no AVX-512).
-struct Linear {
-  const float* W;
-  int rows, cols;
-  std::vector<float> packed;
-
-  void apply(const float* X, int N, const float* b1, const float* b2, float* Y) {
-    if (N < MXGEN_BLAS_MIN_BATCH || !mxgen::has_avx512()) {
-      matmul_rows(W, X, b1, b2, rows, cols, N, Y);
-      return;
+    const float v = ids_in[n];
+    if (!(v >= 0.f && v < static_cast<float>(V)) || v != std::floor(v)) {
+      MX_ERROR_MSG << op << ": id " << v << " (row " << n << ") is not in the vocabulary [0, "
+                   << V << ")";
+      return false;
     }
-    const int pn = mxgen::ceil_div(rows, mxgen::kNR), pm = mxgen::ceil_div(N, mxgen::kMR);
-    if (packed.empty()) {
-      packed.resize(mxgen::packed_b_size(cols, rows));
-      mxgen::pack_b_panels(true, cols, rows, W, cols, packed.data(), 0, pn);
-    }
-    for (int n = 0; n < N; ++n) {
-      float* y = Y + static_cast<size_t>(n) * rows;
-      for (int r = 0; r < rows; ++r) y[r] = (b1 ? b1[r] : 0.f) + (b2 ? b2[r] : 0.f);
-    }
-#pragma omp parallel if (static_cast<long>(N) * rows * cols > 200000)
-    {
-      int lo, hi;
-      mxgen::split_range(pn, mxgen::omp_team(), mxgen::omp_rank(), &lo, &hi);
-      mxgen::gemm_panels(N, rows, cols, X, cols, packed.data(), 0, pm, lo, hi, Y, rows, true);
-    }
+    (*ids)[n] = static_cast<int>(v);
   }
-};
-
-using mxgen::fast_exp;
-using mxgen::fast_tanh;
-using mxgen::sigmoid;
-
-// The gate arithmetic of one layer for one sequence, vectorised.  a = i2h, b = h2h
-// pre-activations (G*H each); h (and c) updated in place.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
-void lstm_gates(const float* a, const float* b, float* h, float* c, int H) {
-#pragma omp simd
-  for (int j = 0; j < H; ++j) {
-    const float ig = sigmoid(a[j] + b[j]);
-    const float fg = sigmoid(a[H + j] + b[H + j]);
-    const float gg = fast_tanh(a[2 * H + j] + b[2 * H + j]);
-    const float og = sigmoid(a[3 * H + j] + b[3 * H + j]);
-    c[j] = fg * c[j] + ig * gg;
-    h[j] = og * fast_tanh(c[j]);
-  }
-}
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
-void gru_gates(const float* a, const float* b, float* h, int H) {
-#pragma omp simd
-  for (int j = 0; j < H; ++j) {
-    const float r = sigmoid(a[j] + b[j]);
-    const float z = sigmoid(a[H + j] + b[H + j]);
-    const float cand = fast_tanh(a[2 * H + j] + r * b[2 * H + j]);
-    h[j] = (1.f - z) * cand + z * h[j];
-  }
+  return true;
 }
 
 MXReturnValue gen_forward(const std::unordered_map<std::string, std::string>& attrs,
@@ -413,90 +264,24 @@ MXReturnValue gen_forward(const std::unordered_map<std::string, std::string>& at
   if (parse_gen(attrs, &c) != MX_SUCCESS) return MX_FAIL;
   auto& in = *inputs;
   auto& out = *outputs;
-  const int S = c.layers * c.per_layer, H = c.hidden, G = c.gates, L = c.layers;
+  const int S = c.layers * c.per_layer, L = c.layers, H = c.hidden;
   const int N = static_cast<int>(in[0].shape[0]);
   MXTensor& embed = in[1 + S];
-  const int V = static_cast<int>(embed.shape[0]), E = static_cast<int>(embed.shape[1]);
-  const float* emb = embed.data<float>();
-  const float* dec_b = in[3 + S + L].data<float>();
+  const int V = static_cast<int>(embed.shape[0]);
+  std::vector<int> ids;
+  if (!read_ids(in[0].data<float>(), N, V, &ids, "mxgen_char_rnn_generate")) return MX_FAIL;
+  std::vector<float*> states(S);   // the outputs carry the states, updated in place
+  for (int s = 0; s < S; ++s) {
+    states[s] = out[1 + s].data<float>();
+    std::memcpy(states[s], in[1 + s].data<float>(), sizeof(float) * N * H);
+  }
   std::vector<const float*> layer_w(L);
   for (int l = 0; l < L; ++l) layer_w[l] = in[2 + S + l].data<float>();
-  const int GH = G * H;
-  std::vector<Linear> lin_i2h, lin_h2h;
-  for (int l = 0; l < L; ++l) {
-    const int in_l = l == 0 ? E : H;
-    lin_i2h.push_back(Linear{layer_w[l], GH, in_l, {}});
-    lin_h2h.push_back(Linear{layer_w[l] + static_cast<size_t>(GH) * in_l, GH, H, {}});
-  }
-  Linear lin_dec{in[2 + S + L].data<float>(), V, H, {}};
-
-  // working copies of the states, (N, H) each
-  std::vector<std::vector<float>> state(S, std::vector<float>(static_cast<size_t>(N) * H));
-  for (int s = 0; s < S; ++s)
-    std::memcpy(state[s].data(), in[1 + s].data<float>(), sizeof(float) * N * H);
-  std::vector<int> ids(N);
-  const float* ids_in = in[0].data<float>();
-  for (int n = 0; n < N; ++n) ids[n] = static_cast<int>(ids_in[n]);
-  for (int n = 0; n < N; ++n) {
-    if (ids[n] < 0 || ids[n] >= V) {
-      MX_ERROR_MSG << "mxgen_char_rnn_generate: id " << ids[n] << " outside the vocabulary";
-      return MX_FAIL;
-    }
-  }
-  float* out_ids = out[0].data<float>();
-  std::mt19937* rng = res.get_cpu_rand_states();
-  std::vector<float> i2h(static_cast<size_t>(N) * GH), h2h(static_cast<size_t>(N) * GH);
-  std::vector<float> logits(static_cast<size_t>(N) * V), scratch(2 * V);
-  std::vector<float> x(static_cast<size_t>(N) * std::max(E, H));
-  std::vector<int> order(V);
-
-  for (int t = 0; t < c.length; ++t) {
-    for (int n = 0; n < N; ++n)                                  // embedding lookup
-      std::memcpy(x.data() + static_cast<size_t>(n) * E, emb + static_cast<size_t>(ids[n]) * E,
-                  sizeof(float) * E);
-    int in_size = E;
-    for (int l = 0; l < L; ++l) {
-      const float* w_i2h = layer_w[l];
-      const float* w_h2h = w_i2h + static_cast<size_t>(GH) * in_size;
-      const float* b_i2h = w_h2h + static_cast<size_t>(GH) * H;
-      const float* b_h2h = b_i2h + GH;
-      float* h = state[l * c.per_layer].data();                  // (N, H)
-      if (c.mode == kGru) {
-        lin_i2h[l].apply(x.data(), N, b_i2h, nullptr, i2h.data());
-        lin_h2h[l].apply(h, N, b_h2h, nullptr, h2h.data());
-      } else {
-        lin_i2h[l].apply(x.data(), N, b_i2h, b_h2h, i2h.data());
-        lin_h2h[l].apply(h, N, nullptr, nullptr, h2h.data());
-      }
-#pragma omp parallel for schedule(static) if (N >= MXGEN_BLAS_MIN_BATCH)
-      for (int n = 0; n < N; ++n) {
-        const float* a = i2h.data() + static_cast<size_t>(n) * GH;
-        const float* b = h2h.data() + static_cast<size_t>(n) * GH;
-        float* hn = h + static_cast<size_t>(n) * H;
-        if (c.mode == kGru) {
-          gru_gates(a, b, hn, H);
-        } else if (c.mode == kLstm) {
-          lstm_gates(a, b, hn, state[l * 2 + 1].data() + static_cast<size_t>(n) * H, H);
-        } else {
-          for (int j = 0; j < H; ++j) {
-            const float v = a[j] + b[j];
-            hn[j] = c.mode == kRnnTanh ? std::tanh(v) : std::max(v, 0.f);
-          }
-        }
-      }
-      std::memcpy(x.data(), h, sizeof(float) * N * H);           // next layer's input
-      in_size = H;
-    }
-    lin_dec.apply(x.data(), N, dec_b, nullptr, logits.data());
-    for (int n = 0; n < N; ++n) {
-      const int next = sample_row(logits.data() + static_cast<size_t>(n) * V, V, c.sampling,
-                                  rng, &scratch, &order);
-      out_ids[static_cast<size_t>(n) * c.length + t] = static_cast<float>(next);
-      ids[n] = next;
-    }
-  }
-  for (int s = 0; s < S; ++s)
-    std::memcpy(out[1 + s].data<float>(), state[s].data(), sizeof(float) * N * H);
+  mxgen::GenArgs args{c.mode, L, c.per_layer, c.gates, N, static_cast<int>(embed.shape[1]), H,
+                      V, c.length, c.sampling, ids.data(), states.data(), embed.data<float>(),
+                      layer_w.data(), in[2 + S + L].data<float>(), in[3 + S + L].data<float>(),
+                      res.get_cpu_rand_states(), out[0].data<float>()};
+  mxgen::kernels().char_rnn_generate(args);
   return MX_SUCCESS;
 }
 
@@ -557,9 +342,9 @@ MXReturnValue gen_forward_gpu(const std::unordered_map<std::string, std::string>
 #endif  // MXGEN_WITH_CUDA
 
 // ------------------------------------------------------- recurrent layers
-// mxgen_lstm(x (T, N, I), h0 (1, N, H), c0 (1, N, H), weights (4H(I+H)+8H,))
+// mxgen_lstm(x (T, N, I), h0 (1, N, H), c0 (1, N, H), weights (4H(I+H)+8H,), probe)
 //     -> y (T, N, H), hT (1, N, H), cT (1, N, H)
-// mxgen_gru(x (T, N, I), h0 (1, N, H), weights (3H(I+H)+6H,))
+// mxgen_gru(x (T, N, I), h0 (1, N, H), weights (3H(I+H)+6H,), probe)
 //     -> y (T, N, H), hT (1, N, H)
 // One fused-layout layer for training (see lstm.h, gru.h).  Stateful ops: the
 // forward pass keeps what the backward pass needs (the activated gates, (T,
@@ -567,6 +352,15 @@ MXReturnValue gen_forward_gpu(const std::unordered_map<std::string, std::string>
 // reserve space.  As an output it would cost a zero-filled gradient array of
 // that size in every backward pass (MXNet fills the gradients of unused
 // outputs): 6 ms of a 50 ms char-LSTM step.
+//
+// Custom ops are not told whether MXNet is training, so `probe` is the
+// dropout op's (below): all ones outside training.  Then nothing is saved
+// (priming, validation, generation's prompt), and a backward pass is refused.
+//
+// The ops overwrite their input gradients: lib_api does not pass MXNet's
+// write/add request to custom ops.  The Python layer (mxgen/models/rnn.py)
+// puts an identity in front of every input, whose backward pass honours
+// grad_req='add', so accumulation works.
 struct TrainLayer {
   const char* name;
   unsigned states, gates, ws_units;   // states per layer; gates; saved floats per unit
@@ -582,10 +376,12 @@ MXReturnValue layer_parse(const std::unordered_map<std::string, std::string>& at
     MX_ERROR_MSG << L.name << ": state_size must be an integer >= 1";
     return MX_FAIL;
   }
-  *num_in = 2 + static_cast<int>(L.states);    // x, states..., weights
+  *num_in = 3 + static_cast<int>(L.states);    // x, states..., weights, probe
   *num_out = 1 + static_cast<int>(L.states);   // y, states...
   return MX_SUCCESS;
 }
+
+constexpr unsigned kProbeSize = 64;
 
 template <const TrainLayer& L>
 MXReturnValue layer_shape(const std::unordered_map<std::string, std::string>& attrs,
@@ -608,11 +404,20 @@ MXReturnValue layer_shape(const std::unordered_map<std::string, std::string>& at
       return MX_FAIL;
     }
   }
-  const size_t weights = static_cast<size_t>(L.gates) * H * (I + H) + 2ul * L.gates * H;
+  const uint64_t weights = uint64_t{L.gates} * H * (uint64_t{I} + H) + 2 * uint64_t{L.gates} * H;
   const auto& w = in[1 + L.states];
   if (w.size() != 1 || w[0] != weights) {
     MX_ERROR_MSG << L.name << ": weights must be a flat (" << weights
                  << ",) vector for input_size " << I << " and state_size " << H;
+    return MX_FAIL;
+  }
+  const auto& probe = in[2 + L.states];
+  if (probe.size() != 1 || probe[0] != kProbeSize) {
+    MX_ERROR_MSG << L.name << ": probe must have shape (" << kProbeSize << ",)";
+    return MX_FAIL;
+  }
+  if (uint64_t{T} * N * L.ws_units * H > (uint64_t{1} << 40)) {
+    MX_ERROR_MSG << L.name << ": sequence too large (" << T << " x " << N << " x " << H << ")";
     return MX_FAIL;
   }
   (*out_shapes)[0] = {T, N, H};
@@ -620,39 +425,72 @@ MXReturnValue layer_shape(const std::unordered_map<std::string, std::string>& at
   return MX_SUCCESS;
 }
 
+// Training mode from a probe (MXNet's Dropout of ones): 64 random bits in
+// training (key: bit i set where probe[i] > 1), all ones otherwise.
+bool probe_key(const MXTensor& probe_t, uint64_t* key) {
+  const float* probe = const_cast<MXTensor&>(probe_t).data<float>();
+  bool training = false;
+  *key = 0;
+  for (unsigned i = 0; i < kProbeSize; ++i) {
+    training |= probe[i] != 1.f;
+    *key |= static_cast<uint64_t>(probe[i] > 1.f) << i;
+  }
+  return training;
+}
+
 // Buffers for the saved gates, recycled across op states: in eager mode every
 // call creates a state, and a fresh 16 MB allocation per call costs a page
-// fault per 4 KB (as much as the forward pass itself).
+// fault per 4 KB (as much as the forward pass itself).  The pool holds at
+// most kPoolBytes (oldest dropped first), hands out the smallest buffer that
+// fits and never one more than twice the size asked for, so a run that moves
+// to smaller shapes gives the memory back.
 class SavedBuffers {
  public:
+  static constexpr size_t kPoolBytes = size_t{256} << 20;
+
   static std::vector<float> take(size_t n) {
     std::lock_guard<std::mutex> lock(mutex());
-    auto& free = list();
-    for (size_t i = 0; i < free.size(); ++i) {
-      if (free[i].size() >= n) {
-        std::vector<float> v = std::move(free[i]);
-        free.erase(free.begin() + static_cast<long>(i));
-        return v;
-      }
-    }
-    return std::vector<float>(n);
+    auto& pool = list();
+    auto best = pool.end();
+    for (auto it = pool.begin(); it != pool.end(); ++it)
+      if (it->size() >= n && it->size() <= 2 * n && (best == pool.end() || it->size() < best->size()))
+        best = it;
+    if (best == pool.end()) return std::vector<float>(n);
+    std::vector<float> v = std::move(*best);
+    pool.erase(best);
+    bytes() -= v.size() * sizeof(float);
+    return v;
   }
+
   static void give(std::vector<float>&& v) {
-    if (v.empty()) return;
+    const size_t size = v.size() * sizeof(float);
+    if (size == 0 || size > kPoolBytes) return;   // freed here
     std::lock_guard<std::mutex> lock(mutex());
-    if (list().size() < 8) list().push_back(std::move(v));
+    auto& pool = list();
+    pool.push_back(std::move(v));
+    bytes() += size;
+    while (bytes() > kPoolBytes) {
+      bytes() -= pool.front().size() * sizeof(float);
+      pool.pop_front();
+    }
+  }
+
+  static size_t pooled_bytes() {
+    std::lock_guard<std::mutex> lock(mutex());
+    return bytes();
   }
 
  private:
   static std::mutex& mutex() { static std::mutex m; return m; }
-  static std::vector<std::vector<float>>& list() {
-    static std::vector<std::vector<float>> l;
+  static std::list<std::vector<float>>& list() {
+    static std::list<std::vector<float>> l;
     return l;
   }
+  static size_t& bytes() { static size_t b = 0; return b; }
 };
 
 // The state of one layer op instance: its state_size and the saved gates of
-// its last forward pass, for the backward pass that follows it.
+// its last training forward pass, for the backward pass that follows it.
 template <const TrainLayer& L>
 class LayerState : public CustomStatefulOp {
  public:
@@ -665,26 +503,33 @@ class LayerState : public CustomStatefulOp {
     auto& out = *outputs;
     const int T = static_cast<int>(in[0].shape[0]), N = static_cast<int>(in[0].shape[1]),
               I = static_cast<int>(in[0].shape[2]);
-    const size_t need = static_cast<size_t>(T) * N * L.ws_units * H_;
-    if (saved_.size() < need) {
-      SavedBuffers::give(std::move(saved_));
-      saved_ = SavedBuffers::take(need);
+    uint64_t key;
+    const bool training = probe_key(in[2 + L.states], &key);
+    float* ws = nullptr;
+    shape_.clear();
+    if (training) {
+      const size_t need = static_cast<size_t>(T) * N * L.ws_units * H_;
+      if (saved_.size() < need || saved_.size() > 2 * need) {
+        SavedBuffers::give(std::move(saved_));
+        saved_ = SavedBuffers::take(need);
+      }
+      ws = saved_.data();
+      shape_ = {T, N, I};
     }
-    shape_ = {T, N, I};
+    const mxgen::Kernels& k = mxgen::kernels();
     if (L.states == 2)
-      mxgen::lstm_forward(LstmShape{T, N, I, H_}, in[0].data<float>(), in[1].data<float>(),
-                          in[2].data<float>(), in[3].data<float>(), out[0].data<float>(),
-                          out[1].data<float>(), out[2].data<float>(), saved_.data());
+      k.lstm_forward(LstmShape{T, N, I, H_}, in[0].data<float>(), in[1].data<float>(),
+                     in[2].data<float>(), in[3].data<float>(), out[0].data<float>(),
+                     out[1].data<float>(), out[2].data<float>(), ws);
     else
-      mxgen::gru_forward(GruShape{T, N, I, H_}, in[0].data<float>(), in[1].data<float>(),
-                         in[2].data<float>(), out[0].data<float>(), out[1].data<float>(),
-                         saved_.data());
+      k.gru_forward(GruShape{T, N, I, H_}, in[0].data<float>(), in[1].data<float>(),
+                    in[2].data<float>(), out[0].data<float>(), out[1].data<float>(), ws);
     return MX_SUCCESS;
   }
 
   // inputs: output gradients, then the forward's inputs, then its outputs:
-  //   lstm [dy, dhT, dcT, x, h0, c0, w, y, hT, cT] -> [dx, dh0, dc0, dw]
-  //   gru  [dy, dhT, x, h0, w, y, hT]               -> [dx, dh0, dw]
+  //   lstm [dy, dhT, dcT, x, h0, c0, w, probe, y, hT, cT] -> [dx, dh0, dc0, dw, dprobe]
+  //   gru  [dy, dhT, x, h0, w, probe, y, hT]               -> [dx, dh0, dw, dprobe]
   MXReturnValue Backward(std::vector<MXTensor>* inputs, std::vector<MXTensor>* outputs,
                          const OpResource& res) override {
     auto& in = *inputs;
@@ -693,20 +538,26 @@ class LayerState : public CustomStatefulOp {
     const int T = static_cast<int>(x.shape[0]), N = static_cast<int>(x.shape[1]),
               I = static_cast<int>(x.shape[2]);
     if (shape_ != std::vector<int>{T, N, I}) {
-      MX_ERROR_MSG << L.name << ": backward pass without a matching forward pass";
+      MX_ERROR_MSG << L.name << ": backward pass without a matching training forward pass"
+                   << " (was the forward pass recorded with autograd.record(train_mode=True)?)";
       return MX_FAIL;
     }
-    if (L.states == 2)
-      mxgen::lstm_backward(LstmShape{T, N, I, H_}, in[0].data<float>(), in[1].data<float>(),
-                           in[2].data<float>(), in[3].data<float>(), in[4].data<float>(),
-                           in[5].data<float>(), in[6].data<float>(), in[7].data<float>(),
-                           saved_.data(), out[0].data<float>(), out[1].data<float>(),
-                           out[2].data<float>(), out[3].data<float>());
+    const mxgen::Kernels& k = mxgen::kernels();
+    const unsigned S = L.states;
+    const float* y = in[2 * S + 4].data<float>();   // after dy, d-states, x, states, w, probe
+    if (S == 2)
+      k.lstm_backward(LstmShape{T, N, I, H_}, in[0].data<float>(), in[1].data<float>(),
+                      in[2].data<float>(), in[3].data<float>(), in[4].data<float>(),
+                      in[5].data<float>(), in[6].data<float>(), y, saved_.data(),
+                      out[0].data<float>(), out[1].data<float>(), out[2].data<float>(),
+                      out[3].data<float>());
     else
-      mxgen::gru_backward(GruShape{T, N, I, H_}, in[0].data<float>(), in[1].data<float>(),
-                          in[2].data<float>(), in[3].data<float>(), in[4].data<float>(),
-                          in[5].data<float>(), saved_.data(), out[0].data<float>(),
-                          out[1].data<float>(), out[2].data<float>());
+      k.gru_backward(GruShape{T, N, I, H_}, in[0].data<float>(), in[1].data<float>(),
+                     in[2].data<float>(), in[3].data<float>(), in[4].data<float>(), y,
+                     saved_.data(), out[0].data<float>(), out[1].data<float>(),
+                     out[2].data<float>());
+    float* dprobe = out[S + 2].data<float>();
+    std::fill(dprobe, dprobe + kProbeSize, 0.f);
     return MX_SUCCESS;
   }
 
@@ -736,8 +587,6 @@ MXReturnValue layer_create_state(const std::unordered_map<std::string, std::stri
 // fixes the mask; `salt` separates several dropouts keyed by one probe.  The
 // backward pass recomputes the mask from the same key: no mask array is
 // written, read, or (as an output) given a zero-filled gradient.
-constexpr unsigned kProbeSize = 64;
-
 bool dropout_attrs(const std::unordered_map<std::string, std::string>& attrs, float* p,
                    int* salt) {
   if (!get_float(attrs, "p", 0.5f, p) || !(*p > 0.f && *p < 1.f)) {
@@ -782,16 +631,10 @@ void dropout_apply(const std::unordered_map<std::string, std::string>& attrs,
   dropout_attrs(attrs, &p, &salt);
   const size_t n = x_t.size();
   const float* x = x_t.data<float>();
-  const float* probe = probe_t.data<float>();
   float* y = y_t->data<float>();
-  uint64_t key = 0;
-  bool training = false;
-  for (unsigned i = 0; i < kProbeSize; ++i) {
-    training |= probe[i] != 1.f;
-    key |= static_cast<uint64_t>(probe[i] > 1.f) << i;
-  }
-  if (training)
-    mxgen::dropout_forward(n, x, y, nullptr, p, key, static_cast<uint32_t>(salt));
+  uint64_t key;
+  if (probe_key(probe_t, &key))
+    mxgen::kernels().dropout(n, x, y, p, key, static_cast<uint32_t>(salt));
   else   // inference: the identity, like MXNet's Dropout
     std::memcpy(y, x, sizeof(float) * n);
 }
@@ -854,6 +697,14 @@ REGISTER_OP(mxgen_dropout)
     .setInferShape(dropout_shape)
     .setForward(dropout_forward_op, "cpu")
     .setBackward(dropout_backward_op, "cpu");
+
+// The saved-gate pool's size and limit, for the tests (ctypes).
+extern "C" __attribute__((visibility("default"))) size_t mxgen_saved_pool_bytes() {
+  return SavedBuffers::pooled_bytes();
+}
+extern "C" __attribute__((visibility("default"))) size_t mxgen_saved_pool_limit() {
+  return SavedBuffers::kPoolBytes;
+}
 
 MXReturnValue initialize(int version) {
   if (version >= 10900) return MX_SUCCESS;   // the lib_api.h of MXNet 1.9

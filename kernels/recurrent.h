@@ -10,7 +10,10 @@
 
 #include "gemm.h"
 
+#include "isa_namespace.h"
+
 namespace mxgen {
+namespace MXGEN_ISA_NS {
 
 // The forward time loop.  Input projections x W_i2h^T are computed `chunk`
 // steps (about 128 rows) at a time into a buffer that stays in cache, not for
@@ -185,4 +188,5 @@ inline void sequence_grads(int T, int N, int I, int H, int G, const float* x, co
   if (shared) std::copy(db_i2h, db_i2h + G, db_h2h);
 }
 
+}  // namespace MXGEN_ISA_NS
 }  // namespace mxgen

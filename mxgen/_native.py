@@ -6,16 +6,23 @@ The library is looked for, in order: ``$MXGEN_KERNELS_LIB``, next to this file
 if it is missing or fails to load, one warning says why and mxgen uses its
 pure-MXNet code.  ``MXGEN_NATIVE=0`` turns the native ops off (for
 comparisons).  ``mxgen info`` reports what loaded and from where.
+
+The library holds its kernels three times, for AVX-512, AVX2+FMA and the
+baseline x86-64 ISA, and uses the best one the CPU runs (``isa()``);
+``MXGEN_ISA=avx2`` or ``generic`` (set before the library loads) forces a
+lower one, so every path can be tested and timed on one machine.
 """
 import glob
 import os
 import warnings
 
-__all__ = ["load", "available", "status", "OPS", "disabled", "choose_impl"]
+__all__ = ["load", "available", "status", "OPS", "ISAS", "disabled", "choose_impl", "isa",
+           "build_info", "set_isa", "supported_isas"]
 
 OPS = ("mxgen_sample", "mxgen_char_rnn_generate", "mxgen_lstm", "mxgen_gru", "mxgen_dropout")
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_state = {"tried": False, "path": None, "error": None, "ops": ()}
+ISAS = ("avx512", "avx2", "generic")   # best first
+_state = {"tried": False, "path": None, "error": None, "ops": (), "cdll": None}
 
 
 def disabled():
@@ -57,6 +64,59 @@ def load(quiet=False):
         warnings.warn("mxgen native kernels unavailable (%s); using pure MXNet"
                       % _state["error"], stacklevel=2)
     return len(_state["ops"]) == len(OPS)
+
+
+def _lib():
+    """The loaded library's plain C entry points (ctypes), or None."""
+    if not load(quiet=True) or _state["path"] is None:
+        return None
+    if _state["cdll"] is None:
+        import ctypes
+        lib = ctypes.CDLL(_state["path"])   # the handle mx.library.load opened
+        for name in ("mxgen_isa", "mxgen_isa_best", "mxgen_isa_note", "mxgen_build_info"):
+            getattr(lib, name).restype = ctypes.c_char_p
+        lib.mxgen_set_isa.argtypes = [ctypes.c_char_p]
+        _state["cdll"] = lib
+    return _state["cdll"]
+
+
+def isa():
+    """The instruction set the native kernels run with (``avx512``, ``avx2``,
+    ``generic``), or None when they are not loaded."""
+    lib = _lib()
+    return lib.mxgen_isa().decode() if lib else None
+
+
+def supported_isas():
+    """The kernel paths this CPU can run, best first (empty if not loaded)."""
+    lib = _lib()
+    if lib is None:
+        return ()
+    best = lib.mxgen_isa_best().decode()
+    return ISAS[ISAS.index(best):]
+
+
+def build_info():
+    """``{'isa', 'cpu_best', 'note', 'build'}`` of the loaded library, or None."""
+    lib = _lib()
+    if lib is None:
+        return None
+    return {"isa": lib.mxgen_isa().decode(), "cpu_best": lib.mxgen_isa_best().decode(),
+            "note": lib.mxgen_isa_note().decode(), "build": lib.mxgen_build_info().decode()}
+
+
+def set_isa(name):
+    """Switch the kernels to a path this CPU supports (tests and benchmarks;
+    users set ``MXGEN_ISA`` instead).  Returns the previous one."""
+    from .errors import MXGenError
+    lib = _lib()
+    if lib is None:
+        raise MXGenError("native kernels not loaded: %s" % (status()[2],))
+    previous = isa()
+    if lib.mxgen_set_isa(str(name).encode()) != 0:
+        raise MXGenError("kernel ISA %r not available on this CPU (it runs %s)"
+                         % (name, ", ".join(supported_isas())))
+    return previous
 
 
 def available(op=None):

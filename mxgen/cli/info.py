@@ -1,10 +1,27 @@
-"""Print versions, threads, devices and MXNet runtime features."""
+"""Print versions, threads, devices, MXNet runtime features, and which
+native kernels run (instruction set, build)."""
 import os
 import platform
 
 
 def get_parser(parser):
     return parser
+
+
+def _cpu_model():
+    """The CPU's model name and its widest vector extension (Linux)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
+    except OSError:
+        return platform.processor() or "unknown"
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines()
+                  if line.startswith("model name")), "unknown")
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines()
+                  if line.startswith("flags")), [])
+    vector = "avx512f" if "avx512f" in flags else "avx2+fma" if {"avx2", "fma"} <= set(flags) \
+        else "no avx2"
+    return "%s (%s)" % (model, vector)
 
 
 def main(args):
@@ -29,6 +46,7 @@ def main(args):
     rows += [
         ("OMP_NUM_THREADS", "%d%s" % (num_threads(), "" if "MXGEN_THREADS_DEFAULTED" not in
                                       os.environ else " (mxgen default)")),
+        ("cpu", _cpu_model()),
         ("cpu cores", str(os.cpu_count())),
         ("gpus", str(num_gpus())),
     ]
@@ -40,6 +58,11 @@ def main(args):
     rows.append(("native ops", ", ".join(ops) if ops else "none (%s)" % error))
     if path:
         rows.append(("native library", path))
+        info = _native.build_info()
+        rows.append(("native isa", "%s (this CPU runs %s)%s" % (
+            info["isa"], ", ".join(_native.supported_isas()),
+            "; " + info["note"] if info["note"] else "")))
+        rows.append(("native build", info["build"]))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print("%s  %s" % (key.ljust(width), value))

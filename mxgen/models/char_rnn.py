@@ -119,13 +119,17 @@ class CharRNN(HybridBlock):
 
     def hybrid_forward(self, F, inputs, *states):
         k, p = self.states_per_layer, self.dropout
-        probe = training_probe(F) if p > 0 and self.dropout_impl == "native" else None
-        x = dropout(F, self.embedding(inputs), p, probe, salt=0)    # (T, N, E)
+        native_dropout = p > 0 and self.dropout_impl == "native"
+        # one probe of the training mode for every native op (see dropout.py)
+        probe = training_probe(F) if native_dropout or self.rnn_impl == "native" else None
+        drop_probe = probe if native_dropout else None
+        layer_probe = [probe] if self.rnn_impl == "native" else []
+        x = dropout(F, self.embedding(inputs), p, drop_probe, salt=0)   # (T, N, E)
         new_states = []
         for i, layer in enumerate(self.layers):
-            x, layer_states = layer(x, *states[i * k:(i + 1) * k])  # (T, N, H)
+            x, layer_states = layer(x, *states[i * k:(i + 1) * k], *layer_probe)  # (T, N, H)
             new_states.extend(layer_states)
-            x = dropout(F, x, p, probe, salt=i + 1)
+            x = dropout(F, x, p, drop_probe, salt=i + 1)
         return self.decoder(x), new_states                          # (T, N, V)
 
     # -- baselines -----------------------------------------------------------

@@ -126,7 +126,10 @@ class FusedRNN(HybridBlock):
         single-layer FusedRNNs with an explicit Dropout instead.
 
     Call ``layer(x, *states)`` with x ``(T, N, input_size)`` and states each
-    ``(num_layers, N, H)``; returns ``(out (T, N, H), [new states])``.
+    ``(num_layers, N, H)``; returns ``(out (T, N, H), [new states])``.  With
+    the native kernels an optional last argument is the training probe of
+    :func:`mxgen.models.dropout.training_probe` (one per model is enough;
+    the layer makes its own otherwise); the fused kernel ignores it.
     """
 
     def __init__(self, mode, num_hidden, input_size, num_layers=1, **kwargs):
@@ -162,11 +165,23 @@ class FusedRNN(HybridBlock):
         self._clear_cached_op()
 
     def hybrid_forward(self, F, inputs, *states, weights):
-        if self.impl == "native" and self.mode == "lstm":
-            out = F.mxgen_lstm(inputs, states[0], states[1], weights, state_size=self.num_hidden)
-            return out[0], [out[1], out[2]]
+        states, probe = states[:num_states(self.mode)], states[num_states(self.mode):]
         if self.impl == "native":
-            out = F.mxgen_gru(inputs, states[0], weights, state_size=self.num_hidden)
+            # probe: tells mxgen's op whether MXNet is training (see dropout.py); a
+            # CharRNN passes the one its dropouts share after the states.  The identities make
+            # grad_req='add' work: lib_api does not tell custom ops to add to a
+            # gradient, so the op writes into the identity's gradient and the
+            # identity's own backward pass adds (or writes) as MXNet asks.  In a
+            # static graph they share memory with their input.
+            from .dropout import training_probe
+            probe = probe[0] if probe else training_probe(F)
+            inputs, weights = F.identity(inputs), F.identity(weights)
+            states = [F.identity(s) for s in states]
+            if self.mode == "lstm":
+                out = F.mxgen_lstm(inputs, states[0], states[1], weights, probe,
+                                   state_size=self.num_hidden)
+                return out[0], [out[1], out[2]]
+            out = F.mxgen_gru(inputs, states[0], weights, probe, state_size=self.num_hidden)
             return out[0], [out[1]]
         out = F.RNN(inputs, weights, *states, state_size=self.num_hidden,
                     num_layers=self.num_layers, mode=self.mode, state_outputs=True, p=0.0)

@@ -1,0 +1,80 @@
+"""Matrix-multiply peak of this CPU per kernel path, the figure every
+fraction of peak in BENCHMARKS.md divides by.
+
+    python benchmarks/gemm_peak.py            # DNNL_MAX_CPU_ISA=AVX2 ... to hold oneDNN to a path
+
+Times, fastest of several runs of a 2048^3 fp32 product: MXNet's
+FullyConnected (oneDNN; honours DNNL_MAX_CPU_ISA set before mxnet loads),
+numpy's BLAS, and mxgen's own GEMM (kernels/gemm.h) on each kernel path
+this CPU runs (and the recurrent step's shape, 32 x 256 x 1024).
+"""
+import argparse
+import ctypes
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import mxgen  # noqa: E402,F401  (threads before mxnet)
+import mxnet as mx  # noqa: E402
+import numpy as np  # noqa: E402
+
+from mxgen import _native  # noqa: E402
+
+
+def best_gflops(fn, flops, repeats):
+    fn()
+    best = min(_timed(fn) for _ in range(repeats))
+    return flops / best / 1e9
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def mxgen_gemm(M, N, K):
+    lib = ctypes.CDLL(_native.status()[0])
+    a = np.random.rand(M, K).astype(np.float32)
+    b = np.random.rand(K, N).astype(np.float32)
+    c = np.empty((M, N), np.float32)
+    ptr = lambda x: x.ctypes.data_as(ctypes.c_void_p)
+    return lambda: lib.mxgen_sgemm(M, N, K, ptr(a), ptr(b), ptr(c))
+
+
+def measure(repeats=8):
+    """{name: GFLOP/s} for every GEMM this machine offers."""
+    n = 2048
+    flops = 2.0 * n ** 3
+    a = mx.nd.random.normal(shape=(n, n))
+    b = mx.nd.random.normal(shape=(n, n))
+    out = {"onednn_fc_2048": best_gflops(
+        lambda: mx.nd.FullyConnected(a, b, no_bias=True, num_hidden=n).wait_to_read(),
+        flops, repeats)}
+    an, bn = a.asnumpy(), b.asnumpy()
+    out["numpy_2048"] = best_gflops(lambda: an @ bn, flops, repeats)
+    if _native.available():
+        previous = _native.isa()
+        for isa in _native.supported_isas():
+            _native.set_isa(isa)
+            out["mxgen_%s_2048" % isa] = best_gflops(mxgen_gemm(n, n, n), flops, repeats)
+            out["mxgen_%s_32x1024x256" % isa] = best_gflops(
+                mxgen_gemm(32, 1024, 256), 2.0 * 32 * 1024 * 256, 200)
+        _native.set_isa(previous)
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=8)
+    args = parser.parse_args()
+    print("DNNL_MAX_CPU_ISA=%s OMP_NUM_THREADS=%s" % (os.environ.get("DNNL_MAX_CPU_ISA", "(all)"),
+                                                    os.environ.get("OMP_NUM_THREADS")))
+    for name, value in measure(args.repeats).items():
+        print("%-24s %7.1f GFLOP/s" % (name, value))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+// The kernels mxgen's operators call, one table per instruction set.
+//
+// kernels_isa.cc compiles the kernel headers three times (AVX-512, AVX2+FMA,
+// portable x86-64), each copy in its own namespace with its own table;
+// dispatch.cc picks one table when the library loads: the best the CPU runs,
+// or a lower one named by MXGEN_ISA=avx512|avx2|generic.  The operator glue
+// (mxgen_kernels.cc) calls only through kernels(), so every op follows the
+// one choice.  The types here are plain structs shared by all copies.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <random>
+
+namespace mxgen {
+
+enum class Isa { kGeneric = 0, kAvx2 = 1, kAvx512 = 2 };
+
+struct LstmShape {
+  int T, N, I, H;
+};
+struct GruShape {
+  int T, N, I, H;
+};
+
+struct Sampling {
+  float temperature;   // 0 = greedy (arg-max, first of ties)
+  int top_k;           // 0 = off
+  float top_p;         // 1 = off
+};
+
+enum RnnMode { kRnnRelu = 0, kRnnTanh = 1, kGru = 2, kLstm = 3 };
+
+// One call of mxgen_char_rnn_generate: `length` steps of embedding -> layers
+// -> decoder -> sampler for N rows.  ids_in (N,) are valid ids (checked by
+// the caller); states (num_states arrays of (N, H)) are updated in place.
+struct GenArgs {
+  RnnMode mode;
+  int layers, per_layer, gates, N, E, H, V, length;
+  Sampling sampling;
+  const int* ids_in;
+  float* const* states;
+  const float* embed;               // (V, E)
+  const float* const* layer_w;      // fused per-layer vectors
+  const float* dec_w;               // (V, H)
+  const float* dec_b;               // (V,)
+  std::mt19937* rng;
+  float* ids_out;                   // (N, length)
+};
+
+struct Kernels {
+  Isa isa;
+  // training layers (lstm.h, gru.h); ws null = inference, nothing saved
+  void (*lstm_forward)(const LstmShape&, const float* x, const float* h0, const float* c0,
+                       const float* w, float* y, float* hT, float* cT, float* ws);
+  void (*lstm_backward)(const LstmShape&, const float* dy, const float* dhT, const float* dcT,
+                        const float* x, const float* h0, const float* c0, const float* w,
+                        const float* y, const float* ws, float* dx, float* dh0, float* dc0,
+                        float* dw);
+  void (*gru_forward)(const GruShape&, const float* x, const float* h0, const float* w,
+                      float* y, float* hT, float* ws);
+  void (*gru_backward)(const GruShape&, const float* dy, const float* dhT, const float* x,
+                       const float* h0, const float* w, const float* y, const float* ws,
+                       float* dx, float* dh0, float* dw);
+  // dropout.h: y = x * mask(key, salt), p in (0, 1)
+  void (*dropout)(size_t n, const float* x, float* y, float p, uint64_t key, uint32_t salt);
+  // sampler.h: one id per row of logits (N, V), written as float
+  void (*sample)(const float* logits, int N, int V, const Sampling& s, std::mt19937* rng,
+                 float* ids_out);
+  // generate.h
+  void (*char_rnn_generate)(const GenArgs& args);
+  // gemm.h, for tests: C (M, N) = A (M, K) B (K, N), row-major, plain operands
+  void (*sgemm)(int M, int N, int K, const float* A, const float* B, float* C);
+};
+
+namespace generic { extern const Kernels kTable; }
+namespace avx2 { extern const Kernels kTable; }
+namespace avx512 { extern const Kernels kTable; }
+
+// The table in use (chosen once at load; see dispatch.cc).
+const Kernels& kernels();
+const char* isa_name(Isa isa);
+
+}  // namespace mxgen

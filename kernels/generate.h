@@ -1,0 +1,145 @@
+// mxgen_char_rnn_generate's loop: `length` steps of a CharRNN (embedding ->
+// fused-layout layers -> decoder -> sampler) for N rows in one call, with
+// the training kernels' gate arithmetic (lstm.h, gru.h) and GEMM (gemm.h).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstring>
+#include <vector>
+
+#include "dispatch.h"
+#include "gemm.h"
+#include "gru.h"
+#include "isa_namespace.h"
+#include "lstm.h"
+#include "sampler.h"
+
+namespace mxgen {
+namespace MXGEN_ISA_NS {
+
+// Below this batch a step's products are mat-vecs: one pass over each
+// weight row per input row beats packing the weights for a GEMM.
+constexpr int kGemmMinBatch = 8;
+
+// Y (N, rows) = (accumulate ? Y : bias) + X (N, cols) W^T, one pass over W's
+// rows per input row (small N).  W row-major (rows, cols), as MXNet stores it.
+inline void matvec_rows(const float* W, const float* X, const float* bias, int rows, int cols,
+                        int N, float* Y, bool accumulate) {
+#pragma omp parallel for schedule(static) if (static_cast<long>(rows) * cols * N > 32768)
+  for (int r = 0; r < rows; ++r) {
+    const float* w = W + static_cast<size_t>(r) * cols;
+    for (int n = 0; n < N; ++n) {
+      const float* x = X + static_cast<size_t>(n) * cols;
+      float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+      for (int k = 0; k < cols; ++k) acc += w[k] * x[k];
+      float& y = Y[static_cast<size_t>(n) * rows + r];
+      y = (accumulate ? y : (bias ? bias[r] : 0.f)) + acc;
+    }
+  }
+}
+
+// A weight matrix used at every generation step.  At a batch worth a GEMM,
+// W^T is packed once (first use) and each step runs gemm.h's kernel on it.
+struct Linear {
+  const float* W;
+  int rows, cols;
+  std::vector<float> packed;
+
+  void apply(const float* X, int N, const float* bias, float* Y, bool accumulate) {
+    if (N < kGemmMinBatch) {
+      matvec_rows(W, X, bias, rows, cols, N, Y, accumulate);
+      return;
+    }
+    const int pn = ceil_div(rows, kNR), pm = ceil_div(N, kMR);
+    if (packed.empty()) {
+      packed.resize(packed_b_size(cols, rows));
+      pack_b_panels(true, cols, rows, W, cols, packed.data(), 0, pn);
+    }
+    if (!accumulate) {
+      for (int n = 0; n < N; ++n) {
+        float* y = Y + static_cast<size_t>(n) * rows;
+        for (int r = 0; r < rows; ++r) y[r] = bias ? bias[r] : 0.f;
+      }
+    }
+#pragma omp parallel if (static_cast<long>(N) * rows * cols > 200000)
+    {
+      int lo, hi;
+      split_range(pn, omp_team(), omp_rank(), &lo, &hi);
+      gemm_panels(N, rows, cols, X, cols, packed.data(), 0, pm, lo, hi, Y, rows, true);
+    }
+  }
+};
+
+inline void char_rnn_generate(const GenArgs& a) {
+  const int N = a.N, E = a.E, H = a.H, V = a.V, L = a.layers, GH = a.gates * H;
+  const size_t NH = static_cast<size_t>(N) * H;
+  std::vector<Linear> lin_i2h, lin_h2h;
+  std::vector<std::vector<float>> bias(L);   // lstm/rnn: b_i2h + b_h2h, one add per step saved
+  for (int l = 0; l < L; ++l) {
+    const int in_l = l == 0 ? E : H;
+    const float* w = a.layer_w[l];
+    const float* b_i2h = w + static_cast<size_t>(GH) * (in_l + H);
+    lin_i2h.push_back(Linear{w, GH, in_l, {}});
+    lin_h2h.push_back(Linear{w + static_cast<size_t>(GH) * in_l, GH, H, {}});
+    bias[l].resize(GH);
+    for (int g = 0; g < GH; ++g) bias[l][g] = b_i2h[g] + b_i2h[GH + g];
+  }
+  Linear lin_dec{a.dec_w, V, H, {}};
+  std::vector<int> ids(a.ids_in, a.ids_in + N);
+  std::vector<float> pre(static_cast<size_t>(N) * GH), hh(static_cast<size_t>(N) * GH);
+  std::vector<float> logits(static_cast<size_t>(N) * V), scratch(2 * static_cast<size_t>(V));
+  std::vector<float> x(static_cast<size_t>(N) * std::max(E, H));
+  std::vector<int> order(V);
+  const bool parallel_rows = N >= kGemmMinBatch;
+
+  for (int t = 0; t < a.length; ++t) {
+    for (int n = 0; n < N; ++n)                                  // embedding lookup
+      std::memcpy(x.data() + static_cast<size_t>(n) * E,
+                  a.embed + static_cast<size_t>(ids[n]) * E, sizeof(float) * E);
+    int in_size = E;
+    for (int l = 0; l < L; ++l) {
+      const float* b_i2h = a.layer_w[l] + static_cast<size_t>(GH) * (in_size + H);
+      const float* b_h2h = b_i2h + GH;
+      float* h = a.states[l * a.per_layer];                      // (N, H), updated in place
+      if (a.mode == kGru) {   // the reset gate scales only the h2h term: keep it apart
+        lin_i2h[l].apply(x.data(), N, nullptr, pre.data(), false);
+        lin_h2h[l].apply(h, N, nullptr, hh.data(), false);
+      } else {
+        lin_i2h[l].apply(x.data(), N, nullptr, pre.data(), false);
+        lin_h2h[l].apply(h, N, nullptr, pre.data(), true);
+      }
+#pragma omp parallel for schedule(static) if (parallel_rows)
+      for (int n = 0; n < N; ++n) {
+        const float* pre_n = pre.data() + static_cast<size_t>(n) * GH;
+        float* h_n = h + static_cast<size_t>(n) * H;
+        if (a.mode == kLstm) {
+          float* c_n = a.states[l * 2 + 1] + static_cast<size_t>(n) * H;
+          lstm_cell_forward<false>(pre_n, bias[l].data(), c_n, c_n, h_n, nullptr, H, 0, H);
+        } else if (a.mode == kGru) {
+          gru_cell_forward<false>(pre_n, hh.data() + static_cast<size_t>(n) * GH, b_i2h, b_h2h,
+                                  h_n, h_n, nullptr, H, 0, H);
+        } else {
+          for (int j = 0; j < H; ++j) {
+            const float v = pre_n[j] + bias[l][j];
+            h_n[j] = a.mode == kRnnTanh ? std::tanh(v) : std::max(v, 0.f);
+          }
+        }
+      }
+      std::memcpy(x.data(), h, sizeof(float) * NH);              // next layer's input
+      in_size = H;
+    }
+    lin_dec.apply(x.data(), N, a.dec_b, logits.data(), false);
+    for (int n = 0; n < N; ++n) {
+      const int next = sample_row(logits.data() + static_cast<size_t>(n) * V, V, a.sampling,
+                                  a.rng, scratch.data(), order.data());
+      a.ids_out[static_cast<size_t>(n) * a.length + t] = static_cast<float>(next);
+      ids[n] = next;
+    }
+  }
+}
+
+}  // namespace MXGEN_ISA_NS
+}  // namespace mxgen

@@ -1,0 +1,80 @@
+// The sampler of mxgen_sample and of generation: temperature, then top-k,
+// then top-p (nucleus) filtering, then one categorical draw per row from
+// MXNet's seeded CPU generator.  temperature == 0 is greedy (arg-max, first
+// of ties).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <functional>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "dispatch.h"
+#include "isa_namespace.h"
+
+namespace mxgen {
+namespace MXGEN_ISA_NS {
+
+// One row of logits (V,) -> one id.  `scratch` holds at least 2 * V floats,
+// `order` V ints.
+inline int sample_row(const float* logits, int V, const Sampling& s, std::mt19937* rng,
+                      float* scratch, int* order) {
+  if (s.temperature == 0.0f) {
+    return static_cast<int>(std::max_element(logits, logits + V) - logits);
+  }
+  float* z = scratch;
+  for (int v = 0; v < V; ++v) z[v] = logits[v] / s.temperature;
+  if (s.top_k > 0 && s.top_k < V) {
+    float* tmp = z + V;
+    std::copy(z, z + V, tmp);
+    std::nth_element(tmp, tmp + (s.top_k - 1), tmp + V, std::greater<float>());
+    const float kth = tmp[s.top_k - 1];
+    for (int v = 0; v < V; ++v) if (z[v] < kth) z[v] = -INFINITY;
+  }
+  const float mx = *std::max_element(z, z + V);
+  double total = 0;
+  for (int v = 0; v < V; ++v) { z[v] = std::exp(z[v] - mx); total += z[v]; }
+  for (int v = 0; v < V; ++v) z[v] = static_cast<float>(z[v] / total);
+  if (s.top_p < 1.0f) {
+    // keep ranks while the probability mass above them is < top_p
+    std::iota(order, order + V, 0);
+    std::stable_sort(order, order + V, [z](int a, int b) { return z[a] > z[b]; });
+    double before = 0;
+    float cutoff = 0;
+    for (int r = 0; r < V; ++r) {
+      if (before >= s.top_p) break;
+      cutoff = z[order[r]];
+      before += z[order[r]];
+    }
+    double kept = 0;
+    for (int v = 0; v < V; ++v) { if (z[v] < cutoff) z[v] = 0; kept += z[v]; }
+    for (int v = 0; v < V; ++v) z[v] = static_cast<float>(z[v] / kept);
+  }
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  const double u = uniform(*rng);
+  double acc = 0;
+  int last = 0;
+  for (int v = 0; v < V; ++v) {
+    if (z[v] <= 0) continue;
+    acc += z[v];
+    last = v;
+    if (u < acc) return v;
+  }
+  return last;   // rounding left u above the total: the last live id
+}
+
+// Rows of logits (N, V) -> ids (N,) as float, drawn in row order.
+inline void sample_rows(const float* logits, int N, int V, const Sampling& s,
+                        std::mt19937* rng, float* ids_out) {
+  std::vector<float> scratch(2 * static_cast<size_t>(V));
+  std::vector<int> order(V);
+  for (int n = 0; n < N; ++n)
+    ids_out[n] = static_cast<float>(sample_row(logits + static_cast<size_t>(n) * V, V, s, rng,
+                                               scratch.data(), order.data()));
+}
+
+}  // namespace MXGEN_ISA_NS
+}  // namespace mxgen
