@@ -74,8 +74,14 @@ struct DropoutParams {
 // one batch whose words are r.
 inline void dropout_apply_words(const DropoutParams& dp, const uint32_t* r, size_t count,
                                 const float* x, float* y) {
+  // unsigned r < threshold as a signed compare of both with the top bit
+  // flipped (SSE and AVX2 have no unsigned compare)
+  const int32_t thr = static_cast<int32_t>(dp.threshold ^ 0x80000000u);
+  const int n = static_cast<int>(count);
+  const float scale = dp.scale;
 #pragma omp simd
-  for (size_t i = 0; i < count; ++i) y[i] = x[i] * (r[i] < dp.threshold ? dp.scale : 0.f);
+  for (int i = 0; i < n; ++i)
+    y[i] = x[i] * (static_cast<int32_t>(r[i] ^ 0x80000000u) < thr ? scale : 0.f);
 }
 
 #if MXGEN_ISA_LEVEL >= 2

@@ -40,9 +40,18 @@
 namespace mxgen {
 namespace MXGEN_ISA_NS {
 
+// Register block (kMR x kNR) per ISA: AVX-512 holds an 8 x 32 tile in 16 of
+// its 32 zmm registers; AVX2's 16 ymm registers hold 6 x 16 (12 accumulators,
+// two B vectors, one broadcast: 12 independent FMA chains, enough for two
+// FMA ports at latency 4-5).  The portable kernel keeps the 8 x 32 layout.
+#if MXGEN_ISA_LEVEL == 1
+constexpr int kMR = 6;
+constexpr int kNR = 16;
+#else
 constexpr int kMR = 8;     // rows of the register block
 constexpr int kNR = 32;    // columns: two 16-float vectors
-constexpr int kKC = 256;   // K chunk: a B panel chunk of 32 KB stays in L1
+#endif
+constexpr int kKC = 256;   // K chunk: a B panel chunk (up to 32 KB) stays in L1
 
 inline int omp_rank() {
 #ifdef _OPENMP
@@ -170,59 +179,53 @@ void micro_kernel(int K, const float* A, int lda, const float* Bp, float* C, int
   }
 }
 #elif MXGEN_ISA_LEVEL == 1
-// AVX2 + FMA: 16 ymm registers cannot hold an 8 x 32 tile (32 accumulators),
-// so the tile runs as 4 x 16 blocks: 8 accumulators, 2 B vectors and one
-// broadcast, and 8 independent FMA chains (two FMA ports x latency 4).
-template <bool kPacked>
-inline void block_4x16(int K, const float* A, int lda, const float* Bp, float* C, int ldc,
-                       int r0, int mm, int c0, int nn, bool accumulate) {
-  __m256 acc[4][2];
-  const float* row[4];
-#pragma GCC unroll 4
-  for (int r = 0; r < 4; ++r) {
-    acc[r][0] = _mm256_setzero_ps();
-    acc[r][1] = _mm256_setzero_ps();
-    row[r] = A + static_cast<size_t>(r0 + (r < mm ? r : 0)) * lda;
-  }
-  const float* b = Bp + c0;
-  const float* a = A + r0;
-#pragma GCC unroll 2
-  for (int k = 0; k < K; ++k) {
-    const __m256 b0 = _mm256_loadu_ps(b + static_cast<size_t>(k) * kNR);
-    const __m256 b1 = _mm256_loadu_ps(b + static_cast<size_t>(k) * kNR + 8);
-#pragma GCC unroll 4
-    for (int r = 0; r < 4; ++r) {
-      const __m256 av =
-          _mm256_broadcast_ss(kPacked ? a + static_cast<size_t>(k) * kMR + r : row[r] + k);
-      acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
-      acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
-    }
-  }
-  for (int r = 0; r < mm; ++r) {
-    float* cr = C + static_cast<size_t>(r0 + r) * ldc + c0;
-    if (nn == 16) {
-      if (accumulate) {
-        acc[r][0] = _mm256_add_ps(acc[r][0], _mm256_loadu_ps(cr));
-        acc[r][1] = _mm256_add_ps(acc[r][1], _mm256_loadu_ps(cr + 8));
-      }
-      _mm256_storeu_ps(cr, acc[r][0]);
-      _mm256_storeu_ps(cr + 8, acc[r][1]);
-    } else {
-      float tmp[16];
-      _mm256_storeu_ps(tmp, acc[r][0]);
-      _mm256_storeu_ps(tmp + 8, acc[r][1]);
-      for (int c = 0; c < nn; ++c) cr[c] = (accumulate ? cr[c] : 0.f) + tmp[c];
-    }
-  }
-}
-
+// AVX2 + FMA: the 6 x 16 tile in 12 ymm accumulators.
 template <bool kPacked>
 void micro_kernel(int K, const float* A, int lda, const float* Bp, float* C, int ldc, int mm,
                   int nn, bool accumulate) {
-  for (int c0 = 0; c0 < nn; c0 += 16)
-    for (int r0 = 0; r0 < mm; r0 += 4)
-      block_4x16<kPacked>(K, A, lda, Bp, C, ldc, r0, std::min(4, mm - r0), c0,
-                          std::min(16, nn - c0), accumulate);
+  __m256 c0[kMR], c1[kMR];
+  const float* row[kMR];
+#pragma GCC unroll 6
+  for (int r = 0; r < kMR; ++r) {
+    c0[r] = _mm256_setzero_ps();
+    c1[r] = _mm256_setzero_ps();
+    row[r] = A + static_cast<size_t>(r < mm ? r : 0) * lda;
+  }
+  for (int k = 0; k < K; ++k) {
+    const __m256 b0 = _mm256_loadu_ps(Bp + static_cast<size_t>(k) * kNR);
+    const __m256 b1 = _mm256_loadu_ps(Bp + static_cast<size_t>(k) * kNR + 8);
+#pragma GCC unroll 6
+    for (int r = 0; r < kMR; ++r) {
+      const __m256 av = _mm256_broadcast_ss(kPacked ? A + static_cast<size_t>(k) * kMR + r
+                                                    : row[r] + k);
+      c0[r] = _mm256_fmadd_ps(av, b0, c0[r]);
+      c1[r] = _mm256_fmadd_ps(av, b1, c1[r]);
+    }
+  }
+  // lane masks for a partial tile: lane c of half h is live iff 8 h + c < nn
+  const __m256i lanes = _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0);
+  const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nn), lanes);
+  const __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(nn - 8), lanes);
+#pragma GCC unroll 6
+  for (int r = 0; r < kMR; ++r) {
+    if (r >= mm) break;
+    float* cr = C + static_cast<size_t>(r) * ldc;
+    if (nn == kNR) {
+      if (accumulate) {
+        c0[r] = _mm256_add_ps(c0[r], _mm256_loadu_ps(cr));
+        c1[r] = _mm256_add_ps(c1[r], _mm256_loadu_ps(cr + 8));
+      }
+      _mm256_storeu_ps(cr, c0[r]);
+      _mm256_storeu_ps(cr + 8, c1[r]);
+    } else {
+      if (accumulate) {
+        c0[r] = _mm256_add_ps(c0[r], _mm256_maskload_ps(cr, m0));
+        c1[r] = _mm256_add_ps(c1[r], _mm256_maskload_ps(cr + 8, m1));
+      }
+      _mm256_maskstore_ps(cr, m0, c0[r]);
+      _mm256_maskstore_ps(cr + 8, m1, c1[r]);
+    }
+  }
 }
 #else
 // Portable kernel (any x86-64 or other CPU; vectorised by the compiler for
