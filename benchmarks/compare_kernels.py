@@ -3,6 +3,7 @@ kernel, interleaved round by round in one process (machines drift; ratios
 from one run are what to read).
 
     python benchmarks/compare_kernels.py [--rounds 25] [--mode lstm]
+    MXGEN_ISA=avx2 DNNL_MAX_CPU_ISA=AVX2 python benchmarks/compare_kernels.py   # both held to AVX2
 
 Each configuration is the step ``mxgen train-text`` runs (hybridized LMLoss,
 backward, Adam), seq 100 x batch 32, 2x256, embedding 64, vocab 85.  Prints
@@ -70,8 +71,10 @@ def main():
             start = time.perf_counter()
             step()
             times[i].append(time.perf_counter() - start)
-    print("char-%s 2x256, seq %d x batch %d, OMP_NUM_THREADS=%s"
-          % (args.mode, T, N, os.environ.get("OMP_NUM_THREADS")))
+    from mxgen import _native
+    print("char-%s 2x256, seq %d x batch %d, OMP_NUM_THREADS=%s; mxgen kernels: %s;"
+          " oneDNN held to: %s" % (args.mode, T, N, os.environ.get("OMP_NUM_THREADS"),
+                                   _native.isa(), os.environ.get("DNNL_MAX_CPU_ISA", "all")))
     print("%-8s %-8s %9s %9s %10s" % ("rnn", "dropout", "min ms", "median ms", "tokens/s"))
     for (rnn_impl, dropout_impl), ts in zip(configs, times):
         ts = sorted(ts)

@@ -43,6 +43,22 @@ def text_corpus():
     return load_text("stdlib", max_chars=600000)
 
 
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def native_isa():
+    from mxgen import _native
+    return _native.isa() if _native.available() else "none"
+
+
 def rss_mb():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
@@ -97,6 +113,8 @@ def compare(benchmark, candidate, baselines, work, unit, rounds, warmup, config)
     info["rss_mb"] = round(rss_mb(), 1)
     info["peak_rss_mb"] = round(peak_rss_mb(), 1)
     info["threads"] = int(os.environ.get("OMP_NUM_THREADS", "1"))
-    info["device"] = "cpu (%s)" % platform.processor() or platform.machine()
+    info["device"] = "cpu (%s)" % cpu_model()
+    info["native_isa"] = native_isa()
+    info["onednn_max_isa"] = os.environ.get("DNNL_MAX_CPU_ISA", "all")
     info.update(config)
     return cand, base

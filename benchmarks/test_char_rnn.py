@@ -6,8 +6,6 @@ from mxnet import autograd, gluon, nd
 from mxgen.data.batchify import BPTTBatches
 from mxgen.data.vocab import Vocab
 from mxgen.models import CharRNN, UnrolledRNN
-from mxgen.models.dropout import resolve_dropout_impl
-from mxgen.models.rnn import resolve_impl
 from mxgen.train.common import global_grad_norm
 from mxgen.train.text import LMLoss
 
@@ -27,11 +25,12 @@ def _fused_step(mode, vocab_size, data, target, hybrid, dropout=0.2, impl="auto"
     """One full training step as mxgen runs it: forward, summed loss, backward,
     global-norm sync, clipped Adam update.  ``impl`` / ``dropout_impl``: the
     recurrent and dropout kernels (auto = what ``mxgen train-text`` picks:
-    mxgen's native ops on CPU; fused / mxnet = MXNet's own operators)."""
+    mxgen's native ops where they measure faster here; fused / mxnet =
+    MXNet's own operators).  The step carries the kernels chosen and why."""
     model = CharRNN(vocab_size, EMBED, HIDDEN, LAYERS, dropout=dropout, mode=mode)
     model.initialize(mx.init.Xavier())
-    model.set_rnn_impl(impl)
-    model.set_dropout_impl(dropout_impl)
+    model.set_rnn_impl(impl, seq_len=data.shape[0], batch_size=data.shape[1])
+    model.set_dropout_impl(dropout_impl, seq_len=data.shape[0], batch_size=data.shape[1])
     loss_block = LMLoss(model)
     if hybrid:
         loss_block.hybridize(static_alloc=True)
@@ -48,6 +47,8 @@ def _fused_step(mode, vocab_size, data, target, hybrid, dropout=0.2, impl="auto"
         loss.backward()
         norm = global_grad_norm(params, mx.cpu()).asscalar()
         trainer.update(tokens * max(1.0, norm / tokens / 5.0))
+    step.kernels = (model.rnn_impl, model.dropout_impl)
+    step.reasons = (model.rnn_impl_reason, model.dropout_impl_reason)
     return step
 
 
@@ -98,7 +99,8 @@ def test_train_step(benchmark, quick, text_corpus, mode):
     vocab_size, data, target = _batch(text_corpus, seq_len, batch)
     rounds, warmup = (3, 1) if quick else (15, 3)
     baselines = {"eager": _fused_step(mode, vocab_size, data, target, hybrid=False)}
-    kernels = (resolve_impl("auto", mode), resolve_dropout_impl("auto"))
+    candidate = _fused_step(mode, vocab_size, data, target, hybrid=True)
+    kernels = candidate.kernels
     if kernels != ("fused", "mxnet"):
         # the same step on MXNet's own operators only (oneDNN fused RNN, MXNet
         # Dropout): hybridized, and eager as plain Gluon code would run it
@@ -106,12 +108,13 @@ def test_train_step(benchmark, quick, text_corpus, mode):
             baselines[name] = _fused_step(mode, vocab_size, data, target, hybrid=hybrid,
                                           impl="fused", dropout_impl="mxnet")
     baselines["cell_loop"] = _cell_step(mode, vocab_size, data, target)
-    cand, _ = compare(benchmark, _fused_step(mode, vocab_size, data, target, hybrid=True),
-                      baselines, data.size, "tokens", rounds, warmup,
+    cand, _ = compare(benchmark, candidate, baselines, data.size, "tokens", rounds, warmup,
                       {"model": "%s %dx%d, embed %d, vocab %d" % (mode, LAYERS, HIDDEN, EMBED,
                                                                   vocab_size),
                        "shape": "seq %d x batch %d" % (seq_len, batch),
-                       "rnn_kernel": kernels[0], "dropout_kernel": kernels[1]})
+                       "rnn_kernel": kernels[0], "dropout_kernel": kernels[1],
+                       "rnn_kernel_reason": candidate.reasons[0],
+                       "dropout_kernel_reason": candidate.reasons[1]})
     # FLOPs per token: 3x (forward + 2 backward) of the gate GEMMs and the decoder
     gates = {"lstm": 4, "gru": 3}[mode]
     fwd = sum(2 * gates * HIDDEN * ((EMBED if i == 0 else HIDDEN) + HIDDEN)

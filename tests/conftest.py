@@ -16,6 +16,20 @@ NIETZSCHE = os.path.join(DATA, "text", "nietzsche.txt")
 EMOJI = os.path.join(DATA, "images", "noto-emoji-72")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def kernel_choice_cache(tmp_path_factory):
+    """Kernel measurements ('auto', mxgen/_calibrate.py) go to a cache of this
+    test session, not the user's: each shape is timed once per session."""
+    path = str(tmp_path_factory.mktemp("mxgen-cache"))
+    before = os.environ.get("MXGEN_CACHE_DIR")
+    os.environ["MXGEN_CACHE_DIR"] = path
+    yield path
+    if before is None:
+        os.environ.pop("MXGEN_CACHE_DIR", None)
+    else:
+        os.environ["MXGEN_CACHE_DIR"] = before
+
+
 @pytest.fixture
 def seed(request):
     """Seeds MXNet and numpy; the value is printed on failure for replay."""

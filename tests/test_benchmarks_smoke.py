@@ -12,12 +12,16 @@ def test_bench_quick_runs_and_reports_ratios(cli, tmp_path):
     names = {b["name"] for b in data["benchmarks"]}
     assert {"test_train_step[lstm]", "test_train_step[gru]", "test_unrolled_step",
             "test_generate_batch1", "test_generate_batch64", "test_bptt_batches",
-            "test_bucket_iterator", "test_dcgan_iteration"} <= names
+            "test_bucket_iterator", "test_dcgan_iteration", "test_gemm_peak"} <= names
     from mxgen import _native
     if _native.available():
         assert {"test_sampler_op[1]", "test_sampler_op[64]"} <= names
     for bench in data["benchmarks"]:
         info = bench["extra_info"]
+        assert info["native_isa"] and info["device"]
+        if bench["name"] == "test_gemm_peak":     # the run's peak, no baseline
+            assert info["peak"] > 0
+            continue
         assert info["candidate_per_s"] > 0
         assert any(k.startswith("ratio_vs_") for k in info)
     # comparing a run with itself finds no regression

@@ -64,7 +64,8 @@ def compare(current, baseline, threshold):
     """Cases whose candidate throughput dropped more than ``threshold``."""
     regressions = []
     for name, info in current.items():
-        if name in baseline:
+        if name in baseline and "candidate_per_s" in info and \
+                "candidate_per_s" in baseline[name]:
             old, new = baseline[name]["candidate_per_s"], info["candidate_per_s"]
             if new < (1 - threshold) * old:
                 regressions.append("%s: %.0f -> %.0f %s/s (%.0f%%)"
@@ -107,6 +108,12 @@ def main(args):
     print("machine: %s, %s cores, OMP_NUM_THREADS=%s" % (
         machine.get("cpu", {}).get("brand_raw", machine.get("processor", "?")),
         os.cpu_count(), os.environ.get("OMP_NUM_THREADS")))
+    peak = next((info for name, info in results.items() if "gemm_peak" in name), None)
+    if peak:
+        print("native kernels: %s; oneDNN held to: %s; matmul peak %.0f GFLOP/s (%s)" % (
+            peak.get("native_isa"), peak.get("onednn_max_isa"), peak["peak"],
+            ", ".join("%s %.0f" % (k, v) for k, v in peak.items()
+                      if isinstance(v, float) and k != "peak")))
     print(format_table(results))
     print("results: %s" % out)
     if args.compare:

@@ -5,8 +5,8 @@ import mxnet as mx
 from mxnet.gluon import HybridBlock, nn
 
 from ..errors import MXGenError
-from .dropout import dropout, resolve_dropout_impl, training_probe
-from .rnn import MODES, cell_step, make_rnn, num_states, resolve_impl
+from .dropout import dropout, explain_dropout_impl, training_probe
+from .rnn import MODES, cell_step, explain_impl, make_rnn, num_states
 
 __all__ = ["CharRNNConfig", "CharRNN", "char_rnn"]
 
@@ -63,6 +63,7 @@ class CharRNN(HybridBlock):
         self.mode, self.num_hidden, self.num_layers = mode, num_hidden, num_layers
         self.dropout = dropout
         self.dropout_impl = "mxnet"
+        self.rnn_impl_reason = self.dropout_impl_reason = "MXNet's operator by default"
         with self.name_scope():
             self.embedding = nn.Embedding(vocab_size, num_embed)
             self.layers = nn.HybridSequential()
@@ -81,29 +82,59 @@ class CharRNN(HybridBlock):
             config = CharRNNConfig(**config)
         return cls(**config.to_dict(), **kwargs)
 
-    def set_rnn_impl(self, impl="auto", contexts=None):
+    def _contexts(self, contexts):
+        """The given contexts, else those of this model's parameters (CPU
+        when they are not initialised yet)."""
+        if contexts:
+            return list(contexts)
+        try:
+            return list(self.collect_params().values())[0].list_ctx()
+        except (RuntimeError, IndexError):
+            return [mx.cpu()]
+
+    def set_rnn_impl(self, impl="auto", contexts=None, seq_len=100, batch_size=32):
         """Choose the recurrent kernel (``'auto'``, ``'fused'``, ``'native'``).
 
-        ``'auto'`` takes mxgen's native LSTM/GRU op on CPU when it is loaded (see
-        :func:`mxgen.models.rnn.resolve_impl`).  Returns the kernel chosen.
-        Clears cached graphs, so it can be called at any time.
+        ``'auto'`` takes mxgen's native LSTM/GRU op only on CPU, where it is
+        loaded, and where it measures faster than MXNet's fused op for this
+        model at ``seq_len`` x ``batch_size`` (see
+        :func:`mxgen.models.rnn.explain_impl`).  ``contexts`` default to the
+        parameters' own.  Returns the kernel chosen; the reason is in
+        ``rnn_impl_reason``.  Clears cached graphs, so it can be called at any time.
         """
-        chosen = resolve_impl(impl, self.mode, 1, contexts)
+        shape = {"input_size": self.config.num_embed, "num_hidden": self.num_hidden,
+                 "num_layers": self.num_layers, "seq_len": seq_len, "batch": batch_size}
+        chosen, self.rnn_impl_reason = explain_impl(impl, self.mode, 1,
+                                                    self._contexts(contexts), shape)
         for layer in self.layers:
             layer.set_impl(chosen)
         self._clear_cached_op()
         return chosen
 
-    def set_dropout_impl(self, impl="auto", contexts=None):
+    def set_dropout_impl(self, impl="auto", contexts=None, seq_len=100, batch_size=32):
         """Choose the dropout kernel (``'auto'``, ``'mxnet'``, ``'native'``).
 
-        ``'auto'`` takes mxgen's native dropout op on CPU when it is loaded
-        (see :mod:`mxgen.models.dropout`): same distribution, a different
-        random stream.  Returns the kernel chosen; clears cached graphs.
+        ``'auto'`` takes mxgen's native dropout op only on CPU where it is loaded
+        and measures faster than MXNet's (see :mod:`mxgen.models.dropout`):
+        same distribution, a different random stream.  Returns the kernel
+        chosen (reason in ``dropout_impl_reason``); clears cached graphs.
         """
-        self.dropout_impl = resolve_dropout_impl(impl, contexts)
+        if self.dropout <= 0 and impl == "auto":
+            self.dropout_impl, self.dropout_impl_reason = "mxnet", "the model has no dropout"
+        else:
+            self.dropout_impl, self.dropout_impl_reason = explain_dropout_impl(
+                impl, self._contexts(contexts), (seq_len, batch_size, self.num_hidden),
+                self.dropout or 0.2)
         self._clear_cached_op()
         return self.dropout_impl
+
+    def forward(self, inputs, *states):
+        if (self.rnn_impl == "native" or self.dropout_impl == "native") and \
+                isinstance(inputs, mx.nd.NDArray) and inputs.context.device_type != "cpu":
+            raise MXGenError("this CharRNN runs mxgen's native CPU kernels but got data on %s;"
+                             " call set_rnn_impl('auto') and set_dropout_impl('auto') after"
+                             " moving it" % (inputs.context,))
+        return super().forward(inputs, *states)
 
     @property
     def rnn_impl(self):

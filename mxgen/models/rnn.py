@@ -21,7 +21,7 @@ import mxnet as mx
 from mxnet.gluon import HybridBlock
 
 __all__ = ["MODES", "IMPLS", "FusedRNN", "make_rnn", "cell_step", "num_gates", "num_states",
-           "FusedRNNInit", "resolve_impl"]
+           "FusedRNNInit", "resolve_impl", "explain_impl", "DEFAULT_SHAPE"]
 
 IMPLS = ("auto", "fused", "native")
 NATIVE_OPS = {"lstm": "mxgen_lstm", "gru": "mxgen_gru"}   # mode -> mxgen's training op
@@ -39,25 +39,74 @@ def num_states(mode):
     return 2 if mode == "lstm" else 1
 
 
-def resolve_impl(impl, mode, num_layers=1, contexts=None):
+def resolve_impl(impl, mode, num_layers=1, contexts=None, shape=None):
     """Which kernel runs a recurrent layer: ``'fused'`` or ``'native'``.
 
     ``'fused'`` is MXNet's RNN operator (oneDNN on CPU, cuDNN on GPU).
     ``'native'`` is mxgen's ``mxgen_lstm`` / ``mxgen_gru`` operators
-    (kernels/lstm.h, kernels/gru.h): one single-layer LSTM or GRU with
-    AVX-512 GEMMs, CPU only, faster than oneDNN's backward pass on CPUs
-    without AVX-512 BLAS in the wheel.  ``'auto'`` picks native for CPU LSTM
-    and GRU layers when the op is loaded, fused otherwise.
-    Results agree to float rounding (tests check 1e-5); checkpoints are the
-    same either way.
+    (kernels/lstm.h, kernels/gru.h): one single-layer LSTM or GRU on mxgen's
+    own GEMM, CPU only.  ``'auto'`` times both on ``shape`` (see
+    :func:`explain_impl`) and keeps native only where it is faster on this
+    machine.  Results agree to float rounding (tests check 1e-5); checkpoints
+    are the same either way.
+    """
+    return explain_impl(impl, mode, num_layers, contexts, shape)[0]
+
+
+# the shape 'auto' measures when the caller gives none: mxgen's default model
+DEFAULT_SHAPE = {"input_size": 64, "num_hidden": 256, "num_layers": 2, "seq_len": 100,
+                 "batch": 32}
+
+
+def explain_impl(impl, mode, num_layers=1, contexts=None, shape=None):
+    """:func:`resolve_impl` with its one-line reason, ``(impl, reason)``.
+
+    ``shape``: ``{'input_size', 'num_hidden', 'num_layers', 'seq_len',
+    'batch'}`` of the stack to be trained (default :data:`DEFAULT_SHAPE`);
+    ``'auto'`` times forward+backward of that stack on both kernels (about a
+    second the first time; cached per machine, see :mod:`mxgen._calibrate`).
     """
     from .. import _native
     why_not = None
     if mode not in NATIVE_OPS or num_layers != 1:
         why_not = ("the native recurrent ops cover single-layer lstm and gru only (got %s)"
                    % mode)
-    return _native.choose_impl("rnn_impl", impl, IMPLS, "fused", NATIVE_OPS.get(mode),
-                               "the native recurrent ops run", contexts, why_not)
+    shape = dict(DEFAULT_SHAPE, **(shape or {}))
+    # calibrate on at most 50 steps: the per-step cost is what differs
+    shape["seq_len"] = min(int(shape["seq_len"]), 50)
+    measure = ("rnn", dict(shape, mode=mode), "mxgen.models.rnn:time_kernels",
+               NATIVE_OPS.get(mode), "MXNet's fused RNN op")
+    return _native.explain_impl("rnn_impl", impl, IMPLS, "fused", NATIVE_OPS.get(mode),
+                                "the native recurrent ops run", contexts, why_not, measure)
+
+
+def time_kernels(mode, input_size, num_hidden, num_layers, seq_len, batch):
+    """Median ms of forward+backward through a fresh stack of layers of this
+    shape, ``(native, fused)``, interleaved, in training mode (run by
+    :mod:`mxgen._calibrate` in a child process)."""
+    from mxnet import autograd
+    from .._calibrate import interleaved_ms
+    x = mx.nd.random.uniform(-1, 1, shape=(seq_len, batch, input_size))
+    runs = []
+    for impl in ("native", "fused"):
+        layers = [FusedRNN(mode, num_hidden, input_size if i == 0 else num_hidden)
+                  for i in range(num_layers)]
+        for layer in layers:
+            layer.initialize(mx.init.Uniform(0.1), ctx=mx.cpu())
+            layer.set_impl(impl)
+            layer.hybridize(static_alloc=True)
+        states = layers[0].begin_state(batch)
+
+        def run(layers=layers, states=states):
+            with autograd.record():
+                h = x
+                for layer in layers:
+                    h, _ = layer(h, *states)
+                loss = h.sum()
+            loss.backward()
+            mx.nd.waitall()
+        runs.append(run)
+    return tuple(interleaved_ms(runs))
 
 
 def _segments(mode, num_hidden, input_size, num_layers):

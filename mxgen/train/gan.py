@@ -79,21 +79,34 @@ class GANTrainConfig:
                            self.channels).validate()
 
 
-def gan_flops_per_image(cfg):
-    """Convolution FLOPs of one D+G iteration per image, counting every pass
-    as 3x its forward (forward + two backward products): G once, D three times
-    (real and fake for D's update, fake again for G's)."""
+def gan_flops_per_image(cfg, d_weight_grads_in_g_step=False):
+    """Convolution FLOPs of one D+G iteration per image, counting the work
+    done: every forward, every weight gradient, and the input gradients only
+    where something needs them.
+
+    G: forward, weight gradients, input gradients except its first layer's
+    (z needs none).  D's update, on real and on detached fake images:
+    forward, weight gradients, input gradients except the first layer's.
+    G's update through D: forward and input gradients down to the image; D's
+    weight gradients there are skipped by mxgen's loop (they are thrown
+    away), and ``d_weight_grads_in_g_step=True`` counts the straightforward
+    loop that computes them anyway.
+    """
     widths_g = [cfg.ngf * 2 ** i for i in reversed(range(cfg.stages))]
-    g, in_ch, in_size = 0, cfg.latent_size, 1
+    g_layers, in_ch, in_size = [], cfg.latent_size, 1
     for w in widths_g + [cfg.nc]:            # a transposed conv: 2*Cin*Cout*k^2 per input pixel
-        g += 2 * in_ch * w * 16 * in_size * in_size
+        g_layers.append(2 * in_ch * w * 16 * in_size * in_size)
         in_ch, in_size = w, (4 if in_size == 1 else in_size * 2)
-    d, in_ch, out_size = 0, cfg.nc, cfg.image_size // 2
+    d_layers, in_ch, out_size = [], cfg.nc, cfg.image_size // 2
     for w in [cfg.ndf * 2 ** i for i in range(cfg.stages)]:
-        d += 2 * in_ch * w * 16 * out_size * out_size
+        d_layers.append(2 * in_ch * w * 16 * out_size * out_size)
         in_ch, out_size = w, out_size // 2
-    d += 2 * in_ch * 16                       # final 4x4 conv to one logit
-    return 3 * g + 3 * 3 * d
+    d_layers.append(2 * in_ch * 16)           # final 4x4 conv to one logit
+    g, d = sum(g_layers), sum(d_layers)
+    g_total = 3 * g - g_layers[0]
+    d_update = 2 * (d + d + (d - d_layers[0]))          # real and fake
+    g_through_d = d + d + (d if d_weight_grads_in_g_step else 0)
+    return g_total + d_update + g_through_d
 
 
 def _build(model_cfg, ctxs):

@@ -143,7 +143,9 @@ def _save(run_dir, step, model, trainer, cfg, vocab, progress, states, point_bes
         trainer.save_states(writer.path("trainer.states"))
         writer.write_json("config.json", {"family": FAMILY,
                                           "model": model.config.to_dict(),
-                                          "train": asdict(cfg)})
+                                          "train": asdict(cfg),
+                                          "kernels": {"rnn_impl": model.rnn_impl,
+                                                      "dropout_impl": model.dropout_impl}})
         writer.write_json("vocab.json", vocab.to_dict())
         writer.write_json("progress.json", progress)
         flat = {"d%d_s%d" % (k, j): s.as_in_context(mx.cpu())
@@ -154,6 +156,11 @@ def _save(run_dir, step, model, trainer, cfg, vocab, progress, states, point_bes
         writer.point("best")
     writer.prune()
     return writer.final_dir
+
+
+def _native_can_run(ctxs):
+    from .. import _native
+    return all(c.device_type == "cpu" for c in ctxs) and _native.available("mxgen_lstm")
 
 
 def load_char_rnn(path, ctx=None, prefer="best"):
@@ -175,7 +182,11 @@ def load_char_rnn(path, ctx=None, prefer="best"):
         raise MXGenError("checkpoint %s: model vocab_size %d does not match vocab.json (%d chars)"
                          % (ckpt_dir, config.vocab_size, len(vocab)))
     model = CharRNN.from_config(config)
-    model.set_rnn_impl("auto", [ctx or mx.cpu()])
+    # the recurrent kernel it was trained with, where it can run (the same
+    # numbers as at the end of training); MXNet's fused op otherwise
+    trained = meta.get("kernels", {}).get("rnn_impl")
+    if trained == "native" and _native_can_run([ctx or mx.cpu()]):
+        model.set_rnn_impl("native", [ctx or mx.cpu()])
     load_parameters(model, os.path.join(ckpt_dir, "model.params"), ctx or mx.cpu())
     return model, vocab, ckpt_dir, meta
 
@@ -236,8 +247,9 @@ def train_text(cfg, log=print, explicit=()):
     mx.random.seed(cfg.seed)
     model = CharRNN.from_config(model_cfg)
     model.initialize(mx.init.Xavier(), ctx=ctxs)
-    rnn_impl = model.set_rnn_impl(cfg.rnn_impl, ctxs)
-    dropout_impl = model.set_dropout_impl(cfg.dropout_impl, ctxs)
+    per_device = cfg.batch_size // len(ctxs)
+    rnn_impl = model.set_rnn_impl(cfg.rnn_impl, ctxs, cfg.seq_len, per_device)
+    dropout_impl = model.set_dropout_impl(cfg.dropout_impl, ctxs, cfg.seq_len, per_device)
     loss_block = LMLoss(model)
     loss_block.hybridize(static_alloc=True)
     params = list(model.collect_params().values())
@@ -271,18 +283,18 @@ def train_text(cfg, log=print, explicit=()):
             % (resume_from, progress["epoch"], progress["batch"], progress["step"]))
 
     metrics = MetricsLog(os.path.join(run_dir, "metrics.jsonl"), resume=bool(resume_from))
-    per_device = cfg.batch_size // len(ctxs)
     tokens_per_step = cfg.batch_size * cfg.seq_len
     step, steps_this_run, stop = progress["step"], 0, None
     last_ckpt = resume_from
     log("corpus %s: %d train / %d validation chars, vocab %d; %d batches of (%d, %d) per epoch"
         % (cfg.data, len(train_str), len(val_str), len(vocab), len(train_data),
            cfg.seq_len, cfg.batch_size))
-    log("model %s %dx%d on %s; recurrent kernel: %s; dropout: %s"
-        % (cfg.mode, cfg.num_layers, cfg.num_hidden, cfg.ctx,
-           "mxgen native %s op" % cfg.mode.upper() if rnn_impl == "native"
-           else "MXNet fused RNN op",
-           "mxgen native op" if dropout_impl == "native" else "MXNet op"))
+    log("model %s %dx%d on %s" % (cfg.mode, cfg.num_layers, cfg.num_hidden, cfg.ctx))
+    log("recurrent kernel: %s (%s)" % ("mxgen native %s op" % cfg.mode.upper()
+                                       if rnn_impl == "native" else "MXNet fused RNN op",
+                                       model.rnn_impl_reason))
+    log("dropout kernel: %s (%s)" % ("mxgen native op" if dropout_impl == "native"
+                                     else "MXNet op", model.dropout_impl_reason))
 
     def save(point_best=False):
         progress["step"] = step

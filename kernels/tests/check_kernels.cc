@@ -1,0 +1,183 @@
+// A standalone check of every kernel path on edge inputs, without MXNet:
+// built by tests/native/test_sanitized.py with -fsanitize=undefined (and
+// float-cast-overflow, which that does not include) and
+// -fno-sanitize-recover, so undefined behaviour anywhere in the kernels
+// (a NaN or out-of-range float cast to an integer, a shift of a negative
+// number, signed overflow, a misaligned access) fails the test.
+//
+//   check_kernels            runs every ISA this CPU supports; exit 0 = all good
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "../dispatch.h"
+
+extern "C" int mxgen_set_isa(const char* name);
+extern "C" const char* mxgen_isa_best();
+
+namespace {
+
+int failures = 0;
+
+void check(bool ok, const char* isa, const char* what) {
+  if (!ok) {
+    std::printf("FAIL [%s] %s\n", isa, what);
+    ++failures;
+  }
+}
+
+std::vector<float> random_vec(size_t n, std::mt19937* rng, float scale) {
+  std::normal_distribution<float> dist(0.f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = dist(*rng);
+  return v;
+}
+
+void check_sgemm(const char* isa, const mxgen::Kernels& k, std::mt19937* rng) {
+  const int shapes[][3] = {{1, 1, 1}, {7, 13, 5}, {33, 70, 300}, {6, 16, 257}, {9, 31, 64}};
+  for (const auto& s : shapes) {
+    const int M = s[0], N = s[1], K = s[2];
+    auto a = random_vec(static_cast<size_t>(M) * K, rng, 1.f);
+    auto b = random_vec(static_cast<size_t>(K) * N, rng, 1.f);
+    std::vector<float> c(static_cast<size_t>(M) * N, -1.f);
+    k.sgemm(M, N, K, a.data(), b.data(), c.data());
+    double worst = 0;
+    for (int m = 0; m < M; ++m)
+      for (int n = 0; n < N; ++n) {
+        double ref = 0;
+        for (int q = 0; q < K; ++q) ref += double(a[m * K + q]) * b[q * N + n];
+        worst = std::max(worst, std::fabs(ref - c[m * N + n]) / std::sqrt(double(K)));
+      }
+    check(worst < 1e-4, isa, "sgemm differs from the reference");
+  }
+}
+
+void check_lstm_edges(const char* isa, const mxgen::Kernels& k, std::mt19937* rng) {
+  const int T = 4, N = 3, I = 5, H = 20, G = 4 * H;
+  mxgen::LstmShape s{T, N, I, H};
+  auto x = random_vec(static_cast<size_t>(T) * N * I, rng, 1.f);
+  x[0] = NAN;                 // row 0 goes NaN from step 0 on
+  x[I] = 1e30f;               // row 1: saturated gates, exp's clamps
+  x[2 * I] = -1e30f;
+  auto w = random_vec(static_cast<size_t>(G) * (I + H) + 2 * G, rng, 0.5f);
+  std::vector<float> h0(N * H, 0.f), c0(N * H, 0.f), y(T * N * H), hT(N * H), cT(N * H);
+  std::vector<float> ws(static_cast<size_t>(T) * N * 5 * H);
+  k.lstm_forward(s, x.data(), h0.data(), c0.data(), w.data(), y.data(), hT.data(), cT.data(),
+                 ws.data());
+  check(std::isnan(y[0]), isa, "lstm: NaN input must give NaN output");
+  bool finite = true;
+  for (int t = 0; t < T; ++t)
+    for (int n = 1; n < N; ++n)
+      for (int u = 0; u < H; ++u) finite &= std::isfinite(y[(t * N + n) * H + u]);
+  check(finite, isa, "lstm: huge inputs must give finite outputs");
+  std::vector<float> y2(y.size()), hT2(hT.size()), cT2(cT.size());
+  k.lstm_forward(s, x.data(), h0.data(), c0.data(), w.data(), y2.data(), hT2.data(),
+                 cT2.data(), nullptr);   // inference: same outputs, nothing saved
+  check(std::memcmp(y.data() + N * H, y2.data() + N * H, sizeof(float) * H) == 0, isa,
+        "lstm: inference forward differs from training forward");
+  auto dy = random_vec(y.size(), rng, 1.f);
+  std::vector<float> dhT(N * H, 0.f), dcT(N * H, 0.f), dx(x.size()), dh0(N * H), dc0(N * H),
+      dw(w.size());
+  k.lstm_backward(s, dy.data(), dhT.data(), dcT.data(), x.data(), h0.data(), c0.data(),
+                  w.data(), y.data(), ws.data(), dx.data(), dh0.data(), dc0.data(), dw.data());
+}
+
+void check_gru_edges(const char* isa, const mxgen::Kernels& k, std::mt19937* rng) {
+  const int T = 3, N = 2, I = 4, H = 17, G = 3 * H;
+  mxgen::GruShape s{T, N, I, H};
+  auto x = random_vec(static_cast<size_t>(T) * N * I, rng, 1.f);
+  x[1] = NAN;
+  x[I + 1] = 3e38f;
+  auto w = random_vec(static_cast<size_t>(G) * (I + H) + 2 * G, rng, 0.5f);
+  std::vector<float> h0(N * H, 0.f), y(T * N * H), hT(N * H), ws(static_cast<size_t>(T) * N * 4 * H);
+  k.gru_forward(s, x.data(), h0.data(), w.data(), y.data(), hT.data(), ws.data());
+  check(std::isnan(y[0]), isa, "gru: NaN input must give NaN output");
+  auto dy = random_vec(y.size(), rng, 1.f);
+  std::vector<float> dhT(N * H, 0.f), dx(x.size()), dh0(N * H), dw(w.size());
+  k.gru_backward(s, dy.data(), dhT.data(), x.data(), h0.data(), w.data(), y.data(), ws.data(),
+                 dx.data(), dh0.data(), dw.data());
+}
+
+void check_dropout(const char* isa, const mxgen::Kernels& k, std::mt19937* rng) {
+  const size_t n = 1000;   // not a multiple of 64
+  auto x = random_vec(n, rng, 1.f);
+  std::vector<float> y(n);
+  for (float p : {1e-9f, 1e-30f}) {   // keep = 1 - p rounds to 1: keep everything
+    k.dropout(n, x.data(), y.data(), p, 0x123456789abcdefull, 3);
+    check(std::memcmp(x.data(), y.data(), sizeof(float) * n) == 0, isa,
+          "dropout: a tiny rate must keep every element");
+  }
+  k.dropout(n, x.data(), y.data(), 0.5f, ~0ull, 0xFFFFFFFFu);
+  size_t kept = 0;
+  for (size_t i = 0; i < n; ++i) kept += y[i] != 0.f;
+  check(kept > 400 && kept < 600, isa, "dropout: p = 0.5 keeps about half");
+  k.dropout(n, x.data(), y.data(), 0.99999994f, 7, 0);   // largest float p below 1
+}
+
+void check_sampler_and_generation(const char* isa, const mxgen::Kernels& k, std::mt19937* rng) {
+  const int V = 7, N = 3;
+  auto logits = random_vec(static_cast<size_t>(N) * V, rng, 30.f);   // large logits
+  std::vector<float> ids(N);
+  for (float t : {0.f, 1e-30f, 1.f, 1e30f})
+    for (int top_k : {0, 1, V})
+      for (float top_p : {1e-7f, 0.5f, 1.f}) {
+        k.sample(logits.data(), N, V, mxgen::Sampling{t, top_k, top_p}, rng, ids.data());
+        for (float id : ids) check(id >= 0 && id < V, isa, "sampler: id out of range");
+      }
+  const int E = 5, H = 9, L = 2;
+  for (int mode = 0; mode < 4; ++mode) {
+    const int gates = mode == mxgen::kLstm ? 4 : mode == mxgen::kGru ? 3 : 1;
+    const int per = mode == mxgen::kLstm ? 2 : 1;
+    for (int batch : {1, 9}) {
+      auto embed = random_vec(static_cast<size_t>(V) * E, rng, 1.f);
+      std::vector<std::vector<float>> w(L), st(L * per, std::vector<float>(batch * H, 0.f));
+      std::vector<const float*> wp(L);
+      std::vector<float*> sp(L * per);
+      for (int l = 0; l < L; ++l) {
+        const int in = l == 0 ? E : H;
+        w[l] = random_vec(static_cast<size_t>(gates) * H * (in + H) + 2 * gates * H, rng, 0.5f);
+        wp[l] = w[l].data();
+      }
+      for (int s = 0; s < L * per; ++s) sp[s] = st[s].data();
+      auto dec_w = random_vec(static_cast<size_t>(V) * H, rng, 1.f);
+      auto dec_b = random_vec(V, rng, 1.f);
+      std::vector<int> in_ids(batch, V - 1);
+      std::vector<float> out(static_cast<size_t>(batch) * 6);
+      mxgen::GenArgs args{static_cast<mxgen::RnnMode>(mode), L, per, gates, batch, E, H, V, 6,
+                          mxgen::Sampling{0.7f, 3, 0.9f}, in_ids.data(), sp.data(),
+                          embed.data(), wp.data(), dec_w.data(), dec_b.data(), rng, out.data()};
+      k.char_rnn_generate(args);
+      for (float id : out) check(id >= 0 && id < V, isa, "generation: id out of range");
+    }
+  }
+}
+
+}  // namespace
+
+int main() {
+  const char* isas[] = {"avx512", "avx2", "generic"};
+  const std::string best = mxgen_isa_best();
+  bool reached = false;
+  for (const char* isa : isas) {
+    reached |= best == isa;
+    if (!reached) continue;   // the CPU cannot run this one
+    if (mxgen_set_isa(isa) != 0) {
+      std::printf("FAIL cannot select %s\n", isa);
+      return 1;
+    }
+    const mxgen::Kernels& k = mxgen::kernels();
+    check(std::string(mxgen::isa_name(k.isa)) == isa, isa, "the table in use is not the one asked for");
+    std::mt19937 rng(42);
+    check_sgemm(isa, k, &rng);
+    check_lstm_edges(isa, k, &rng);
+    check_gru_edges(isa, k, &rng);
+    check_dropout(isa, k, &rng);
+    check_sampler_and_generation(isa, k, &rng);
+    std::printf("%s: checked\n", isa);
+  }
+  std::printf("%s\n", failures ? "FAILED" : "ALL OK");
+  return failures ? 1 : 0;
+}
