@@ -30,7 +30,7 @@ from mxnet.gluon import HybridBlock
 from .errors import MXGenError
 from .models.rnn import num_gates
 
-__all__ = ["Sampler", "CharRNNStepper", "generate", "check_sampling"]
+__all__ = ["Sampler", "CharRNNStepper", "generate", "generation_kernel", "check_sampling"]
 
 
 def check_sampling(temperature=1.0, top_k=0, top_p=1.0):
@@ -200,11 +200,13 @@ def generate(model, vocab, prompt, length, temperature=1.0, top_k=0, top_p=1.0,
     seed : int or None
         Seeds MXNet's RNG first, so the same call gives the same text.
     native : bool or None
-        Stateful generation on the CPU runs all steps in one call of mxgen's
-        native operator when its library is loaded (``None``: when available;
-        ``False``: never; ``True``: required).  Greedy output is identical
-        either way; sampled output is reproducible under a seed on each path,
-        but the two paths draw differently.
+        Stateful generation on the CPU can run all steps in one call of
+        mxgen's native operator (``True``: required; ``False``: never;
+        ``None``: where it measures faster than the hybridized loop for this
+        model and batch on this machine, see :func:`generation_kernel`).
+        Greedy output is identical either way; sampled output is
+        reproducible under a seed on each path, but the two paths draw
+        differently.
 
     Returns
     -------
@@ -231,7 +233,7 @@ def generate(model, vocab, prompt, length, temperature=1.0, top_k=0, top_p=1.0,
             ids = _window(model, prompt_ids, length, Sampler(temperature, top_k, top_p),
                           num_samples, window, ctx)
         elif method == "stateful":
-            if _use_native(native, ctx, length):
+            if length > 0 and _use_native(native, model, ctx, num_samples):
                 ids = _stateful_native(model, prompt_ids, length, temperature, top_k, top_p,
                                        num_samples, ctx)
             else:
@@ -256,15 +258,52 @@ def _stateful(model, prompt_ids, length, sampler, num_samples, ctx):
     return mx.nd.stack(*out, axis=1).asnumpy().astype(np.int64)   # (N, length)
 
 
-def _use_native(native, ctx, length):
-    if native is False or length == 0:
+def generation_kernel(model, num_samples=1, ctx=None):
+    """``(native, reason)``: whether ``native=None`` generation runs mxgen's
+    native operator for this model and batch here.  Timed against the
+    hybridized per-step loop once per machine and shape (see
+    :mod:`mxgen._calibrate`)."""
+    from . import _native
+    ctx = ctx or model.embedding.weight.list_ctx()[0]
+    shape = {"mode": model.mode, "vocab_size": model.config.vocab_size,
+             "num_embed": model.config.num_embed, "num_hidden": model.num_hidden,
+             "num_layers": model.num_layers, "batch": int(num_samples)}
+    measure = ("generate", shape, "mxgen.generation:time_kernels", "mxgen_char_rnn_generate",
+               "the hybridized per-step loop")
+    impl, reason = _native.explain_impl("generation", "auto", ("auto", "loop", "native"), "loop",
+                                        "mxgen_char_rnn_generate", "native generation runs",
+                                        [ctx], None, measure)
+    return impl == "native", reason
+
+
+def _use_native(native, model, ctx, num_samples):
+    if native is False:
         return False
     from . import _native
-    ok = ctx.device_type == "cpu" and _native.available("mxgen_char_rnn_generate")
-    if native and not ok:
-        raise MXGenError("native generation requested but unavailable: %s"
-                         % (_native.status()[2] or "needs a CPU context"))
-    return ok
+    if native:
+        ok = ctx.device_type == "cpu" and _native.available("mxgen_char_rnn_generate")
+        if not ok:
+            raise MXGenError("native generation requested but unavailable: %s"
+                             % (_native.status()[2] or "needs a CPU context"))
+        return True
+    return generation_kernel(model, num_samples, ctx)[0]
+
+
+def time_kernels(mode, vocab_size, num_embed, num_hidden, num_layers, batch, length=64):
+    """Median ms of ``length`` sampled characters for ``batch`` rows,
+    ``(native op, hybridized loop)`` (run by :mod:`mxgen._calibrate` in a
+    child process; random weights)."""
+    from ._calibrate import interleaved_ms
+    from .data.vocab import Vocab
+    from .models import CharRNN
+    vocab = Vocab({chr(0x100 + i) for i in range(vocab_size)})
+    model = CharRNN(vocab_size, num_embed, num_hidden, num_layers, dropout=0.0, mode=mode)
+    model.initialize(mx.init.Xavier())
+    model.hybridize(static_alloc=True)
+    prompt = vocab.decode([0, 1, 2][:vocab_size])
+    return tuple(interleaved_ms([
+        lambda flag=flag: generate(model, vocab, prompt, length, num_samples=batch, seed=0,
+                                   native=flag) for flag in (True, False)]))
 
 
 def _stateful_native(model, prompt_ids, length, temperature, top_k, top_p, num_samples, ctx):

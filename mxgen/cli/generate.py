@@ -25,7 +25,9 @@ def get_parser(parser):
 
 
 def main(args):
-    from ..generation import generate
+    import sys
+
+    from ..generation import generate, generation_kernel
     from ..train.text import load_char_rnn
     from ..utils.context import parse_ctx
 
@@ -36,6 +38,11 @@ def main(args):
     if prompt is None:
         prompt = "\n" if "\n" in vocab.index else vocab.chars[0]
     length = 20 if args.dry_run else args.length
+    if args.method == "stateful" and not args.beam:
+        native, reason = generation_kernel(model, args.num_samples, ctx)
+        print("generation kernel: %s (%s)" % ("mxgen native op" if native
+                                              else "hybridized per-step loop", reason),
+              file=sys.stderr)
     texts = generate(model, vocab, prompt, length, temperature=args.temperature,
                      top_k=args.top_k, top_p=args.top_p, num_samples=args.num_samples,
                      beam=args.beam, method=args.method, seed=args.seed, ctx=ctx)

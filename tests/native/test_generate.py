@@ -118,3 +118,19 @@ def test_native_can_be_required_or_refused(vocab, monkeypatch):
     with pytest.raises(MXGenError, match="native generation requested but unavailable"):
         generate(model, vocab, "a", 5, native=True)
     assert generate(model, vocab, "a", 5, temperature=0)[0].startswith("a")
+
+
+@pytest.mark.parametrize("batch", [1, 64])
+def test_generation_auto_follows_the_measurement(vocab, isa, batch):
+    """native=None runs the native op only where it measured faster than the
+    hybridized loop for this model and batch (the portable path loses at
+    batch 64 on AVX2/AVX-512 CPUs)."""
+    import re
+    from mxgen import _calibrate
+    from mxgen.generation import generation_kernel
+    model = _model(vocab, "lstm", 2)
+    native, reason = generation_kernel(model, batch)
+    m = re.search(r"\(([\d.]+) vs ([\d.]+) ms", reason)
+    assert m, reason
+    assert native == (float(m.group(1)) < (1 - _calibrate.MARGIN) * float(m.group(2)))
+    assert "(%s kernels)" % isa in reason
