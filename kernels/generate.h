@@ -25,18 +25,32 @@ constexpr int kGemmMinBatch = 8;
 
 // Y (N, rows) = (accumulate ? Y : bias) + X (N, cols) W^T, one pass over W's
 // rows per input row (small N).  W row-major (rows, cols), as MXNet stores it.
+// Four rows at a time: four independent vector sums per pass over x, where
+// one would wait on its own adds.
 inline void matvec_rows(const float* W, const float* X, const float* bias, int rows, int cols,
                         int N, float* Y, bool accumulate) {
+  const int groups = ceil_div(rows, 4);
 #pragma omp parallel for schedule(static) if (static_cast<long>(rows) * cols * N > 32768)
-  for (int r = 0; r < rows; ++r) {
-    const float* w = W + static_cast<size_t>(r) * cols;
+  for (int g = 0; g < groups; ++g) {
+    const int r0 = 4 * g, nr = std::min(4, rows - r0);
+    const float* w0 = W + static_cast<size_t>(r0) * cols;
+    const float* w1 = nr > 1 ? w0 + cols : w0;   // past the last row: recompute row r0
+    const float* w2 = nr > 2 ? w1 + cols : w0;
+    const float* w3 = nr > 3 ? w2 + cols : w0;
     for (int n = 0; n < N; ++n) {
       const float* x = X + static_cast<size_t>(n) * cols;
-      float acc = 0.f;
-#pragma omp simd reduction(+ : acc)
-      for (int k = 0; k < cols; ++k) acc += w[k] * x[k];
-      float& y = Y[static_cast<size_t>(n) * rows + r];
-      y = (accumulate ? y : (bias ? bias[r] : 0.f)) + acc;
+      float a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f;
+#pragma omp simd reduction(+ : a0, a1, a2, a3)
+      for (int k = 0; k < cols; ++k) {
+        a0 += w0[k] * x[k];
+        a1 += w1[k] * x[k];
+        a2 += w2[k] * x[k];
+        a3 += w3[k] * x[k];
+      }
+      const float sums[4] = {a0, a1, a2, a3};
+      float* y = Y + static_cast<size_t>(n) * rows + r0;
+      for (int i = 0; i < nr; ++i)
+        y[i] = (accumulate ? y[i] : (bias ? bias[r0 + i] : 0.f)) + sums[i];
     }
   }
 }
@@ -90,9 +104,8 @@ inline void char_rnn_generate(const GenArgs& a) {
   Linear lin_dec{a.dec_w, V, H, {}};
   std::vector<int> ids(a.ids_in, a.ids_in + N);
   std::vector<float> pre(static_cast<size_t>(N) * GH), hh(static_cast<size_t>(N) * GH);
-  std::vector<float> logits(static_cast<size_t>(N) * V), scratch(2 * static_cast<size_t>(V));
+  std::vector<float> logits(static_cast<size_t>(N) * V), next(N);
   std::vector<float> x(static_cast<size_t>(N) * std::max(E, H));
-  std::vector<int> order(V);
   const bool parallel_rows = N >= kGemmMinBatch;
 
   for (int t = 0; t < a.length; ++t) {
@@ -132,11 +145,10 @@ inline void char_rnn_generate(const GenArgs& a) {
       in_size = H;
     }
     lin_dec.apply(x.data(), N, a.dec_b, logits.data(), false);
+    sample_rows(logits.data(), N, V, a.sampling, a.rng, next.data());
     for (int n = 0; n < N; ++n) {
-      const int next = sample_row(logits.data() + static_cast<size_t>(n) * V, V, a.sampling,
-                                  a.rng, scratch.data(), order.data());
-      a.ids_out[static_cast<size_t>(n) * a.length + t] = static_cast<float>(next);
-      ids[n] = next;
+      a.ids_out[static_cast<size_t>(n) * a.length + t] = next[n];
+      ids[n] = static_cast<int>(next[n]);
     }
   }
 }

@@ -18,10 +18,19 @@
 namespace mxgen {
 namespace MXGEN_ISA_NS {
 
-// One row of logits (V,) -> one id.  `scratch` holds at least 2 * V floats,
-// `order` V ints.
-inline int sample_row(const float* logits, int V, const Sampling& s, std::mt19937* rng,
-                      float* scratch, int* order) {
+// The uniform draw in [0, 1) that decides one row (greedy rows take none).
+// Rows draw in row order before any row is decided, so the rows can then be
+// decided in parallel with the same result as one after the other.
+inline double draw_uniform(const Sampling& s, std::mt19937* rng) {
+  if (s.temperature == 0.0f) return 0.0;
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  return uniform(*rng);
+}
+
+// One row of logits (V,) and its draw u -> one id.  `scratch` holds at least
+// 2 * V floats, `order` V ints.
+inline int sample_row(const float* logits, int V, const Sampling& s, double u, float* scratch,
+                      int* order) {
   if (s.temperature == 0.0f) {
     return static_cast<int>(std::max_element(logits, logits + V) - logits);
   }
@@ -53,8 +62,6 @@ inline int sample_row(const float* logits, int V, const Sampling& s, std::mt1993
     for (int v = 0; v < V; ++v) { if (z[v] < cutoff) z[v] = 0; kept += z[v]; }
     for (int v = 0; v < V; ++v) z[v] = static_cast<float>(z[v] / kept);
   }
-  std::uniform_real_distribution<double> uniform(0.0, 1.0);
-  const double u = uniform(*rng);
   double acc = 0;
   int last = 0;
   for (int v = 0; v < V; ++v) {
@@ -66,14 +73,21 @@ inline int sample_row(const float* logits, int V, const Sampling& s, std::mt1993
   return last;   // rounding left u above the total: the last live id
 }
 
-// Rows of logits (N, V) -> ids (N,) as float, drawn in row order.
+// Rows of logits (N, V) -> ids (N,) as float: draws in row order, then the
+// rows decided over the OpenMP team when there are enough of them.
 inline void sample_rows(const float* logits, int N, int V, const Sampling& s,
                         std::mt19937* rng, float* ids_out) {
-  std::vector<float> scratch(2 * static_cast<size_t>(V));
-  std::vector<int> order(V);
-  for (int n = 0; n < N; ++n)
-    ids_out[n] = static_cast<float>(sample_row(logits + static_cast<size_t>(n) * V, V, s, rng,
-                                               scratch.data(), order.data()));
+  std::vector<double> u(N);
+  for (int n = 0; n < N; ++n) u[n] = draw_uniform(s, rng);
+#pragma omp parallel if (static_cast<long>(N) * V > 4096)
+  {
+    std::vector<float> scratch(2 * static_cast<size_t>(V));
+    std::vector<int> order(V);
+#pragma omp for schedule(static)
+    for (int n = 0; n < N; ++n)
+      ids_out[n] = static_cast<float>(sample_row(logits + static_cast<size_t>(n) * V, V, s,
+                                                 u[n], scratch.data(), order.data()));
+  }
 }
 
 }  // namespace MXGEN_ISA_NS
