@@ -3,9 +3,11 @@
 // Plain C++ types only, so the MXNet operator wrappers in mxgen_kernels.cc
 // (compiled by the host compiler) and the standalone CUDA test program share
 // them.  All pointers are device pointers; every launch goes on `stream`
-// (a cudaStream_t) and nothing synchronises with the host.  `rand_states` is
-// an array of curandStatePhilox4_32_10_t (MXNet hands custom ops 32768 of
-// them; row n uses state n % num_states, advanced in place).
+// (a cudaStream_t) and nothing synchronises with the host, except that
+// char_rnn_generate reads its N input ids once to check them.  `rand_states`
+// is an array of curandStatePhilox4_32_10_t (MXNet hands custom ops 32768 of
+// them); row n uses state n, advanced in place, so N may not exceed
+// num_states (two rows on one state would race and draw alike).
 #pragma once
 
 #include <cstddef>
@@ -19,9 +21,13 @@ struct SamplingArgs {
   float top_p;         // 1 = off
 };
 
-// Largest vocabulary the GPU sampler handles (its per-row work lives in
-// shared memory).
-constexpr int kMaxVocab = 4096;
+// Largest vocabulary the GPU sampler handles: its per-row work (12 bytes per
+// id) lives in shared memory, which must stay under the 48 KB a kernel gets
+// without opting in (with ~2 KB of static reductions beside it).
+constexpr int kMaxVocab = 3072;
+constexpr int kSamplerStaticShared = 2 * 1024 + 64;
+static_assert(kMaxVocab * 12 + kSamplerStaticShared <= 48 * 1024,
+              "the sampler's shared memory must fit in 48 KB");
 
 // One draw per row of logits (N, V) -> ids (N,) as float.  Returns 0, or an
 // error message.

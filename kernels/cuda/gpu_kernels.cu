@@ -6,6 +6,8 @@
 #include <cuda_runtime.h>
 
 #include <cfloat>
+#include <cmath>
+#include <vector>
 
 #include "gpu_api.h"
 #include "philox.cuh"
@@ -104,9 +106,9 @@ __global__ void sample_kernel(const float* logits, int V, SamplingArgs s,
     __syncthreads();
   }
   if (tid == 0) {
-    RandState state = states[row % num_states];
+    RandState state = states[row];                   // row < num_states (checked)
     const double u = 1.0 - uniform_double(&state);   // [0, 1), as the CPU op
-    states[row % num_states] = state;
+    states[row] = state;
     double acc = 0;
     int pick = 0;
     for (int v = 0; v < V; ++v) {
@@ -120,11 +122,17 @@ __global__ void sample_kernel(const float* logits, int V, SamplingArgs s,
 }
 
 // ------------------------------------------------------------------ the RNN
-__global__ void embed_kernel(const float* ids, const float* embed, int N, int E, float* x) {
+// ids are checked on the host before the first step and come from the
+// sampler after it; an id out of [0, V) would still read zeros, never
+// outside the table.
+__global__ void embed_kernel(const float* ids, const float* embed, int N, int E, int V,
+                             float* x) {
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= N * E) return;
   const int n = i / E, e = i % E;
-  x[i] = embed[static_cast<size_t>(ids[n]) * E + e];
+  const float id = ids[n];
+  x[i] = id >= 0.f && id < static_cast<float>(V)
+             ? embed[static_cast<size_t>(id) * E + e] : 0.f;
 }
 
 // Y (N, R) = X (N, K) W^T + b1 + b2, W (R, K) row-major: one warp per output.
@@ -185,7 +193,8 @@ inline int blocks(long n, int threads) { return static_cast<int>((n + threads - 
 
 const char* sample(const float* logits, int N, int V, SamplingArgs s, void* rand_states,
                    int num_states, float* ids_out, void* stream) {
-  if (V > kMaxVocab) return "mxgen GPU sampler: vocabulary larger than 4096";
+  if (V > kMaxVocab) return "mxgen GPU sampler: vocabulary larger than 3072";
+  if (N > num_states) return "mxgen GPU sampler: more rows than MXNet's GPU random states";
   if (N == 0) return nullptr;
   const size_t shmem = static_cast<size_t>(V) * (2 * sizeof(float) + sizeof(int));
   sample_kernel<<<N, kThreads, shmem, static_cast<cudaStream_t>(stream)>>>(
@@ -211,7 +220,17 @@ const char* char_rnn_generate(int mode, int num_layers, int N, int E, int H, int
                               const float* const* layer_w, const float* dec_w,
                               const float* dec_b, SamplingArgs s, void* rand_states,
                               int num_states, float* workspace, float* ids_out, void* stream) {
-  if (V > kMaxVocab) return "mxgen GPU generation: vocabulary larger than 4096";
+  if (V > kMaxVocab) return "mxgen GPU generation: vocabulary larger than 3072";
+  if (N > num_states) return "mxgen GPU generation: more rows than MXNet's GPU random states";
+  {   // the input ids, checked once on the host (one small copy per call)
+    std::vector<float> host(N);
+    cudaMemcpyAsync(host.data(), ids_in, sizeof(float) * N, cudaMemcpyDeviceToHost,
+                    static_cast<cudaStream_t>(stream));
+    cudaStreamSynchronize(static_cast<cudaStream_t>(stream));
+    for (float id : host)
+      if (!(id >= 0.f && id < static_cast<float>(V)) || id != floorf(id))
+        return "mxgen GPU generation: an input id is not in the vocabulary";
+  }
   const int G = mode == 3 ? 4 : mode == 2 ? 3 : 1, GH = G * H, per = mode == 3 ? 2 : 1;
   cudaStream_t st = static_cast<cudaStream_t>(stream);
   float* i2h = workspace;
@@ -223,7 +242,7 @@ const char* char_rnn_generate(int mode, int num_layers, int N, int E, int H, int
   const size_t shmem = static_cast<size_t>(V) * (2 * sizeof(float) + sizeof(int));
   for (int t = 0; t < length; ++t) {
     embed_kernel<<<blocks(static_cast<long>(N) * E, kThreads), kThreads, 0, st>>>(ids, embed, N,
-                                                                                E, x);
+                                                                                E, V, x);
     int in_size = E;
     for (int l = 0; l < num_layers; ++l) {
       const float* w_i2h = layer_w[l];

@@ -259,6 +259,52 @@ static void check_sampler(RandState* rs) {
   cudaFree(d_ids);
 }
 
+// What reading the kernels found, checked: the largest vocabulary launches
+// (its shared memory fits), a larger one and more rows than random states
+// are refused, and generation refuses input ids outside the vocabulary.
+static void check_limits(RandState* rs) {
+  const int V = mxgen::gpu::kMaxVocab, rows = 3;
+  std::vector<float> logits(static_cast<size_t>(rows) * V, 0.f);
+  for (int r = 0; r < rows; ++r) logits[static_cast<size_t>(r) * V + V - 1 - r] = 5.f;
+  float* d_logits = to_device(logits);
+  float* d_ids = nullptr;
+  CHECK_CUDA(cudaMalloc(&d_ids, sizeof(float) * rows));
+  const char* err = mxgen::gpu::sample(d_logits, rows, V, {0.f, 0, 1.f}, rs, 32768, d_ids,
+                                       nullptr);
+  EXPECT(err == nullptr, "sampler at kMaxVocab: %s", err ? err : "");
+  const auto ids = to_host(d_ids, rows);
+  EXPECT(cudaGetLastError() == cudaSuccess && ids[0] == V - 1 && ids[2] == V - 3,
+         "greedy at kMaxVocab picked %g, %g", ids[0], ids[2]);
+  err = mxgen::gpu::sample(d_logits, rows, V, {1.f, 0, 1.f}, rs, 32768, d_ids, nullptr);
+  EXPECT(err == nullptr && cudaDeviceSynchronize() == cudaSuccess,
+         "sampling at kMaxVocab failed: %s", err ? err : "");
+  EXPECT(mxgen::gpu::sample(d_logits, rows, V + 1, {1.f, 0, 1.f}, rs, 32768, d_ids,
+                            nullptr) != nullptr, "a vocabulary above kMaxVocab was accepted");
+  EXPECT(mxgen::gpu::sample(d_logits, rows, 8, {1.f, 0, 1.f}, rs, 2, d_ids, nullptr) != nullptr,
+         "more rows than random states were accepted");
+  // generation: an input id outside [0, V)
+  const int E = 4, H = 8, G = 4, Vg = 10;
+  std::vector<float> embed(static_cast<size_t>(Vg) * E, 0.1f), w(G * H * (E + H) + 2 * G * H, 0.f);
+  std::vector<float> dec_w(static_cast<size_t>(Vg) * H, 0.f), dec_b(Vg, 0.f), zeros(H, 0.f);
+  float* d_embed = to_device(embed);
+  float* d_w = to_device(w);
+  float* d_dw = to_device(dec_w);
+  float* d_db = to_device(dec_b);
+  float* d_h = to_device(zeros);
+  float* d_c = to_device(zeros);
+  float* d_bad = to_device(std::vector<float>{static_cast<float>(Vg)});
+  float* d_work = nullptr;
+  CHECK_CUDA(cudaMalloc(&d_work, sizeof(float) * mxgen::gpu::workspace_floats(1, E, H, G, Vg)));
+  float* states[2] = {d_h, d_c};
+  const float* layers[1] = {d_w};
+  err = mxgen::gpu::char_rnn_generate(3, 1, 1, E, H, Vg, 2, d_bad, states, d_embed, layers,
+                                      d_dw, d_db, {0.f, 0, 1.f}, rs, 32768, d_work, d_ids,
+                                      nullptr);
+  EXPECT(err != nullptr, "generation accepted an input id outside the vocabulary");
+  for (float* p : {d_logits, d_ids, d_embed, d_w, d_dw, d_db, d_h, d_c, d_bad, d_work})
+    cudaFree(p);
+}
+
 int main() {
   int devices = 0;
   if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
@@ -272,6 +318,7 @@ int main() {
     for (int L = 1; L <= 2; ++L)
       for (int N : {1, 5}) check_generation(mode, L, N, rs);
   check_sampler(rs);
+  check_limits(rs);
   cudaFree(rs);
   std::printf(failures ? "%d check(s) FAILED\n" : "all checks passed\n", failures);
   return failures ? 1 : 0;
