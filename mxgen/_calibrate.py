@@ -88,9 +88,10 @@ def _store(path, key, record):
         pass
 
 
-def interleaved_ms(fns, rounds=5, warmup=2):
-    """Median ms of each zero-argument function, run round-robin (a machine's
-    drift hits all of them alike).  Each function must block until done."""
+def interleaved_ms(fns, rounds=7, warmup=2):
+    """Fastest ms of each zero-argument function, run round-robin: a busy
+    neighbour or a slow phase of the machine only ever adds time, and hits
+    the candidates alike.  Each function must block until done."""
     for fn in fns:
         for _ in range(warmup):
             fn()
@@ -100,7 +101,7 @@ def interleaved_ms(fns, rounds=5, warmup=2):
             start = time.perf_counter()
             fn()
             times[i].append(time.perf_counter() - start)
-    return [sorted(t)[len(t) // 2] * 1e3 for t in times]
+    return [min(t) * 1e3 for t in times]
 
 
 def run_measure(target, kwargs, timeout=300):

@@ -63,8 +63,9 @@ def explain_impl(impl, mode, num_layers=1, contexts=None, shape=None):
 
     ``shape``: ``{'input_size', 'num_hidden', 'num_layers', 'seq_len',
     'batch'}`` of the stack to be trained (default :data:`DEFAULT_SHAPE`);
-    ``'auto'`` times forward+backward of that stack on both kernels (about a
-    second the first time; cached per machine, see :mod:`mxgen._calibrate`).
+    ``'auto'`` times a training step of that stack (up to 100 time steps) on
+    both kernels: a few seconds the first time, then cached per machine (see
+    :mod:`mxgen._calibrate`).
     """
     from .. import _native
     why_not = None
@@ -72,8 +73,7 @@ def explain_impl(impl, mode, num_layers=1, contexts=None, shape=None):
         why_not = ("the native recurrent ops cover single-layer lstm and gru only (got %s)"
                    % mode)
     shape = dict(DEFAULT_SHAPE, **(shape or {}))
-    # calibrate on at most 50 steps: the per-step cost is what differs
-    shape["seq_len"] = min(int(shape["seq_len"]), 50)
+    shape["seq_len"] = min(int(shape["seq_len"]), 100)   # longer runs cost the same per step
     measure = ("rnn", dict(shape, mode=mode), "mxgen.models.rnn:time_kernels",
                NATIVE_OPS.get(mode), "MXNet's fused RNN op")
     return _native.explain_impl("rnn_impl", impl, IMPLS, "fused", NATIVE_OPS.get(mode),
@@ -81,29 +81,34 @@ def explain_impl(impl, mode, num_layers=1, contexts=None, shape=None):
 
 
 def time_kernels(mode, input_size, num_hidden, num_layers, seq_len, batch):
-    """Median ms of forward+backward through a fresh stack of layers of this
-    shape, ``(native, fused)``, interleaved, in training mode (run by
-    :mod:`mxgen._calibrate` in a child process)."""
-    from mxnet import autograd
+    """Median ms of a training step through a fresh stack of layers of this
+    shape, ``(native, fused)``, interleaved (run by :mod:`mxgen._calibrate`
+    in a child process): forward, backward and a weight update, as in
+    training; without the update oneDNN's fused op would keep its weights
+    packed between calls and look faster than it is in training."""
+    from mxnet import autograd, gluon
     from .._calibrate import interleaved_ms
     x = mx.nd.random.uniform(-1, 1, shape=(seq_len, batch, input_size))
     runs = []
     for impl in ("native", "fused"):
-        layers = [FusedRNN(mode, num_hidden, input_size if i == 0 else num_hidden)
-                  for i in range(num_layers)]
+        layers = gluon.nn.HybridSequential()
+        for i in range(num_layers):
+            layers.add(FusedRNN(mode, num_hidden, input_size if i == 0 else num_hidden))
+        layers.initialize(mx.init.Uniform(0.1), ctx=mx.cpu())
         for layer in layers:
-            layer.initialize(mx.init.Uniform(0.1), ctx=mx.cpu())
             layer.set_impl(impl)
             layer.hybridize(static_alloc=True)
+        trainer = gluon.Trainer(layers.collect_params(), "sgd", {"learning_rate": 1e-6})
         states = layers[0].begin_state(batch)
 
-        def run(layers=layers, states=states):
+        def run(layers=layers, states=states, trainer=trainer):
             with autograd.record():
                 h = x
                 for layer in layers:
                     h, _ = layer(h, *states)
                 loss = h.sum()
             loss.backward()
+            trainer.step(1)
             mx.nd.waitall()
         runs.append(run)
     return tuple(interleaved_ms(runs))

@@ -200,7 +200,7 @@ def train_text(cfg, log=print, explicit=()):
     started = time.time()
     ctxs = parse_ctx(cfg.ctx)
     run_dir = cfg.out
-    resume_from = None
+    resume_from, kept_kernels = None, {}
     if cfg.resume:
         resume_from = ckpt.resolve(run_dir, prefer="latest")
         ckpt.read_manifest(resume_from, required=("config.json", "vocab.json", "model.params",
@@ -210,6 +210,12 @@ def train_text(cfg, log=print, explicit=()):
             raise MXGenError("cannot resume from %s: it is not a text-model checkpoint"
                              % resume_from)
         cfg = merge_resumed(TextTrainConfig, saved["train"], cfg, explicit)
+        # the kernels the run trained with (another kernel changes float
+        # rounding and the dropout stream), unless the user names others
+        kept_kernels = {k: v for k, v in saved.get("kernels", {}).items()
+                        if k in ("rnn_impl", "dropout_impl") and k not in explicit}
+        for key, value in kept_kernels.items():
+            setattr(cfg, key, value)
     if cfg.dry_run:
         cfg.max_chars = min(cfg.max_chars or 20000, 20000)
         cfg.epochs, cfg.max_steps = 1, 2
@@ -248,8 +254,20 @@ def train_text(cfg, log=print, explicit=()):
     model = CharRNN.from_config(model_cfg)
     model.initialize(mx.init.Xavier(), ctx=ctxs)
     per_device = cfg.batch_size // len(ctxs)
-    rnn_impl = model.set_rnn_impl(cfg.rnn_impl, ctxs, cfg.seq_len, per_device)
-    dropout_impl = model.set_dropout_impl(cfg.dropout_impl, ctxs, cfg.seq_len, per_device)
+    try:
+        rnn_impl = model.set_rnn_impl(cfg.rnn_impl, ctxs, cfg.seq_len, per_device)
+        dropout_impl = model.set_dropout_impl(cfg.dropout_impl, ctxs, cfg.seq_len, per_device)
+    except MXGenError as err:
+        if not (resume_from and kept_kernels):
+            raise
+        raise MXGenError("%s; the checkpoint was trained with rnn_impl=%s, dropout_impl=%s:"
+                         " pass --rnn-impl / --dropout-impl to resume with other kernels"
+                         " (float rounding and the dropout stream then change)"
+                         % (err, kept_kernels.get("rnn_impl", cfg.rnn_impl),
+                            kept_kernels.get("dropout_impl", cfg.dropout_impl))) from None
+    for key in (kept_kernels if resume_from else ()):
+        setattr(model, key + "_reason", "the checkpoint's kernel, kept so the run continues"
+                                        " exactly")
     loss_block = LMLoss(model)
     loss_block.hybridize(static_alloc=True)
     params = list(model.collect_params().values())

@@ -162,3 +162,25 @@ def test_native_model_refuses_data_on_another_device(monkeypatch):
     monkeypatch.setattr(mx.nd.NDArray, "context", property(lambda self: mx.gpu(0)))
     with pytest.raises(MXGenError, match="native CPU kernels but got data on gpu"):
         model(x, *states)
+
+
+def test_resume_keeps_the_kernels_trained_with(tmp_path):
+    """A resumed run uses the checkpoint's kernels (another kernel would change
+    float rounding and the dropout stream) unless the user names others."""
+    import json as _json
+    from mxgen.train.text import TextTrainConfig, train_text
+    cfg = dict(data="stdlib", out=str(tmp_path), max_chars=24000, num_embed=8, num_hidden=16,
+               num_layers=1, seq_len=10, batch_size=4, epochs=1, progress=False, seed=1)
+    train_text(TextTrainConfig(max_steps=3, rnn_impl="native", dropout_impl="native", **cfg),
+               log=lambda *_: None, explicit=("rnn_impl", "dropout_impl"))
+    lines = []
+    result = train_text(TextTrainConfig(max_steps=5, resume=True, **cfg), log=lines.append)
+    assert (result["model"].rnn_impl, result["model"].dropout_impl) == ("native", "native")
+    assert any("recurrent kernel: mxgen native" in l and "the checkpoint's kernel" in l
+               for l in lines), lines
+    saved = _json.load(open(os.path.join(result["checkpoint"], "config.json")))
+    assert saved["kernels"] == {"rnn_impl": "native", "dropout_impl": "native"}
+    # named explicitly: the user's choice
+    result = train_text(TextTrainConfig(max_steps=7, resume=True, rnn_impl="fused", **cfg),
+                        log=lambda *_: None, explicit=("rnn_impl",))
+    assert result["model"].rnn_impl == "fused"
