@@ -92,6 +92,33 @@ def interleaved_medians(fns, rounds, warmup):
     return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
 
 
+def nearby_peak(repeats=3):
+    """The matrix-multiply peak now (GFLOP/s, fastest of a few 2048^3 oneDNN
+    FullyConnected calls): measured beside a case, so its fraction of peak
+    is taken in the same phase of a machine whose speed drifts."""
+    n = 2048
+    a = mx.nd.random.normal(shape=(n, n))
+    b = mx.nd.random.normal(shape=(n, n))
+    fc = synced(lambda: mx.nd.FullyConnected(a, b, no_bias=True, num_hidden=n))
+    fc()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fc()
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * n ** 3 / best / 1e9
+
+
+def record_compute(benchmark, per_s, flops_per_unit):
+    """GFLOP/s of the candidate and its fraction of the peak measured now."""
+    info = benchmark.extra_info
+    gflops = per_s * flops_per_unit / 1e9
+    peak = nearby_peak()
+    info["gflop_per_s"] = round(gflops, 1)
+    info["peak_gflop_per_s_nearby"] = round(peak, 1)
+    info["fraction_of_peak"] = round(gflops / peak, 3)
+
+
 def compare(benchmark, candidate, baselines, work, unit, rounds, warmup, config):
     """Time ``candidate`` against each baseline, interleaved, in this process.
 

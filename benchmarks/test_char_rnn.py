@@ -9,7 +9,7 @@ from mxgen.models import CharRNN, UnrolledRNN
 from mxgen.train.common import global_grad_norm
 from mxgen.train.text import LMLoss
 
-from conftest import compare
+from conftest import compare, record_compute
 
 VOCAB, EMBED, HIDDEN, LAYERS = 85, 64, 256, 2
 
@@ -120,7 +120,7 @@ def test_train_step(benchmark, quick, text_corpus, mode):
     fwd = sum(2 * gates * HIDDEN * ((EMBED if i == 0 else HIDDEN) + HIDDEN)
               for i in range(LAYERS)) + 2 * HIDDEN * vocab_size
     benchmark.extra_info["mflop_per_token"] = round(3 * fwd / 1e6, 2)
-    benchmark.extra_info["gflop_per_s"] = round(cand * 3 * fwd / 1e9, 1)
+    record_compute(benchmark, cand, 3 * fwd)
 
 
 def test_unrolled_step(benchmark, quick, text_corpus):

@@ -9,7 +9,7 @@ from mxgen.data.vocab import Vocab
 from mxgen.generation import Sampler, generate
 from mxgen.models import CharRNN
 
-from conftest import compare
+from conftest import compare, record_compute
 
 # A prompt of at least the window length, so every window step reads 100 chars.
 PROMPT = ("Supposing that Truth is a woman--what then? Is there not ground for suspecting "
@@ -64,6 +64,10 @@ def test_generate_batch64(benchmark, quick, lm):
             {"model": "lstm 2x256", "batch": 64, "length": length,
              "candidate": "native op" if NATIVE else "hybridized loop"})
     _rescale(benchmark.extra_info, "batch1", 1 / 64)
+    # per character: each layer's gate products and the decoder (2 FLOPs per weight)
+    flops = 2 * (4 * 256 * (64 + 256) + 4 * 256 * (256 + 256) + 256 * len(vocab))
+    benchmark.extra_info["mflop_per_char"] = round(flops / 1e6, 3)
+    record_compute(benchmark, benchmark.extra_info["candidate_per_s"], flops)
 
 
 @pytest.mark.skipif(not NATIVE, reason="native kernels unavailable")
