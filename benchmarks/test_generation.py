@@ -6,7 +6,7 @@ import pytest
 
 from mxgen import _native
 from mxgen.data.vocab import Vocab
-from mxgen.generation import Sampler, generate
+from mxgen.generation import Sampler, generate, generation_kernel
 from mxgen.models import CharRNN
 
 from conftest import compare, record_compute
@@ -24,6 +24,15 @@ def lm():
     model.initialize(mx.init.Xavier())
     model.hybridize(static_alloc=True)
     return model, vocab
+
+
+def _kernel(model, batch):
+    """What generate(native=None) runs for this batch, and why."""
+    if not NATIVE:
+        return {"candidate": "hybridized loop", "candidate_reason": "native kernels unavailable"}
+    native, reason = generation_kernel(model, batch)
+    return {"candidate": "native op" if native else "hybridized loop",
+            "candidate_reason": reason}
 
 
 def _rescale(info, name, factor):
@@ -45,8 +54,7 @@ def test_generate_batch1(benchmark, quick, lm):
                                                     native=False)
     compare(benchmark, lambda: generate(model, vocab, PROMPT, length, temperature=0),
             baselines, length, "chars", rounds, warmup,
-            {"model": "lstm 2x256", "batch": 1, "length": length, "window": 100,
-             "candidate": "native op" if NATIVE else "hybridized loop"})
+            dict(_kernel(model, 1), model="lstm 2x256", batch=1, length=length, window=100))
     _rescale(benchmark.extra_info, "window", window_length / length)
 
 
@@ -61,8 +69,7 @@ def test_generate_batch64(benchmark, quick, lm):
     compare(benchmark,
             lambda: generate(model, vocab, "T", length, temperature=1.0, num_samples=64, seed=0),
             baselines, length * 64, "chars", rounds, warmup,
-            {"model": "lstm 2x256", "batch": 64, "length": length,
-             "candidate": "native op" if NATIVE else "hybridized loop"})
+            dict(_kernel(model, 64), model="lstm 2x256", batch=64, length=length))
     _rescale(benchmark.extra_info, "batch1", 1 / 64)
     # per character: each layer's gate products and the decoder (2 FLOPs per weight)
     flops = 2 * (4 * 256 * (64 + 256) + 4 * 256 * (256 + 256) + 256 * len(vocab))
