@@ -10,13 +10,13 @@ Quick mode (``--quick`` or ``MXGEN_BENCH_QUICK=1``) uses fewer rounds and
 smaller workloads so CI can afford it; its numbers are for smoke, not records.
 """
 import os
-import platform
 import resource
 import time
 
 import pytest
 
 import mxgen  # noqa: F401  (thread defaults before mxnet)
+from mxgen._env import cpu_model  # noqa: F401  (also used by test_peak.py)
 import mxnet as mx
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,17 +41,6 @@ def text_corpus():
             return f.read()
     from mxgen.data.corpus import load_text
     return load_text("stdlib", max_chars=600000)
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def native_isa():

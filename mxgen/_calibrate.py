@@ -37,18 +37,6 @@ def cache_file():
     return os.path.join(root, "kernel-choices.json")
 
 
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-    return platform.processor() or platform.machine()
-
-
 _LIB_DIGEST = {}
 
 
@@ -56,12 +44,12 @@ def machine_key():
     """What a measurement depends on besides the shape."""
     import mxnet as mx
     from . import _native
-    from ._env import num_threads
+    from ._env import cpu_model, num_threads
     path = _native.status()[0]
     if path not in _LIB_DIGEST:
         with open(path, "rb") as f:
             _LIB_DIGEST[path] = hashlib.sha256(f.read()).hexdigest()[:16]
-    return "|".join([_cpu_model(), "isa=%s" % _native.isa(), "lib=%s" % _LIB_DIGEST[path],
+    return "|".join([cpu_model(), "isa=%s" % _native.isa(), "lib=%s" % _LIB_DIGEST[path],
                      "mxnet=%s" % mx.__version__, "threads=%d" % num_threads()])
 
 

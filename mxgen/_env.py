@@ -9,7 +9,8 @@ only has an effect if it runs before mxnet is first imported, which is why
 import os
 import warnings
 
-__all__ = ["configure_threads", "quiet_mxnet_warnings", "num_threads"]
+__all__ = ["configure_threads", "quiet_mxnet_warnings", "num_threads", "cpu_model",
+           "cpu_vector_isa"]
 
 
 def _usable_cores():
@@ -38,3 +39,31 @@ def quiet_mxnet_warnings():
     warnings.filterwarnings("ignore", message=".*np\\.bool.*")
     warnings.filterwarnings("ignore", message=".*distutils.*")
     warnings.filterwarnings("ignore", message=".*LooseVersion.*")
+
+
+def _cpuinfo_field(name):
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(name):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def cpu_model():
+    """The CPU's model name (Linux's /proc/cpuinfo; the platform's guess elsewhere)."""
+    import platform
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
+def cpu_vector_isa():
+    """The widest x86 vector extension the CPU reports: avx512f, avx2+fma, or
+    'no avx2' (None where /proc/cpuinfo is missing)."""
+    flags = _cpuinfo_field("flags")
+    if flags is None:
+        return None
+    flags = set(flags.split())
+    return "avx512f" if "avx512f" in flags else "avx2+fma" if {"avx2", "fma"} <= flags \
+        else "no avx2"

@@ -8,28 +8,12 @@ def get_parser(parser):
     return parser
 
 
-def _cpu_model():
-    """The CPU's model name and its widest vector extension (Linux)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            text = f.read()
-    except OSError:
-        return platform.processor() or "unknown"
-    model = next((line.split(":", 1)[1].strip() for line in text.splitlines()
-                  if line.startswith("model name")), "unknown")
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines()
-                  if line.startswith("flags")), [])
-    vector = "avx512f" if "avx512f" in flags else "avx2+fma" if {"avx2", "fma"} <= set(flags) \
-        else "no avx2"
-    return "%s (%s)" % (model, vector)
-
-
 def main(args):
     import mxnet as mx
     import numpy as np
 
     from .. import __version__
-    from .._env import num_threads
+    from .._env import cpu_model, cpu_vector_isa, num_threads
     from ..utils.context import num_gpus
 
     rows = [
@@ -46,7 +30,7 @@ def main(args):
     rows += [
         ("OMP_NUM_THREADS", "%d%s" % (num_threads(), "" if "MXGEN_THREADS_DEFAULTED" not in
                                       os.environ else " (mxgen default)")),
-        ("cpu", _cpu_model()),
+        ("cpu", "%s (%s)" % (cpu_model(), cpu_vector_isa() or "isa unknown")),
         ("cpu cores", str(os.cpu_count())),
         ("gpus", str(num_gpus())),
     ]
