@@ -1,5 +1,8 @@
-"""Shared fixtures: real data from ../shared/data (skipped with a reason when
-absent), a replayable seed, and a helper that runs the CLI in a subprocess."""
+"""Shared fixtures: slices of the real data committed under tests/fixtures
+(every test but the quality checks on full corpora runs on a bare clone),
+the full corpora from ../shared/data for those checks (skipped with a reason
+when absent), a replayable seed, and a helper that runs the CLI in a
+subprocess."""
 import os
 import subprocess
 import sys
@@ -12,8 +15,10 @@ import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.environ.get("MXGEN_DATA", os.path.join(os.path.dirname(REPO), "shared", "data"))
-NIETZSCHE = os.path.join(DATA, "text", "nietzsche.txt")
 EMOJI = os.path.join(DATA, "images", "noto-emoji-72")
+FIXTURES = os.path.join(REPO, "tests", "fixtures")
+NIETZSCHE_HEAD = os.path.join(FIXTURES, "nietzsche-head.txt")
+EMOJI_SAMPLE = os.path.join(FIXTURES, "noto-emoji-72")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -41,9 +46,10 @@ def seed(request):
 
 @pytest.fixture(scope="session")
 def nietzsche_path():
-    if not os.path.isfile(NIETZSCHE):
-        pytest.skip("real corpus not found at %s (shared data is not checked out)" % NIETZSCHE)
-    return NIETZSCHE
+    """The first 143 KB of nietzsche.txt (tests/fixtures, public domain): every
+    test reads at most its first 60,000 characters or 2,000 lines, which are
+    byte-for-byte the full file's."""
+    return NIETZSCHE_HEAD
 
 
 @pytest.fixture(scope="session")
@@ -53,9 +59,17 @@ def nietzsche(nietzsche_path):
 
 
 @pytest.fixture(scope="session")
+def emoji_sample_dir():
+    """40 noto-emoji PNGs (tests/fixtures, Apache-2.0)."""
+    return EMOJI_SAMPLE
+
+
+@pytest.fixture(scope="session")
 def emoji_dir():
+    """The full noto-emoji-72 set, for quality checks on real images only."""
     if not os.path.isdir(EMOJI):
-        pytest.skip("noto-emoji-72 not found at %s (shared data is not checked out)" % EMOJI)
+        pytest.skip("quality check on the full noto-emoji-72 set, not found at %s (shared data"
+                    " is not checked out)" % EMOJI)
     return EMOJI
 
 

@@ -9,11 +9,11 @@ from PIL import Image
 from mxgen.data.images import ImageFolder, draw_shapes, make_grid, to_float
 from mxgen.errors import MXGenError
 
-def test_real_folder_is_converted_resized_and_scaled(emoji_dir, tmp_path):
+def test_real_folder_is_converted_resized_and_scaled(emoji_sample_dir, tmp_path):
     sub = tmp_path / "emoji"
     sub.mkdir()
-    for name in sorted(os.listdir(emoji_dir))[:40]:
-        shutil.copy(os.path.join(emoji_dir, name), sub / name)
+    for name in sorted(os.listdir(emoji_sample_dir))[:40]:
+        shutil.copy(os.path.join(emoji_sample_dir, name), sub / name)
     folder = ImageFolder(str(tmp_path), 32, channels=3)
     assert folder.images.shape == (40, 3, 32, 32) and folder.images.dtype == np.uint8
     batch = to_float(folder.images)
