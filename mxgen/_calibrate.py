@@ -38,6 +38,7 @@ def cache_file():
 
 
 _LIB_DIGEST = {}
+_DECIDED = {}          # (cache file, key) -> Decision, for repeated questions in one process
 
 
 def machine_key():
@@ -120,7 +121,10 @@ def decide(kind, shape, target, native_name, fallback_name, fallback):
     from . import _native
     key = machine_key() + "|%s|%s" % (kind, json.dumps(shape, sort_keys=True))
     path = cache_file()
-    record = None if os.environ.get("MXGEN_CALIBRATE") == "refresh" else _load(path).get(key)
+    refresh = os.environ.get("MXGEN_CALIBRATE") == "refresh"
+    if not refresh and (path, key) in _DECIDED:       # asked before in this process
+        return _DECIDED[(path, key)]
+    record = None if refresh else _load(path).get(key)
     cached = isinstance(record, dict) and {"native_ms", "fallback_ms"} <= set(record)
     if not cached:
         try:
@@ -142,7 +146,11 @@ def decide(kind, shape, target, native_name, fallback_name, fallback):
               % (native_name, _native.isa(), verdict, fallback_name, native_ms, fallback_ms,
                  "cached, measured %s" % record.get("measured", "?") if cached
                  else "measured now"))
-    return Decision(impl, native_ms, fallback_ms, cached, reason)
+    decision = Decision(impl, native_ms, fallback_ms, cached, reason)
+    _DECIDED[(path, key)] = decision._replace(
+        cached=True, reason=reason.replace("measured now",
+                                           "cached, measured %s" % record.get("measured", "?")))
+    return decision
 
 
 def _main(argv):
