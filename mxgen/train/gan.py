@@ -267,6 +267,10 @@ def train_gan(cfg, log=print, explicit=()):
 
     from tqdm import tqdm
     epoch = progress["epoch"]
+    fd, grid_path = progress["best_fd"], None
+    if epoch >= cfg.epochs:
+        log("nothing to train: the run has finished %d of %d epochs (pass --epochs N to go on)"
+            % (epoch, cfg.epochs))
     while epoch < cfg.epochs and stop is None:
         start_batch = progress["batch"]
         sampler = _EpochSampler(len(images), cfg.batch_size, cfg.seed, epoch, start_batch)

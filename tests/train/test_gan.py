@@ -111,3 +111,18 @@ def test_non_finite_loss_stops_without_saving_it(tmp_path, monkeypatch):
     for arrays in _weights(tmp_path).values():
         for value in arrays.values():
             assert np.isfinite(value.asnumpy()).all()
+
+
+def test_resuming_a_finished_run_says_so(cli, tmp_path):
+    """A finished run resumed with no more epochs to go: a clear line and exit
+    0, not a traceback (it used to end in UnboundLocalError)."""
+    out = tmp_path / "run"
+    args = ("train-gan", "--data", "shapes", "--image-size", 32, "--epochs", 1,
+            "--max-images", 64, "--batch-size", 32, "--fid-samples", 64, "--out", out,
+            "--no-progress")
+    first = cli(*args)
+    assert first.returncode == 0, first.stderr
+    again = cli(*args, "--resume")
+    assert again.returncode == 0, again.stderr
+    assert "Traceback" not in again.stderr
+    assert "nothing to train: the run has finished 1 of 1 epochs" in again.stdout
