@@ -92,7 +92,10 @@ def test_auto_agrees_with_a_real_measurement_on_every_path(isa, mode):
     m = __import__("re").search(r"\(([\d.]+) vs ([\d.]+) ms", reason)
     assert m, reason
     native_ms, fused_ms = float(m.group(1)), float(m.group(2))
-    assert impl == ("native" if native_ms < (1 - _calibrate.MARGIN) * fused_ms else "fused")
+    # the reason prints 0.1 ms: within that of the threshold either answer fits
+    threshold = (1 - _calibrate.MARGIN) * fused_ms
+    if abs(native_ms - threshold) > 0.1:
+        assert impl == ("native" if native_ms < threshold else "fused"), reason
     assert "(%s kernels)" % isa in reason
 
 

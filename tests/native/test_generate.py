@@ -132,5 +132,7 @@ def test_generation_auto_follows_the_measurement(vocab, isa, batch):
     native, reason = generation_kernel(model, batch)
     m = re.search(r"\(([\d.]+) vs ([\d.]+) ms", reason)
     assert m, reason
-    assert native == (float(m.group(1)) < (1 - _calibrate.MARGIN) * float(m.group(2)))
+    threshold = (1 - _calibrate.MARGIN) * float(m.group(2))
+    if abs(float(m.group(1)) - threshold) > 0.1:     # the reason prints 0.1 ms
+        assert native == (float(m.group(1)) < threshold), reason
     assert "(%s kernels)" % isa in reason
