@@ -117,22 +117,37 @@ def stop_reason(cfg, started, steps_this_run):
     return None
 
 
-def merge_resumed(config_cls, saved, cfg, explicit):
+# Run-length settings that belong to the run, not to one invocation: a
+# resume keeps the checkpoint's value unless the option is given again.
+KEPT_ON_RESUME = ("epochs", "save_every", "log_interval")
+
+
+def merge_resumed(config_cls, saved, cfg, explicit, log=None):
     """The configuration of a resumed run.
 
-    The checkpoint's settings win, except the run-length ones
-    (``config_cls.RUN_LENGTH``) and, when given explicitly, the overridable
-    ones (``config_cls.RESUME_OVERRIDABLE``); any other explicit setting that
-    differs from the checkpoint's is an error naming it.
+    The checkpoint's settings win.  Run-length settings
+    (``config_cls.RUN_LENGTH``) come from this invocation, except the run's
+    own budget and cadence (:data:`KEPT_ON_RESUME`: a 100-epoch run resumed
+    without ``--epochs`` still has 100 epochs), which change only when given
+    explicitly, as do the overridable ones (``RESUME_OVERRIDABLE``); any other
+    explicit setting that differs from the checkpoint's is an error naming
+    it.  ``log`` gets one line per setting the user changed.
     """
     merged = dict(saved)
-    merged.update({k: getattr(cfg, k) for k in config_cls.RUN_LENGTH})
+    for key in config_cls.RUN_LENGTH:
+        if key in KEPT_ON_RESUME and key in saved and key not in explicit:
+            continue
+        merged[key] = getattr(cfg, key)
     overridable = getattr(config_cls, "RESUME_OVERRIDABLE", ())
     for key in explicit:
         value = getattr(cfg, key)
         if key in config_cls.RUN_LENGTH:
+            if key in KEPT_ON_RESUME and key in saved and saved[key] != value and log:
+                log("resuming with %s=%r (the run had %r)" % (key, value, saved[key]))
             continue
         if key in overridable:
+            if key in saved and saved[key] != value and log:
+                log("resuming with %s=%r (the run had %r)" % (key, value, saved[key]))
             merged[key] = value
         elif key in saved and saved[key] != value:
             raise MXGenError("cannot resume: the checkpoint was trained with %s=%r, but %r was"

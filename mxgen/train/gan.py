@@ -180,7 +180,7 @@ def train_gan(cfg, log=print, explicit=()):
         saved = ckpt.read_json(resume_from, "config.json")
         if saved.get("family") != FAMILY or "train" not in saved:
             raise MXGenError("cannot resume from %s: it is not a DCGAN checkpoint" % resume_from)
-        cfg = merge_resumed(GANTrainConfig, saved["train"], cfg, explicit)
+        cfg = merge_resumed(GANTrainConfig, saved["train"], cfg, explicit, log)
     if cfg.dry_run:
         cfg.max_images = min(cfg.max_images or 256, 256)
         cfg.epochs, cfg.max_steps = 1, 2

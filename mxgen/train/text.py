@@ -209,7 +209,7 @@ def train_text(cfg, log=print, explicit=()):
         if saved.get("family") != FAMILY or "train" not in saved:
             raise MXGenError("cannot resume from %s: it is not a text-model checkpoint"
                              % resume_from)
-        cfg = merge_resumed(TextTrainConfig, saved["train"], cfg, explicit)
+        cfg = merge_resumed(TextTrainConfig, saved["train"], cfg, explicit, log)
         # the kernels the run trained with (another kernel changes float
         # rounding and the dropout stream), unless the user names others
         kept_kernels = {k: v for k, v in saved.get("kernels", {}).items()

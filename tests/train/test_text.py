@@ -215,3 +215,18 @@ def test_global_norm_clipping_bounds_the_update(nietzsche_path, tmp_path):
     free = _params(str(tmp_path / "free"))
     assert np.sqrt(sum(((free[k].astype(np.float64) - before[k]) ** 2).sum()
                        for k in before)) > 0.1
+
+
+def test_resume_keeps_the_runs_epoch_budget_unless_given(nietzsche_path, tmp_path):
+    """Resuming without --epochs keeps the run's own budget (it used to fall
+    back to the default and stop early); giving it changes it and says so."""
+    train_text(_cfg(nietzsche_path, tmp_path, epochs=3, max_steps=4), log=_quiet)
+    default = TextTrainConfig.__dataclass_fields__["epochs"].default
+    resumed = train_text(_cfg(nietzsche_path, tmp_path, epochs=default, max_steps=2,
+                              resume=True), log=_quiet)
+    assert resumed["config"].epochs == 3
+    lines = []
+    extended = train_text(_cfg(nietzsche_path, tmp_path, epochs=5, max_steps=2, resume=True),
+                          log=lines.append, explicit=("epochs", "max_steps"))
+    assert extended["config"].epochs == 5
+    assert any("resuming with epochs=5 (the run had 3)" in line for line in lines), lines
