@@ -16,8 +16,7 @@ import glob
 import os
 import warnings
 
-__all__ = ["load", "available", "status", "OPS", "ISAS", "disabled", "choose_impl",
-           "explain_impl", "isa",
+__all__ = ["load", "available", "status", "OPS", "ISAS", "disabled", "explain_impl", "isa",
            "build_info", "set_isa", "supported_isas"]
 
 OPS = ("mxgen_sample", "mxgen_char_rnn_generate", "mxgen_lstm", "mxgen_gru", "mxgen_dropout")
@@ -133,13 +132,6 @@ def status():
     load(quiet=True)
     error = "disabled by MXGEN_NATIVE=0" if disabled() else _state["error"]
     return _state["path"], _state["ops"], error
-
-
-def choose_impl(setting, impl, choices, fallback, op, subject, contexts=None, why_not=None,
-                measure=None):
-    """The kernel a ``*_impl`` setting picks; see :func:`explain_impl`."""
-    return explain_impl(setting, impl, choices, fallback, op, subject, contexts, why_not,
-                        measure)[0]
 
 
 def explain_impl(setting, impl, choices, fallback, op, subject, contexts=None, why_not=None,

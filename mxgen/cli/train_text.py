@@ -36,10 +36,11 @@ def get_parser(parser):
                    help="also checkpoint every N steps (default: each epoch)")
     t.add_argument("--rnn-impl", choices=["auto", "fused", "native"], default=None,
                    help="recurrent kernel: MXNet's fused RNN op or mxgen's native LSTM/GRU op"
-                        " (default: auto = native for lstm and gru on CPU when it is built)")
+                        " (default: auto = native where it measures faster on this machine;"
+                        " the log says which and why)")
     t.add_argument("--dropout-impl", choices=["auto", "mxnet", "native"], default=None,
                    help="dropout kernel: MXNet's Dropout or mxgen's native op (masks of the"
-                        " same distribution, ~10x faster; default: auto = native on CPU when built)")
+                        " same distribution; default: auto = native where it measures faster)")
     t.add_argument("--sample-length", type=int, default=300,
                    help="characters of the closing sample (default: %(default)s)")
     add_training_args(parser, "runs/text")

@@ -158,11 +158,6 @@ def _save(run_dir, step, model, trainer, cfg, vocab, progress, states, point_bes
     return writer.final_dir
 
 
-def _native_can_run(ctxs):
-    from .. import _native
-    return all(c.device_type == "cpu" for c in ctxs) and _native.available("mxgen_lstm")
-
-
 def load_char_rnn(path, ctx=None, prefer="best"):
     """Load a CharRNN checkpoint: returns ``(model, vocab, ckpt_dir, meta)``."""
     ckpt_dir = ckpt.resolve(path, prefer=prefer)
@@ -184,9 +179,11 @@ def load_char_rnn(path, ctx=None, prefer="best"):
     model = CharRNN.from_config(config)
     # the recurrent kernel it was trained with, where it can run (the same
     # numbers as at the end of training); MXNet's fused op otherwise
-    trained = meta.get("kernels", {}).get("rnn_impl")
-    if trained == "native" and _native_can_run([ctx or mx.cpu()]):
-        model.set_rnn_impl("native", [ctx or mx.cpu()])
+    if meta.get("kernels", {}).get("rnn_impl") == "native":
+        try:
+            model.set_rnn_impl("native", [ctx or mx.cpu()])
+        except MXGenError:   # not loaded here, or not a CPU context
+            pass
     load_parameters(model, os.path.join(ckpt_dir, "model.params"), ctx or mx.cpu())
     return model, vocab, ckpt_dir, meta
 
