@@ -19,32 +19,26 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import mxgen  # noqa: E402,F401  (threads before mxnet)
 import mxnet as mx  # noqa: E402
-from mxnet import autograd, gluon, nd  # noqa: E402
+from mxnet import nd  # noqa: E402
 
 from mxgen.errors import MXGenError  # noqa: E402
-from mxgen.models import CharRNN  # noqa: E402
-from mxgen.train.text import LMLoss  # noqa: E402
+from mxgen.train.text import TextTrainConfig, build_text_step  # noqa: E402
 
 T, N, V = 100, 32, 85
 
 
 def make_step(mode, rnn_impl, dropout_impl):
+    """``mxgen train-text``'s step with the given kernels."""
     mx.random.seed(1)
-    model = CharRNN(V, 64, 256, 2, dropout=0.2, mode=mode)
-    model.initialize(mx.init.Xavier())
-    model.set_rnn_impl(rnn_impl)
-    model.set_dropout_impl(dropout_impl)
-    loss_block = LMLoss(model)
-    loss_block.hybridize(static_alloc=True)
-    trainer = gluon.Trainer(model.collect_params(), "adam", {"learning_rate": 1e-3})
+    cfg = TextTrainConfig(mode=mode, num_embed=64, num_hidden=256, num_layers=2, dropout=0.2,
+                          seq_len=T, batch_size=N, rnn_impl=rnn_impl, dropout_impl=dropout_impl,
+                          lr=1e-3)
+    model, train_step = build_text_step(cfg.model_config(V), cfg, [mx.cpu()])
     data = nd.random.randint(0, V, shape=(T, N)).astype("float32")
-    states = model.begin_state(N)
+    states = [model.begin_state(N)]
 
     def step():
-        with autograd.record():
-            loss, _ = loss_block(data, data, *states)
-        loss.backward()
-        trainer.step(T * N)
+        train_step(data, data, states)
         nd.waitall()
     return step
 

@@ -23,10 +23,9 @@ import mxgen  # noqa: E402,F401  (threads before mxnet)
 import mxnet as mx  # noqa: E402
 from mxnet import autograd, gluon, nd  # noqa: E402
 
-from mxgen.models import CharRNN  # noqa: E402
-from mxgen.models.dropout import dropout, training_probe  # noqa: E402
+from mxgen.nn.dropout import dropout, training_probe  # noqa: E402
 from mxgen.train.common import global_grad_norm  # noqa: E402
-from mxgen.train.text import LMLoss  # noqa: E402
+from mxgen.train.text import TextTrainConfig, build_text_step  # noqa: E402
 
 
 def median_ms(fn, rounds, warmup=3):
@@ -59,29 +58,23 @@ def main():
     peak = 2 * 2048 ** 3 / peak_ms / 1e6
     T, N, V, E, H, L = 100, 32, 85, 64, 256, 2
     gates = {"lstm": 4, "gru": 3}[args.mode]
-    model = CharRNN(V, E, H, L, dropout=0.2, mode=args.mode)
-    model.initialize(mx.init.Xavier())
-    impl = model.set_rnn_impl(args.rnn_impl)
-    drop_impl = model.set_dropout_impl(args.dropout_impl)
+    cfg = TextTrainConfig(mode=args.mode, num_embed=E, num_hidden=H, num_layers=L, dropout=0.2,
+                          seq_len=T, batch_size=N, rnn_impl=args.rnn_impl,
+                          dropout_impl=args.dropout_impl, lr=1e-3)
+    model, train_step = build_text_step(cfg.model_config(V), cfg, [mx.cpu()])
+    impl, drop_impl = model.rnn_impl, model.dropout_impl
     print("recurrent kernel: %s; dropout: %s" % (impl, drop_impl))
 
     def probe(F):
         return training_probe(F) if drop_impl == "native" else None
-    loss_block = LMLoss(model)
-    loss_block.hybridize(static_alloc=True)
-    params = list(model.collect_params().values())
-    trainer = gluon.Trainer(model.collect_params(), "adam", {"learning_rate": 1e-3},
-                            update_on_kvstore=False)
+    loss_block, trainer = train_step.loss_block, train_step.trainer
+    params = train_step.params
     data = nd.random.randint(0, V, shape=(T, N)).astype("float32")
     target = nd.random.randint(0, V, shape=(T, N)).astype("float32")
     states = model.begin_state(N)
 
-    def full_step():
-        with autograd.record():
-            loss, _ = loss_block(data, target, *states)
-        loss.backward()
-        norm = global_grad_norm(params, mx.cpu()).asscalar()
-        trainer.update(T * N * max(1.0, norm / (T * N) / 5.0))
+    def full_step():                     # mxgen train-text's own step
+        train_step(data, target, [states])
 
     # the recurrent layers alone (same blocks, same weights)
     x_in = nd.random.normal(shape=(T, N, E))

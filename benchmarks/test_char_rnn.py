@@ -6,8 +6,7 @@ from mxnet import autograd, gluon, nd
 from mxgen.data.batchify import BPTTBatches
 from mxgen.data.vocab import Vocab
 from mxgen.models import CharRNN, UnrolledRNN
-from mxgen.train.common import global_grad_norm
-from mxgen.train.text import LMLoss
+from mxgen.train.text import TextTrainConfig, build_text_step
 
 from conftest import compare, record_compute
 
@@ -22,31 +21,20 @@ def _batch(text, seq_len, batch_size):
 
 def _fused_step(mode, vocab_size, data, target, hybrid, dropout=0.2, impl="auto",
                 dropout_impl="auto"):
-    """One full training step as mxgen runs it: forward, summed loss, backward,
-    global-norm sync, clipped Adam update.  ``impl`` / ``dropout_impl``: the
-    recurrent and dropout kernels (auto = what ``mxgen train-text`` picks:
-    mxgen's native ops where they measure faster here; fused / mxnet =
-    MXNet's own operators).  The step carries the kernels chosen and why."""
-    model = CharRNN(vocab_size, EMBED, HIDDEN, LAYERS, dropout=dropout, mode=mode)
-    model.initialize(mx.init.Xavier())
-    model.set_rnn_impl(impl, seq_len=data.shape[0], batch_size=data.shape[1])
-    model.set_dropout_impl(dropout_impl, seq_len=data.shape[0], batch_size=data.shape[1])
-    loss_block = LMLoss(model)
-    if hybrid:
-        loss_block.hybridize(static_alloc=True)
-    params = list(model.collect_params().values())
-    trainer = gluon.Trainer(model.collect_params(), "adam", {"learning_rate": 1e-3},
-                            update_on_kvstore=False)
-    states = [model.begin_state(data.shape[1])]
-    tokens = data.size
+    """``mxgen train-text``'s own step (:class:`mxgen.train.text.TextStep`, built
+    by the same function): forward, summed loss, backward, global-norm sync,
+    clipped Adam update.  ``impl`` / ``dropout_impl``: the recurrent and
+    dropout kernels (auto = what train-text picks; fused / mxnet = MXNet's
+    own operators).  The step carries the kernels chosen and why."""
+    cfg = TextTrainConfig(mode=mode, num_embed=EMBED, num_hidden=HIDDEN, num_layers=LAYERS,
+                          dropout=dropout, seq_len=data.shape[0], batch_size=data.shape[1],
+                          rnn_impl=impl, dropout_impl=dropout_impl, lr=1e-3)
+    model, train_step = build_text_step(cfg.model_config(vocab_size), cfg, [mx.cpu()],
+                                        hybridize=hybrid)
+    states = [[model.begin_state(data.shape[1])]]
 
     def step():
-        st = [s.detach() for s in states[0]]
-        with autograd.record():
-            loss, states[0] = loss_block(data, target, *st)
-        loss.backward()
-        norm = global_grad_norm(params, mx.cpu()).asscalar()
-        trainer.update(tokens * max(1.0, norm / tokens / 5.0))
+        _, states[0], _ = train_step(data, target, states[0])
     step.kernels = (model.rnn_impl, model.dropout_impl)
     step.reasons = (model.rnn_impl_reason, model.dropout_impl_reason)
     return step

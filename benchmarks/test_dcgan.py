@@ -3,46 +3,22 @@
 straightforward loop hybridized (the same algorithm as the baseline: the
 hybridization gain alone) and eager (the tutorial's loop: both gains)."""
 import mxnet as mx
-from mxnet import autograd, gluon
 
-from mxgen.models import DCGANConfig, Discriminator, Generator
-from mxgen.models.dcgan import dcgan_init
-from mxgen.train.gan import _no_weight_grads, gan_flops_per_image
+from mxgen.models import DCGANConfig
+from mxgen.train.gan import build_gan_step, gan_flops_per_image
 
 from conftest import compare, record_compute
 
 
 def _iteration(size, batch, hybrid, skip_d_weight_grads):
-    gen, disc = dcgan_init(Generator(size)), dcgan_init(Discriminator(size))
-    if hybrid:
-        gen.hybridize(static_alloc=True)
-        disc.hybridize(static_alloc=True)
-    opt = {"learning_rate": 2e-4, "beta1": 0.5}
-    trainer_g = gluon.Trainer(gen.collect_params(), "adam", opt)
-    trainer_d = gluon.Trainer(disc.collect_params(), "adam", opt)
-    loss = gluon.loss.SigmoidBinaryCrossEntropyLoss()
+    """``mxgen train-gan``'s step (:class:`mxgen.train.gan.GANStep`, built by the
+    same function); ``skip_d_weight_grads=False`` is the straightforward loop."""
+    _, _, gan_step = build_gan_step(DCGANConfig(image_size=size), 2e-4, 0.5, [mx.cpu()],
+                                    hybridize=hybrid, skip_d_weight_grads=skip_d_weight_grads)
     real = mx.nd.random.uniform(-1, 1, shape=(batch, 3, size, size))
-    ones, zeros = mx.nd.ones((batch,)), mx.nd.zeros((batch,))
-
-    disc_params = list(disc.collect_params().values())
 
     def step():
-        z = mx.nd.random.normal(shape=(batch, 100, 1, 1))
-        with autograd.record():
-            fake = gen(z)
-            err_d = loss(disc(real), ones) + loss(disc(fake.detach()), zeros)
-        err_d.backward()
-        trainer_d.step(batch)
-        if skip_d_weight_grads:   # mxgen's loop: no D weight grads in (2)
-            with _no_weight_grads(disc_params):
-                with autograd.record():
-                    err_g = loss(disc(fake), ones)
-                err_g.backward()
-        else:                     # the tutorial's straightforward loop
-            with autograd.record():
-                err_g = loss(disc(fake), ones)
-            err_g.backward()
-        trainer_g.step(batch)
+        gan_step(real)
     return step
 
 

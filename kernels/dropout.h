@@ -1,8 +1,8 @@
 // Training dropout with a counter-based generator.
 //
-// MXNet 1.9's CPU Dropout draws one mt19937 number per element: 2.3 ms for
-// the (100, 32, 256) activations of a char-LSTM step, more than the decoder's
-// whole forward and backward pass.  Here the keep/drop decision of element e
+// MXNet 1.9's CPU Dropout draws one mt19937 number per element: for a
+// char-LSTM's activations that costs more than the decoder's whole forward
+// and backward pass (BENCHMARKS.md).  Here the keep/drop decision of element e
 // is a pure function of (key, salt, e): Philox4x32-10 (Salmon et al., SC'11,
 // the generator cuRAND, JAX and PyTorch's GPU dropout use) over the counter
 // (e / 4, salt), lane e % 4.  No state, so threads split the elements freely

@@ -28,7 +28,7 @@ import numpy as np
 from mxnet.gluon import HybridBlock
 
 from .errors import MXGenError
-from .models.rnn import num_gates
+from .models.char_rnn import CharRNNStepper
 
 __all__ = ["Sampler", "CharRNNStepper", "generate", "generation_kernel", "check_sampling"]
 
@@ -75,87 +75,6 @@ class Sampler(HybridBlock):
             probs = F.where(F.broadcast_lesser(probs, cutoff), F.zeros_like(probs), probs)
             probs = F.broadcast_div(probs, F.sum(probs, axis=1, keepdims=True))
         return F.cast(F.sample_multinomial(probs), "float32")
-
-
-class CharRNNStepper(HybridBlock):
-    """One generation step of a CharRNN: ids ``(N,)`` + states -> (ids, states).
-
-    Built from a model's current weights.  For rnn/lstm each layer's input and
-    recurrent matrices are joined once, here, into ``[W_i2h | W_h2h]`` with
-    summed biases, so a step is one matrix-vector product per layer.  gru keeps
-    them apart (its reset gate scales the recurrent term and its bias).
-
-    With ``sampler=None`` the step returns log-probabilities ``(N, V)``
-    instead of ids (used by beam search).
-    States have the model's shapes, ``(1, N, H)`` each.
-    """
-
-    def __init__(self, model, sampler=None, **kwargs):
-        super().__init__(**kwargs)
-        self.mode, self.num_hidden = model.mode, model.num_hidden
-        self.num_layers, self.per_layer = model.num_layers, model.states_per_layer
-        self.sampler = sampler
-        self.vocab_size, self.num_embed = model.embedding.weight.shape
-        with self.name_scope():
-            self.embed_weight = self.params.get_constant(
-                "embed_weight", model.embedding.weight.data())
-            self.decoder_weight = self.params.get_constant(
-                "decoder_weight", model.decoder.weight.data())
-            self.decoder_bias = self.params.get_constant(
-                "decoder_bias", model.decoder.bias.data())
-            self._layer_params = []
-            for i, layer in enumerate(model.layers):
-                w = layer.unpack()
-                if self.mode == "gru":
-                    names = {"i2h_w": w[("i2h_weight", 0)], "h2h_w": w[("h2h_weight", 0)],
-                             "i2h_b": w[("i2h_bias", 0)], "h2h_b": w[("h2h_bias", 0)]}
-                else:
-                    names = {"w": mx.nd.concat(w[("i2h_weight", 0)], w[("h2h_weight", 0)], dim=1),
-                             "b": w[("i2h_bias", 0)] + w[("h2h_bias", 0)]}
-                for key, value in names.items():
-                    name = "l%d_%s" % (i, key)
-                    setattr(self, name, self.params.get_constant(name, value))
-                self._layer_params.append(sorted("l%d_%s" % (i, key) for key in names))
-            if sampler is not None:
-                self.register_child(sampler)
-
-    def hybrid_forward(self, F, ids, *states, **weights):
-        H, G = self.num_hidden, num_gates(self.mode)
-        x = F.Embedding(ids, weights["embed_weight"], input_dim=self.vocab_size,
-                        output_dim=self.num_embed)  # (N, E)
-        new_states = []
-        for i in range(self.num_layers):
-            prev = [F.reshape(s, (-3, -2)) for s in
-                    states[i * self.per_layer:(i + 1) * self.per_layer]]     # (N, H) each
-            h = prev[0]
-            if self.mode == "gru":
-                i2h = F.FullyConnected(x, weights["l%d_i2h_w" % i], weights["l%d_i2h_b" % i],
-                                       num_hidden=G * H)
-                h2h = F.FullyConnected(h, weights["l%d_h2h_w" % i], weights["l%d_h2h_b" % i],
-                                       num_hidden=G * H)
-                i_r, i_z, i_n = F.SliceChannel(i2h, num_outputs=3, axis=1)
-                h_r, h_z, h_n = F.SliceChannel(h2h, num_outputs=3, axis=1)
-                reset = F.sigmoid(i_r + h_r)
-                update = F.sigmoid(i_z + h_z)
-                cand = F.tanh(i_n + reset * h_n)
-                layer_states = [(1 - update) * cand + update * h]
-            else:
-                gates = F.FullyConnected(F.concat(x, h, dim=1), weights["l%d_w" % i],
-                                         weights["l%d_b" % i], num_hidden=G * H)  # (N, G*H)
-                if self.mode == "lstm":
-                    g = F.SliceChannel(gates, num_outputs=4, axis=1)
-                    c = F.sigmoid(g[1]) * prev[1] + F.sigmoid(g[0]) * F.tanh(g[2])
-                    layer_states = [F.sigmoid(g[3]) * F.tanh(c), c]
-                else:
-                    act = "relu" if self.mode == "rnn_relu" else "tanh"
-                    layer_states = [F.Activation(gates, act_type=act)]
-            x = layer_states[0]
-            new_states.extend(F.expand_dims(s, axis=0) for s in layer_states)
-        logits = F.FullyConnected(x, weights["decoder_weight"], weights["decoder_bias"],
-                                  num_hidden=self.vocab_size)                 # (N, V)
-        if self.sampler is None:
-            return F.log_softmax(logits, axis=1), new_states
-        return self.sampler(logits), new_states
 
 
 def _encode_prompt(vocab, prompt):

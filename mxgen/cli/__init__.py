@@ -19,8 +19,15 @@ COMMANDS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in the same one-line form as every other error (exit 2)."""
+
+    def error(self, message):
+        self.exit(2, "mxgen: error: %s (see: %s --help)\n" % (message, self.prog))
+
+
 def _build_parser():
-    parser = argparse.ArgumentParser(prog="mxgen", description="Fast generative models on MXNet.")
+    parser = _Parser(prog="mxgen", description="Fast generative models on MXNet.")
     parser.add_argument("--version", action="version", version="mxgen " + __version__)
     sub = parser.add_subparsers(dest="command", metavar="command")
     sub.required = True

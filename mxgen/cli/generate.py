@@ -28,7 +28,7 @@ def main(args):
     import sys
 
     from ..generation import generate, generation_kernel
-    from ..train.text import load_char_rnn
+    from ..models.char_rnn import load_char_rnn
     from ..utils.context import parse_ctx
 
     ctx = parse_ctx(args.ctx)[0]

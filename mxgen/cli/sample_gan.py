@@ -23,27 +23,17 @@ def get_parser(parser):
     return parser
 
 
-def slerp(a, b, t):
-    import numpy as np
-    a_n, b_n = a / np.linalg.norm(a), b / np.linalg.norm(b)
-    omega = np.arccos(np.clip((a_n * b_n).sum(), -1, 1))
-    if omega < 1e-6:
-        return (1 - t) * a + t * b
-    return (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
-
-
 def main(args):
-    import mxnet as mx
     import numpy as np
     from PIL import Image
 
     from ..data.images import make_grid, save_grid
     from ..errors import MXGenError
-    from ..train.gan import load_gan
+    from ..models.dcgan import generate_images, load_generator, slerp
     from ..utils.context import parse_ctx
 
     ctx = parse_ctx(args.ctx)[0]
-    gen, cfg, ckpt_dir = load_gan(args.checkpoint, ctx=ctx, prefer="best")
+    gen, cfg, ckpt_dir = load_generator(args.checkpoint, ctx=ctx, prefer="best")
     num = 4 if args.dry_run else args.num
     if num < 1:
         raise MXGenError("--num must be >= 1, got %d" % num)
@@ -52,17 +42,13 @@ def main(args):
         return np.random.RandomState(seed).normal(size=(n, cfg.latent_size, 1, 1)) \
             .astype(np.float32)
 
-    def render(z):
-        with mx.autograd.predict_mode():
-            return gen(mx.nd.array(z, ctx=ctx)).asnumpy()
-
     written = []
     if args.interpolate:
         a, b = noise_for(args.seed, 1)[0], noise_for(
             args.seed2 if args.seed2 is not None else args.seed + 1, 1)[0]
         steps = max(2, args.steps)
         z = np.stack([slerp(a, b, t) for t in np.linspace(0, 1, steps)])
-        frames = render(z)
+        frames = generate_images(gen, z)
         strip = args.grid or os.path.join(ckpt_dir, "..", "..", "interpolation.png")
         written.append(save_grid(frames, strip, nrow=steps))
         gif = os.path.splitext(strip)[0] + ".gif"
@@ -72,7 +58,7 @@ def main(args):
                          duration=120, loop=0)
         written.append(gif)
     else:
-        images = render(noise_for(args.seed, num))
+        images = generate_images(gen, noise_for(args.seed, num))
         grid = args.grid or (None if args.out_dir else
                              os.path.join(ckpt_dir, "..", "..", "samples.png"))
         if grid:

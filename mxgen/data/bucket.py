@@ -116,7 +116,7 @@ class BucketIterator:
         return data, target, mask
 
     def stats(self):
-        """Bucket sizes and padding, as a dict (also readable via ``str``)."""
+        """Bucket sizes and padding, as a dict."""
         rows, real, padded = [], 0, 0
         for key, members in zip(self.bucket_keys, self.buckets):
             n_batches = -(-len(members) // self.batch_size)

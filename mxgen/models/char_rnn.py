@@ -1,14 +1,17 @@
 """Character-level RNN language models on MXNet's fused RNN operator."""
+import os
 from dataclasses import asdict, dataclass
 
 import mxnet as mx
 from mxnet.gluon import HybridBlock, nn
 
 from ..errors import MXGenError
-from .dropout import dropout, explain_dropout_impl, training_probe
-from .rnn import MODES, cell_step, explain_impl, make_rnn, num_states
+from ..nn.dropout import dropout, explain_dropout_impl, training_probe
+from ..nn.rnn import MODES, cell_gates, cell_step, explain_impl, make_rnn, num_gates, num_states
 
-__all__ = ["CharRNNConfig", "CharRNN", "char_rnn"]
+__all__ = ["CharRNNConfig", "CharRNN", "CharRNNStepper", "char_rnn", "load_char_rnn", "FAMILY"]
+
+FAMILY = "char_rnn"
 
 
 @dataclass
@@ -98,7 +101,7 @@ class CharRNN(HybridBlock):
         ``'auto'`` takes mxgen's native LSTM/GRU op only on CPU, where it is
         loaded, and where it measures faster than MXNet's fused op for this
         model at ``seq_len`` x ``batch_size`` (see
-        :func:`mxgen.models.rnn.explain_impl`).  ``contexts`` default to the
+        :func:`mxgen.nn.rnn.explain_impl`).  ``contexts`` default to the
         parameters' own.  Returns the kernel chosen; the reason is in
         ``rnn_impl_reason``.  Clears cached graphs, so it can be called at any time.
         """
@@ -115,7 +118,7 @@ class CharRNN(HybridBlock):
         """Choose the dropout kernel (``'auto'``, ``'mxnet'``, ``'native'``).
 
         ``'auto'`` takes mxgen's native dropout op only on CPU where it is loaded
-        and measures faster than MXNet's (see :mod:`mxgen.models.dropout`):
+        and measures faster than MXNet's (see :mod:`mxgen.nn.dropout`):
         same distribution, a different random stream.  Returns the kernel
         chosen (reason in ``dropout_impl_reason``); clears cached graphs.
         """
@@ -194,6 +197,101 @@ class CharRNN(HybridBlock):
         return generate(self, vocab, prompt, length, **kwargs)
 
 
+class CharRNNStepper(HybridBlock):
+    """One generation step of a CharRNN: ids ``(N,)`` + states -> (ids, states).
+
+    Built from a model's current weights.  For rnn/lstm each layer's input and
+    recurrent matrices are joined once, here, into ``[W_i2h | W_h2h]`` with
+    summed biases, so a step is one matrix-vector product per layer.  gru keeps
+    them apart (its reset gate scales the recurrent term and its bias).
+
+    With ``sampler=None`` the step returns log-probabilities ``(N, V)``
+    instead of ids (used by beam search).
+    States have the model's shapes, ``(1, N, H)`` each.
+    """
+
+    def __init__(self, model, sampler=None, **kwargs):
+        super().__init__(**kwargs)
+        self.mode, self.num_hidden = model.mode, model.num_hidden
+        self.num_layers, self.per_layer = model.num_layers, model.states_per_layer
+        self.sampler = sampler
+        self.vocab_size, self.num_embed = model.embedding.weight.shape
+        with self.name_scope():
+            self.embed_weight = self.params.get_constant(
+                "embed_weight", model.embedding.weight.data())
+            self.decoder_weight = self.params.get_constant(
+                "decoder_weight", model.decoder.weight.data())
+            self.decoder_bias = self.params.get_constant(
+                "decoder_bias", model.decoder.bias.data())
+            self._layer_params = []
+            for i, layer in enumerate(model.layers):
+                w = layer.unpack()
+                if self.mode == "gru":
+                    names = {"i2h_w": w[("i2h_weight", 0)], "h2h_w": w[("h2h_weight", 0)],
+                             "i2h_b": w[("i2h_bias", 0)], "h2h_b": w[("h2h_bias", 0)]}
+                else:
+                    names = {"w": mx.nd.concat(w[("i2h_weight", 0)], w[("h2h_weight", 0)], dim=1),
+                             "b": w[("i2h_bias", 0)] + w[("h2h_bias", 0)]}
+                for key, value in names.items():
+                    name = "l%d_%s" % (i, key)
+                    setattr(self, name, self.params.get_constant(name, value))
+                self._layer_params.append(sorted("l%d_%s" % (i, key) for key in names))
+            if sampler is not None:
+                self.register_child(sampler)
+
+    def hybrid_forward(self, F, ids, *states, **weights):
+        H, G = self.num_hidden, num_gates(self.mode)
+        x = F.Embedding(ids, weights["embed_weight"], input_dim=self.vocab_size,
+                        output_dim=self.num_embed)                            # (N, E)
+        new_states = []
+        for i in range(self.num_layers):
+            prev = [F.reshape(s, (-3, -2)) for s in
+                    states[i * self.per_layer:(i + 1) * self.per_layer]]     # (N, H) each
+            if self.mode == "gru":
+                layer_states = cell_step(F, "gru", x, prev, weights["l%d_i2h_w" % i],
+                                         weights["l%d_h2h_w" % i], weights["l%d_i2h_b" % i],
+                                         weights["l%d_h2h_b" % i], H)
+            else:
+                gates = F.FullyConnected(F.concat(x, prev[0], dim=1), weights["l%d_w" % i],
+                                         weights["l%d_b" % i], num_hidden=G * H)  # (N, G*H)
+                layer_states = cell_gates(F, self.mode, gates, None, prev)
+            x = layer_states[0]
+            new_states.extend(F.expand_dims(s, axis=0) for s in layer_states)
+        logits = F.FullyConnected(x, weights["decoder_weight"], weights["decoder_bias"],
+                                  num_hidden=self.vocab_size)                 # (N, V)
+        if self.sampler is None:
+            return F.log_softmax(logits, axis=1), new_states
+        return self.sampler(logits), new_states
+
+
 def char_rnn(**config):
     """Factory used by :func:`mxgen.models.get_model`."""
     return CharRNN(**config)
+
+
+def load_char_rnn(path, ctx=None, prefer="best"):
+    """Load a CharRNN checkpoint (a run directory or a checkpoint directory):
+    returns ``(model, vocab, ckpt_dir, config)``; ``config`` is its config.json."""
+    from ..data.vocab import Vocab
+    from ..utils import checkpoint as ckpt
+    ckpt_dir, meta = ckpt.open_checkpoint(path, FAMILY, prefer=prefer,
+                                          required=("vocab.json", "model.params"))
+    vocab = Vocab.from_dict(ckpt.read_json(ckpt_dir, "vocab.json"))
+    try:
+        config = CharRNNConfig(**meta["model"]).validate()
+    except (TypeError, KeyError) as err:
+        raise MXGenError("checkpoint %s has a malformed model config: %s" % (ckpt_dir, err)) \
+            from None
+    if config.vocab_size != len(vocab):
+        raise MXGenError("checkpoint %s: model vocab_size %d does not match vocab.json (%d chars)"
+                         % (ckpt_dir, config.vocab_size, len(vocab)))
+    model = CharRNN.from_config(config)
+    # the recurrent kernel it was trained with, where it can run (the same
+    # numbers as at the end of training); MXNet's fused op otherwise
+    if meta.get("kernels", {}).get("rnn_impl") == "native":
+        try:
+            model.set_rnn_impl("native", [ctx or mx.cpu()])
+        except MXGenError:   # not loaded here, or not a CPU context
+            pass
+    ckpt.load_parameters(model, os.path.join(ckpt_dir, "model.params"), ctx or mx.cpu())
+    return model, vocab, ckpt_dir, meta

@@ -16,19 +16,25 @@ Radford et al. (2016).  For 64x64 images (``image_size=64``)::
        -> Conv(ndf*8, 4, 2, 1) -> BN -> LeakyReLU     (N, ndf*8, 4, 4)
        -> Conv(1, 4, 1, 0)                            (N,) logit
 
-``image_size=32`` drops one stage from each (ngf*4 / ndf*4 at 4x4).  Layers
-before a BatchNorm have no bias; weights start from N(0, 0.02) and BatchNorm
-scales from N(1, 0.02), as in the paper.
+``image_size=32`` drops one stage from each (ngf*4 / ndf*4 at 4x4).  No
+convolution has a bias (a BatchNorm follows most of them, and the paper's
+reference code has none on the others either); weights start from
+N(0, 0.02) and BatchNorm scales from N(1, 0.02), as in the paper.
 """
+import os
 from dataclasses import asdict, dataclass
 
 import mxnet as mx
+import numpy as np
 from mxnet.gluon import HybridBlock, nn
 
 from ..errors import MXGenError
 
 __all__ = ["DCGANConfig", "Generator", "Discriminator", "dcgan_generator",
-           "dcgan_discriminator", "dcgan_init"]
+           "dcgan_discriminator", "dcgan_init", "generate_images", "load_generator", "slerp",
+           "FAMILY"]
+
+FAMILY = "dcgan"
 
 
 @dataclass
@@ -73,11 +79,29 @@ class Generator(HybridBlock):
                                                  in_channels=latent_size if i == 0 else widths[i - 1]),
                               nn.BatchNorm(in_channels=width),
                               nn.Activation("relu"))
-            self.body.add(nn.Conv2DTranspose(nc, 4, 2, 1, use_bias=False, in_channels=widths[-1]),
-                          nn.Activation("tanh"))
+            # MXNet 1.9's oneDNN cannot run the input gradient of a transposed
+            # convolution with ONE output channel when its input channels are a
+            # multiple of 16 ("could not create a primitive descriptor for a
+            # reorder primitive": the 16-channel-blocked weight layout it picks
+            # has no reorder from a 1-channel weight), and computing a padded
+            # weight inside the graph crashes its backward.  So a grayscale
+            # generator's last layer has two output channels and keeps the
+            # first; the second's weights get no gradient and never change.
+            self.body.add(nn.Conv2DTranspose(max(nc, 2), 4, 2, 1, use_bias=False,
+                                             in_channels=widths[-1]))
+            if nc == 1:
+                self.body.add(_FirstChannel())
+            self.body.add(nn.Activation("tanh"))
 
     def hybrid_forward(self, F, z):
         return self.body(z)
+
+
+class _FirstChannel(HybridBlock):
+    """``(N, C, H, W)`` -> ``(N, 1, H, W)``: keeps channel 0."""
+
+    def hybrid_forward(self, F, x):
+        return F.slice_axis(x, axis=1, begin=0, end=1)
 
 
 class Discriminator(HybridBlock):
@@ -116,3 +140,44 @@ def dcgan_generator(**config):
 
 def dcgan_discriminator(**config):
     return Discriminator(**config)
+
+
+def generate_images(gen, noise, batch=256):
+    """Images ``(N, nc, S, S)`` (NumPy, in [-1, 1]) from noise ``(N, latent, 1, 1)``
+    (NumPy or NDArray), in inference mode, ``batch`` at a time."""
+    ctx = gen.collect_params().list_ctx()[0]
+    out = []
+    with mx.autograd.predict_mode():
+        for i in range(0, noise.shape[0], batch):
+            out.append(gen(mx.nd.array(noise[i:i + batch], ctx=ctx)
+                           if isinstance(noise, np.ndarray) else noise[i:i + batch]).asnumpy())
+    return np.concatenate(out)
+
+
+def slerp(a, b, t):
+    """Spherical interpolation between two noise vectors (Gaussian noise keeps
+    its typical norm along the way, unlike a straight line)."""
+    a_n, b_n = a / np.linalg.norm(a), b / np.linalg.norm(b)
+    omega = np.arccos(np.clip((a_n * b_n).sum(), -1, 1))
+    if omega < 1e-6:
+        return (1 - t) * a + t * b
+    return (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
+
+
+def load_generator(path, ctx=None, prefer="best"):
+    """Load a DCGAN generator from a checkpoint (a run directory or a checkpoint
+    directory): returns ``(generator, config, ckpt_dir)``, hybridized."""
+    from ..utils import checkpoint as ckpt
+    ckpt_dir, meta = ckpt.open_checkpoint(path, FAMILY, prefer=prefer,
+                                          required=("generator.params",))
+    try:
+        config = DCGANConfig(**meta["model"]).validate()
+    except (TypeError, KeyError) as err:
+        raise MXGenError("checkpoint %s has a malformed model config: %s" % (ckpt_dir, err)) \
+            from None
+    gen = Generator(config.image_size, config.latent_size, config.ngf, config.nc,
+                    prefix="generator_")
+    ckpt.load_parameters(gen, os.path.join(ckpt_dir, "generator.params"), ctx or mx.cpu(),
+                         "this generator")
+    gen.hybridize(static_alloc=True)
+    return gen, config, ckpt_dir

@@ -1,18 +1,42 @@
-"""Pieces every training loop shares: seeding, gradient norms, schedules."""
+"""What every training loop shares.
+
+:class:`Run` holds a run's life outside the step: resume (verify the
+checkpoint, merge its settings with the command line), dry-run limits, the
+epoch and batch bookkeeping with a progress bar, time and step budgets,
+checkpoints written and restored, the metrics log, and the closing summary.
+A family's loop builds its data and networks, tells the run what a
+checkpoint holds (:meth:`Run.track`), and keeps only its step::
+
+    run = Run(cfg, "family", explicit, log)
+    ...build data, networks, trainers...
+    run.track(nets={"model": net}, trainers={"trainer": trainer})
+    run.restore()
+    for epoch in run.epochs():
+        for i in run.batches(num_batches):
+            ...one step...
+        ...evaluate...
+        run.save(point_best=improved)
+    return run.finish(...)
+
+Also here: seeds per step, the global gradient norm, clipping folded into the
+update's normaliser, and learning-rate schedules.
+"""
 import dataclasses
 import hashlib
 import math
-
+import os
 import time
+from dataclasses import asdict
 
 import mxnet as mx
-import numpy as np
 
 from ..errors import MXGenError
+from ..utils import checkpoint as ckpt
+from ..utils.context import check_batch_split, parse_ctx
+from ..utils.metrics import MetricsLog
 
-__all__ = ["derive_seed", "global_grad_norm", "clip_batch_scale",
-           "LRSchedule", "params_finite", "save_parameters", "load_parameters", "stop_reason",
-           "merge_resumed"]
+__all__ = ["Run", "derive_seed", "global_grad_norm", "clip_batch_scale", "LRSchedule",
+           "stop_reason", "merge_resumed", "make_trainer"]
 
 
 def derive_seed(seed, *keys):
@@ -56,7 +80,8 @@ class LRSchedule:
             self.plateau_lr, self.best = state["plateau_lr"], state.get("best")
 
     def state(self):
-        return {"plateau_lr": self.plateau_lr, "best": self.best}
+        return {"plateau_lr": self.plateau_lr, "best": self.best,
+                "total_steps": self.total_steps}
 
     def lr_at(self, step):
         if self.kind == "cosine" and self.total_steps:
@@ -72,40 +97,6 @@ class LRSchedule:
             self.best = value
         elif self.kind == "plateau":
             self.plateau_lr = max(self.plateau_lr * self.decay, self.min_lr)
-
-
-# Reading a live weight array back to the host (asnumpy, copyto, save_parameters)
-# makes MXNet reorder it out of oneDNN's layout in place, and the fused RNN then
-# runs ~25% slower for the rest of training.  So checkpoint code reads weights
-# only through an operator that writes a fresh array.
-
-def _snapshot(param):
-    data = param.list_data()[0]
-    return mx.nd.identity(data) if data.stype == "default" else data.copy()
-
-
-def params_finite(params):
-    """True if every parameter value is finite (checked before saving)."""
-    arrays = [p.list_data()[0] for p in params]
-    sums = mx.nd.multi_sum_sq(*arrays, num_arrays=len(arrays))
-    return bool(np.isfinite(sums.asnumpy()).all())
-
-
-def save_parameters(block, path):
-    """``block.save_parameters(path)`` without disturbing oneDNN weight layouts;
-    the file is the same format (``load_parameters`` reads it)."""
-    params = block._collect_params_with_prefix()
-    mx.nd.save(path, {key: _snapshot(p).as_in_context(mx.cpu()) for key, p in params.items()})
-
-
-def load_parameters(block, path, ctx, what="this model"):
-    """``block.load_parameters`` with a one-line error when the file does not fit."""
-    try:
-        block.load_parameters(path, ctx=ctx)
-    except (mx.base.MXNetError, AssertionError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise MXGenError("parameters in %s do not fit %s (different shape or architecture?):"
-                         " %s" % (path, what, first[:300])) from None
 
 
 def stop_reason(cfg, started, steps_this_run):
@@ -155,3 +146,193 @@ def merge_resumed(config_cls, saved, cfg, explicit, log=None):
                              % (key, saved[key], value))
     names = {f.name for f in dataclasses.fields(config_cls)}
     return config_cls(**{k: v for k, v in merged.items() if k in names})
+
+
+def make_trainer(params, optimizer, options, ctxs):
+    """A Gluon Trainer; over several devices gradients are summed by a
+    'device' kvstore and every device applies the update itself."""
+    try:
+        return mx.gluon.Trainer(params, optimizer, options,
+                                kvstore="device" if len(ctxs) > 1 else None,
+                                update_on_kvstore=False if len(ctxs) > 1 else None)
+    except (mx.base.MXNetError, ValueError) as err:
+        raise MXGenError("cannot create optimizer %r: %s" % (optimizer, err)) from None
+
+
+class Run:
+    """One training run of one model family (see the module docstring).
+
+    ``cfg`` is the family's config dataclass: it needs ``out``, ``ctx``,
+    ``resume``, ``dry_run``, ``epochs``, ``batch_size``, ``max_steps``,
+    ``max_minutes``, ``save_every``, ``progress``, ``seed``, the class
+    attribute ``RUN_LENGTH`` and a method ``dry_run_limits()``.  ``explicit``
+    names the settings the user gave (checked against a resumed run's).
+    """
+
+    def __init__(self, cfg, family, explicit=(), log=print, required=()):
+        self.started, self.family, self.log = time.time(), family, log
+        self.ctxs = parse_ctx(cfg.ctx)
+        self.resume_from = None
+        if cfg.resume:
+            self.resume_from, saved = ckpt.open_checkpoint(
+                cfg.out, family, prefer="latest", required=("progress.json",) + tuple(required))
+            if "train" not in saved:
+                raise MXGenError("cannot resume from %s: it holds no training settings"
+                                 % self.resume_from)
+            cfg = merge_resumed(type(cfg), saved["train"], cfg, explicit, log)
+        cfg.validate()
+        self.progress = {"epoch": 0, "batch": 0, "step": 0}
+        if self.resume_from:
+            self.progress = ckpt.read_json(self.resume_from, "progress.json")
+        if cfg.dry_run:
+            cfg.dry_run_limits()
+            cfg.epochs = max(cfg.epochs, self.progress["epoch"] + 1)
+        elif self.resume_from and self.progress["epoch"] >= cfg.epochs:
+            raise MXGenError("nothing to train: the run in %s has finished %d of %d epochs;"
+                             " pass --epochs N (N > %d) to train on"
+                             % (cfg.out, self.progress["epoch"], cfg.epochs, cfg.epochs))
+        check_batch_split(cfg.batch_size, self.ctxs)
+        os.makedirs(cfg.out, exist_ok=True)
+        self.cfg = cfg
+        # records logged after the checkpoint we resume from never happened
+        self.metrics = MetricsLog(os.path.join(cfg.out, "metrics.jsonl"),
+                                  keep_until=self.step if self.resume_from else None)
+        self.last_ckpt, self.stop, self.steps_this_run = self.resume_from, None, 0
+        self.last_batch = False
+        self._nets, self._trainers, self._arrays, self._meta = {}, {}, dict, dict
+
+    @property
+    def step(self):
+        """Steps taken so far; inside a batch, this batch's step number (from 1)."""
+        return self.progress["step"]
+
+    @property
+    def epoch(self):
+        return self.progress["epoch"]
+
+    # ---- what a checkpoint holds -------------------------------------------------
+    def track(self, nets, trainers, arrays=None, meta=None):
+        """Register what :meth:`save` writes and :meth:`restore` reads.
+
+        ``nets`` ``{name: block}`` -> ``name.params``; ``trainers``
+        ``{name: Trainer}`` -> ``name.states.nd`` + ``.json``; ``arrays`` a
+        callable returning ``{name: {key: NDArray}}`` -> ``name.nd``; ``meta``
+        a callable returning entries for ``config.json`` (``family`` and
+        ``train`` are added) and ``{file: obj}`` under the key ``"files"``
+        for other JSON files.
+        """
+        self._nets, self._trainers = dict(nets), dict(trainers)
+        self._arrays, self._meta = arrays or dict, meta or dict
+        return self
+
+    def restore(self):
+        """On resume, load every tracked net and trainer; False on a fresh run."""
+        if not self.resume_from:
+            return False
+        for name, net in self._nets.items():
+            ckpt.load_parameters(net, os.path.join(self.resume_from, name + ".params"),
+                                 self.ctxs, "this %s" % name)
+        for name, trainer in self._trainers.items():
+            ckpt.load_trainer(trainer, self.resume_from, name)
+        self.log("resuming from %s (epoch %d, batch %d, step %d)"
+                 % (self.resume_from, self.epoch, self.progress["batch"], self.step))
+        return True
+
+    def read_json(self, name):
+        """A JSON file of the resumed checkpoint."""
+        return ckpt.read_json(self.resume_from, name)
+
+    def load_arrays(self, name):
+        """``{key: NDArray}`` from the resumed checkpoint's ``name.nd``."""
+        path = os.path.join(self.resume_from, name + ".nd")
+        try:
+            return mx.nd.load(path)
+        except mx.base.MXNetError:
+            raise MXGenError("checkpoint file %s is not an NDArray file" % path) from None
+
+    def save(self, point_best=False):
+        """Write a checkpoint of everything tracked; point ``latest`` (and
+        ``best``) at it.  Non-finite parameters are refused."""
+        for name, net in self._nets.items():
+            if not ckpt.params_finite(net.collect_params().values()):
+                raise MXGenError("refusing to save a checkpoint: the %s's parameters are not"
+                                 " finite" % name)
+        meta = dict(self._meta())
+        files = meta.pop("files", {})
+        writer = ckpt.CheckpointWriter(self.cfg.out, self.step)
+        with writer:
+            for name, net in self._nets.items():
+                ckpt.save_parameters(net, writer.path(name + ".params"))
+            for name, trainer in self._trainers.items():
+                ckpt.save_trainer(trainer, writer, name)
+            for name, arrays in self._arrays().items():
+                mx.nd.save(writer.path(name + ".nd"),
+                           {k: v.as_in_context(mx.cpu()) for k, v in arrays.items()})
+            writer.write_json("config.json", dict(meta, family=self.family,
+                                                  train=asdict(self.cfg)))
+            writer.write_json("progress.json", self.progress)
+            for name, obj in files.items():
+                writer.write_json(name, obj)
+        writer.point("latest")
+        if point_best:
+            writer.point("best")
+        writer.prune()
+        self.last_ckpt = writer.final_dir
+        return self.last_ckpt
+
+    # ---- epochs and batches -------------------------------------------------------
+    def epochs(self):
+        """Yield the epoch index (from 0) while the run has epochs left and no stop."""
+        while self.epoch < self.cfg.epochs and self.stop is None:
+            yield self.epoch
+
+    def batches(self, total):
+        """Yield batch indices of this epoch from the saved position.
+
+        Before each yield the step counter advances (``run.step`` is this
+        step's number), ``run.stop`` says whether a budget ends the run after
+        this step and ``run.last_batch`` whether it ends the epoch, so a step
+        can log its last numbers.  After the step: the position, the progress
+        bar and ``save_every`` checkpoints.  A completed epoch advances
+        ``run.epoch``.
+        """
+        from tqdm import tqdm
+        cfg = self.cfg
+        bar = tqdm(total=total, initial=self.progress["batch"], disable=not cfg.progress,
+                   desc="epoch %d" % (self.epoch + 1), unit="batch", leave=False)
+        self.bar = bar
+        try:
+            for i in range(self.progress["batch"], total):
+                self.progress["step"] += 1
+                self.steps_this_run += 1
+                self.stop = stop_reason(cfg, self.started, self.steps_this_run)
+                self.last_batch = i + 1 == total
+                yield i
+                self.progress["batch"] = i + 1
+                bar.update(1)
+                if self.stop:
+                    break
+                if getattr(cfg, "save_every", 0) and self.step % cfg.save_every == 0:
+                    self.save()
+        finally:
+            bar.close()
+        if self.progress["batch"] >= total:
+            self.progress.update(epoch=self.epoch + 1, batch=0)
+
+    def log_due(self):
+        """Whether this step ends with a log line (interval, stop or epoch end)."""
+        return self.step % self.cfg.log_interval == 0 or bool(self.stop) or self.last_batch
+
+    def seed_step(self):
+        """Seed MXNet's RNG for this step, so a resumed run draws what an
+        uninterrupted one would."""
+        mx.random.seed(derive_seed(self.cfg.seed, self.step - 1))
+
+    def elapsed(self):
+        return round(time.time() - self.started, 1)
+
+    def finish(self, **summary):
+        if self.stop:
+            self.log("stopped early (%s) at step %d; resume with --resume" % (self.stop, self.step))
+        return dict(run_dir=self.cfg.out, checkpoint=self.last_ckpt, step=self.step,
+                    epoch=self.epoch, stopped=self.stop, config=self.cfg, **summary)

@@ -23,56 +23,75 @@ run makes.
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Optional
 
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
+from ..config import AT_LEAST_0, AT_LEAST_1, FRACTION, POSITIVE, check_ranges, field
 from ..data.images import SHAPES, ImageFolder, save_grid, to_float
 from ..errors import MXGenError
-from ..models.dcgan import DCGANConfig, Discriminator, Generator, dcgan_init
-from ..utils import checkpoint as ckpt
-from ..utils.context import check_batch_split, parse_ctx
+from ..models import get_model
+from ..models.dcgan import FAMILY, DCGANConfig, dcgan_init, generate_images
 from ..utils.frechet import frechet_distance, get_feature_net
-from ..utils.metrics import MetricsLog, plot_curves
-from .common import (derive_seed, load_parameters, merge_resumed, params_finite,
-                     save_parameters, stop_reason)
+from ..utils.metrics import plot_curves
+from .common import Run, make_trainer
 
-__all__ = ["GANTrainConfig", "train_gan", "load_gan", "gan_flops_per_image"]
-
-FAMILY = "dcgan"
+__all__ = ["GANTrainConfig", "GANStep", "build_gan_step", "train_gan", "gan_flops_per_image"]
 
 
 @dataclass
 class GANTrainConfig:
-    data: str = SHAPES
-    out: str = "runs/gan"
-    image_size: int = 64
-    latent_size: int = 100
-    ngf: int = 64
-    ndf: int = 64
-    channels: int = 3
-    batch_size: int = 64
-    epochs: int = 10
-    lr: float = 2e-4
-    beta1: float = 0.5
-    ctx: str = "cpu"
-    seed: int = 0
-    num_workers: int = 2
-    fid_samples: int = 500
-    grid_size: int = 64
-    log_interval: int = 10
-    max_minutes: Optional[float] = None
-    max_steps: Optional[int] = None
-    max_images: Optional[int] = None
-    dry_run: bool = False
-    resume: bool = False
-    progress: bool = True
+    """Everything ``mxgen train-gan`` can set (saved in each checkpoint)."""
+    data: str = field(SHAPES, "image folder (recursive), or 'shapes' (embedded, no download)")
+    out: str = field("runs/gan", "run directory", group="run")
+    image_size: int = field(64, "image size: 64, or 32 (one stage fewer)", group="model",
+                            choices=(32, 64))
+    latent_size: int = field(100, "noise vector size", group="model")
+    ngf: int = field(64, "generator width", group="model")
+    ndf: int = field(64, "discriminator width", group="model")
+    channels: int = field(3, "3 (colour) or 1 (grayscale)", group="model", choices=(1, 3))
+    batch_size: int = field(64, "global batch size (split over --ctx devices)", group="run")
+    epochs: int = field(10, "epochs (a resumed run keeps its own unless given)", group="run")
+    lr: float = field(2e-4, "Adam learning rate of both networks")
+    beta1: float = field(0.5, "Adam beta1")
+    ctx: str = field("cpu", "devices: cpu, cpu:0,1 (virtual CPU devices), gpu, gpu:0,1",
+                     group="run")
+    seed: int = field(0, "random seed", group="run")
+    num_workers: int = field(2, "image-decoding processes")
+    fid_samples: int = field(500, "real and generated images for the Frechet distance")
+    grid_size: int = field(64, "images in each epoch's sample grid")
+    log_interval: int = field(10, "iterations between log lines", group="run")
+    save_every: int = field(0, "also checkpoint every N iterations (0 = at epoch ends only)",
+                            group="run")
+    max_minutes: Optional[float] = field(None, "stop (with a checkpoint) after this many"
+                                               " minutes", group="run")
+    max_steps: Optional[int] = field(None, "stop (with a checkpoint) after this many"
+                                           " iterations in this run", group="run")
+    max_images: Optional[int] = field(None, "use only the first N images")
+    dry_run: bool = field(False, "two iterations on a few images; writes a real checkpoint",
+                          group="run")
+    resume: bool = field(False, "continue exactly from the latest checkpoint in --out",
+                         group="run")
+    progress: bool = field(True, "progress bar", group="run")
 
     RUN_LENGTH = ("epochs", "max_minutes", "max_steps", "progress", "log_interval", "out",
-                  "resume", "ctx", "dry_run", "num_workers")
+                  "resume", "ctx", "dry_run", "num_workers", "save_every")
+
+    def dry_run_limits(self):
+        self.max_images = min(self.max_images or 256, 256)
+        self.epochs, self.max_steps = 1, 2
+        self.fid_samples = min(self.fid_samples, 64)
+
+    def validate(self):
+        check_ranges(self, dict(
+            {k: AT_LEAST_1 for k in ("latent_size", "ngf", "ndf", "batch_size", "epochs",
+                                     "grid_size", "log_interval", "max_images", "max_steps")},
+            lr=AT_LEAST_0, max_minutes=POSITIVE, beta1=FRACTION, num_workers=AT_LEAST_0,
+            save_every=AT_LEAST_0, fid_samples=(lambda v: v >= 2, ">= 2")))
+        return self
 
     def model_config(self):
         return DCGANConfig(self.image_size, self.latent_size, self.ngf, self.ndf,
@@ -109,38 +128,75 @@ def gan_flops_per_image(cfg, d_weight_grads_in_g_step=False):
     return g_total + d_update + g_through_d
 
 
-def _build(model_cfg, ctxs):
-    gen = Generator(model_cfg.image_size, model_cfg.latent_size, model_cfg.ngf, model_cfg.nc,
-                    prefix="generator_")
-    disc = Discriminator(model_cfg.image_size, model_cfg.ndf, model_cfg.nc,
-                         prefix="discriminator_")
-    dcgan_init(gen, ctxs)
-    dcgan_init(disc, ctxs)
-    gen.hybridize(static_alloc=True)
-    disc.hybridize(static_alloc=True)
-    return gen, disc
+class GANStep:
+    """One D+G iteration of :func:`train_gan`, for benchmarks and loops alike.
+
+    ``step(real)``: ``real`` a batch ``(N, nc, S, S)`` in [-1, 1] (NumPy or
+    NDArray), split over the devices; the noise is drawn here from MXNet's
+    RNG.  Returns a ``(4,)`` NDArray on the first device, not read: the sums
+    over the batch of loss_D, loss_G, D(x) and D(G(z)).
+
+    ``skip_d_weight_grads`` (mxgen's loop) computes no D weight gradients in
+    (2), where they would be thrown away; ``False`` is the straightforward
+    loop, kept as a benchmark baseline.
+    """
+
+    def __init__(self, gen, disc, trainer_g, trainer_d, ctxs, latent_size,
+                 skip_d_weight_grads=True):
+        self.gen, self.disc, self.ctxs = gen, disc, ctxs
+        self.trainer_g, self.trainer_d = trainer_g, trainer_d
+        self.latent_size, self.skip = latent_size, skip_d_weight_grads
+        self.loss = gluon.loss.SigmoidBinaryCrossEntropyLoss()
+        self.disc_params = list(disc.collect_params().values())
+
+    def __call__(self, real):
+        batch = real.shape[0]
+        reals = gluon.utils.split_and_load(real, self.ctxs)
+        n = batch // len(self.ctxs)
+        noises = [mx.nd.random.normal(shape=(n, self.latent_size, 1, 1), ctx=c)
+                  for c in self.ctxs]
+        ones = [mx.nd.ones((n,), ctx=c) for c in self.ctxs]
+        zeros = [mx.nd.zeros((n,), ctx=c) for c in self.ctxs]
+        # (1) Update D: maximise log D(x) + log(1 - D(G(z)))
+        with autograd.record():
+            fakes = [self.gen(z) for z in noises]
+            out_real = [self.disc(x) for x in reals]
+            out_fake = [self.disc(f.detach()) for f in fakes]
+            errs_d = [self.loss(r, o) + self.loss(f, zz)
+                      for r, f, o, zz in zip(out_real, out_fake, ones, zeros)]
+        autograd.backward(errs_d)
+        self.trainer_d.step(batch)
+        # (2) Update G: maximise log D(G(z)), through the G graph recorded in (1).
+        # D's weights get no gradient here, only its input: skipping them
+        # saves a third of this backward pass.
+        with _no_weight_grads(self.disc_params if self.skip else []):
+            with autograd.record():
+                errs_g = [self.loss(self.disc(f), o) for f, o in zip(fakes, ones)]
+            autograd.backward(errs_g)
+        self.trainer_g.step(batch)
+        return mx.nd.add_n(*[mx.nd.stack(e_d.sum(), e_g.sum(), mx.nd.sigmoid(r).sum(),
+                                          mx.nd.sigmoid(f).sum()).reshape((4,))
+                             .as_in_context(self.ctxs[0])
+                             for e_d, e_g, r, f in zip(errs_d, errs_g, out_real, out_fake)])
 
 
-def load_gan(path, ctx=None, prefer="latest"):
-    """Load a generator from a checkpoint: returns ``(generator, config, ckpt_dir)``."""
-    ckpt_dir = ckpt.resolve(path, prefer=prefer)
-    manifest = ckpt.read_manifest(ckpt_dir, required=("config.json",))
-    meta = ckpt.read_json(ckpt_dir, "config.json")
-    if meta.get("family") != FAMILY:
-        raise MXGenError("checkpoint %s holds a %r model, not a DCGAN" % (ckpt_dir,
-                                                                          meta.get("family")))
-    ckpt.require_files(manifest, ckpt_dir, ("generator.params",))
-    try:
-        model_cfg = DCGANConfig(**meta["model"]).validate()
-    except (TypeError, KeyError) as err:
-        raise MXGenError("checkpoint %s has a malformed model config: %s" % (ckpt_dir, err)) \
-            from None
-    ctx = ctx or mx.cpu()
-    gen = Generator(model_cfg.image_size, model_cfg.latent_size, model_cfg.ngf, model_cfg.nc,
+def build_gan_step(model_cfg, lr, beta1, ctxs, hybridize=True, skip_d_weight_grads=True):
+    """Networks (DCGAN init), trainers and step as ``train_gan`` builds them:
+    returns ``(generator, discriminator, step)``."""
+    gen = get_model("dcgan_generator", image_size=model_cfg.image_size,
+                    latent_size=model_cfg.latent_size, ngf=model_cfg.ngf, nc=model_cfg.nc,
                     prefix="generator_")
-    load_parameters(gen, os.path.join(ckpt_dir, "generator.params"), ctx, "this generator")
-    gen.hybridize(static_alloc=True)
-    return gen, model_cfg, ckpt_dir
+    disc = get_model("dcgan_discriminator", image_size=model_cfg.image_size, ndf=model_cfg.ndf,
+                     nc=model_cfg.nc, prefix="discriminator_")
+    for net in (gen, disc):
+        dcgan_init(net, ctxs)
+        if hybridize:
+            net.hybridize(static_alloc=True)
+    opt = {"learning_rate": lr, "beta1": beta1}
+    trainer_g = make_trainer(gen.collect_params(), "adam", opt, ctxs)
+    trainer_d = make_trainer(disc.collect_params(), "adam", opt, ctxs)
+    return gen, disc, GANStep(gen, disc, trainer_g, trainer_d, ctxs, model_cfg.latent_size,
+                              skip_d_weight_grads)
 
 
 class _EpochSampler(gluon.data.Sampler):
@@ -158,34 +214,11 @@ class _EpochSampler(gluon.data.Sampler):
         return len(self.order)
 
 
-def _generate(gen, noise, batch=256):
-    out = []
-    with autograd.predict_mode():
-        for i in range(0, noise.shape[0], batch):
-            out.append(gen(noise[i:i + batch]).asnumpy())
-    return np.concatenate(out)
-
-
 def train_gan(cfg, log=print, explicit=()):
     """Train (or resume) a DCGAN; returns a summary dict."""
-    started = time.time()
-    ctxs = parse_ctx(cfg.ctx)
-    resume_from = None
-    if cfg.resume:
-        resume_from = ckpt.resolve(cfg.out, prefer="latest")
-        ckpt.read_manifest(resume_from, required=("config.json", "generator.params",
-                                                  "discriminator.params", "trainer_g.states",
-                                                  "trainer_d.states", "progress.json",
-                                                  "fixed_noise.nd"))
-        saved = ckpt.read_json(resume_from, "config.json")
-        if saved.get("family") != FAMILY or "train" not in saved:
-            raise MXGenError("cannot resume from %s: it is not a DCGAN checkpoint" % resume_from)
-        cfg = merge_resumed(GANTrainConfig, saved["train"], cfg, explicit, log)
-    if cfg.dry_run:
-        cfg.max_images = min(cfg.max_images or 256, 256)
-        cfg.epochs, cfg.max_steps = 1, 2
-        cfg.fid_samples = min(cfg.fid_samples, 64)
-    check_batch_split(cfg.batch_size, ctxs)
+    run = Run(cfg, FAMILY, explicit, log,
+              required=("generator.params", "discriminator.params", "fixed_noise.nd"))
+    cfg, ctxs, progress = run.cfg, run.ctxs, run.progress
     model_cfg = cfg.model_config()
     os.makedirs(os.path.join(cfg.out, "samples"), exist_ok=True)
 
@@ -196,176 +229,82 @@ def train_gan(cfg, log=print, explicit=()):
         raise MXGenError("%s has %d usable images, fewer than one batch (%d); lower"
                          " --batch-size" % (cfg.data, len(images), cfg.batch_size))
     batches_per_epoch = len(images) // cfg.batch_size
-    fid_rng = np.random.RandomState(cfg.seed + 7)
-    fid_real_idx = fid_rng.choice(len(images), min(cfg.fid_samples, len(images)), replace=False)
-    fid_real = to_float(images.images[np.sort(fid_real_idx)])
+    fid_idx = np.random.RandomState(cfg.seed + 7).choice(
+        len(images), min(cfg.fid_samples, len(images)), replace=False)
+    fid_real = to_float(images.images[np.sort(fid_idx)])
 
-    # ---- networks, trainers -------------------------------------------------
+    # ---- networks, trainers, checkpoint contents -----------------------------
     mx.random.seed(cfg.seed)
-    gen, disc = _build(model_cfg, ctxs)
-    opt = {"learning_rate": cfg.lr, "beta1": cfg.beta1}
-    kv = "device" if len(ctxs) > 1 else None
-    trainer_g = gluon.Trainer(gen.collect_params(), "adam", opt, kvstore=kv)
-    trainer_d = gluon.Trainer(disc.collect_params(), "adam", opt, kvstore=kv)
-    loss_fn = gluon.loss.SigmoidBinaryCrossEntropyLoss()
-    disc_params = list(disc.collect_params().values())
-    fixed_noise = mx.nd.random.normal(shape=(max(cfg.grid_size, len(fid_real)),
-                                             cfg.latent_size, 1, 1), ctx=ctxs[0])
-    progress = {"epoch": 0, "batch": 0, "step": 0, "best_fd": None}
-    if resume_from:
-        load_parameters(gen, os.path.join(resume_from, "generator.params"), ctxs,
-                        "this generator")
-        load_parameters(disc, os.path.join(resume_from, "discriminator.params"), ctxs,
-                        "this discriminator")
-        trainer_g.load_states(os.path.join(resume_from, "trainer_g.states"))
-        trainer_d.load_states(os.path.join(resume_from, "trainer_d.states"))
-        fixed_noise = mx.nd.load(os.path.join(resume_from, "fixed_noise.nd"))["noise"] \
-            .as_in_context(ctxs[0])
-        progress = ckpt.read_json(resume_from, "progress.json")
-        log("resuming from %s (epoch %d, batch %d, step %d)"
-            % (resume_from, progress["epoch"], progress["batch"], progress["step"]))
+    gen, disc, step_fn = build_gan_step(model_cfg, cfg.lr, cfg.beta1, ctxs)
+    noise = {"noise": mx.nd.random.normal(shape=(max(cfg.grid_size, len(fid_real)),
+                                                 cfg.latent_size, 1, 1), ctx=ctxs[0])}
     feature_net = get_feature_net(cfg.channels, ctx=ctxs[0])
+    progress.setdefault("best_fd", None)
+    run.track(nets={"generator": gen, "discriminator": disc},
+              trainers={"trainer_g": step_fn.trainer_g, "trainer_d": step_fn.trainer_d},
+              arrays=lambda: {"fixed_noise": noise},
+              meta=lambda: {"model": model_cfg.to_dict(), "feature_net": feature_net.name})
+    if run.restore():
+        noise["noise"] = run.load_arrays("fixed_noise")["noise"].as_in_context(ctxs[0])
     real_features = feature_net.features(fid_real)
-    metrics = MetricsLog(os.path.join(cfg.out, "metrics.jsonl"), resume=bool(resume_from))
     flops = gan_flops_per_image(model_cfg)
     log("data %s: %d images %dx%d, %d batches of %d per epoch; Frechet distance features: %s"
         % (cfg.data, len(images), cfg.image_size, cfg.image_size, batches_per_epoch,
            cfg.batch_size, feature_net.name))
 
-    if not resume_from:               # the baseline every later distance is compared with
-        fd0 = frechet_distance(real_features,
-                               feature_net.features(_generate(gen, fixed_noise[:len(fid_real)])))
-        metrics.write(kind="eval", step=0, epoch=0, frechet_distance=fd0,
-                      feature_net=feature_net.name)
+    def frechet():
+        fake = generate_images(gen, noise["noise"][:len(fid_real)])
+        return frechet_distance(real_features, feature_net.features(fake)), fake
+
+    if not run.resume_from:          # the baseline every later distance is compared with
+        fd0 = frechet()[0]
+        run.metrics.write(kind="eval", step=0, epoch=0, frechet_distance=fd0,
+                          feature_net=feature_net.name)
         log("Frechet distance at initialisation: %.3f" % fd0)
-
-    step, steps_this_run, stop = progress["step"], 0, None
-    last_ckpt = resume_from
-    per_device = cfg.batch_size // len(ctxs)
-
-    def save(point_best=False):
-        if not (params_finite(gen.collect_params().values())
-                and params_finite(disc.collect_params().values())):
-            raise MXGenError("refusing to save a checkpoint: parameters are not finite")
-        progress["step"] = step
-        writer = ckpt.CheckpointWriter(cfg.out, step)
-        with writer:
-            save_parameters(gen, writer.path("generator.params"))
-            save_parameters(disc, writer.path("discriminator.params"))
-            trainer_g.save_states(writer.path("trainer_g.states"))
-            trainer_d.save_states(writer.path("trainer_d.states"))
-            mx.nd.save(writer.path("fixed_noise.nd"), {"noise": fixed_noise.as_in_context(mx.cpu())})
-            writer.write_json("config.json", {"family": FAMILY, "model": model_cfg.to_dict(),
-                                              "train": asdict(cfg),
-                                              "feature_net": feature_net.name})
-            writer.write_json("progress.json", progress)
-        writer.point("latest")
-        if point_best:
-            writer.point("best")
-        writer.prune()
-        return writer.final_dir
-
-    from tqdm import tqdm
-    epoch = progress["epoch"]
     fd, grid_path = progress["best_fd"], None
-    if epoch >= cfg.epochs:
-        log("nothing to train: the run has finished %d of %d epochs (pass --epochs N to go on)"
-            % (epoch, cfg.epochs))
-    while epoch < cfg.epochs and stop is None:
-        start_batch = progress["batch"]
-        sampler = _EpochSampler(len(images), cfg.batch_size, cfg.seed, epoch, start_batch)
-        loader = gluon.data.DataLoader(gluon.data.ArrayDataset(images.images),
-                                       batch_size=cfg.batch_size, sampler=sampler,
-                                       last_batch="discard")
-        bar = tqdm(total=batches_per_epoch, initial=start_batch, disable=not cfg.progress,
-                   desc="epoch %d" % (epoch + 1), unit="batch", leave=False)
-        sums = [mx.nd.zeros((4,), ctx=ctxs[0])]     # loss_d, loss_g, D(x), D(G(z)) sums
-        count, t_log, first_step = 0, time.time(), step + 1
-        for i, batch in enumerate(loader, start=start_batch):
-            mx.random.seed(derive_seed(cfg.seed, step))
-            reals = gluon.utils.split_and_load(to_float(batch), ctxs)
-            noises = [mx.nd.random.normal(shape=(per_device, cfg.latent_size, 1, 1), ctx=c)
-                      for c in ctxs]
-            ones = [mx.nd.ones((per_device,), ctx=c) for c in ctxs]
-            zeros = [mx.nd.zeros((per_device,), ctx=c) for c in ctxs]
-            # (1) Update D: maximise log D(x) + log(1 - D(G(z)))
-            with autograd.record():
-                fakes = [gen(z) for z in noises]
-                out_real = [disc(x) for x in reals]
-                out_fake = [disc(f.detach()) for f in fakes]
-                errs_d = [loss_fn(r, o) + loss_fn(f, zz)
-                          for r, f, o, zz in zip(out_real, out_fake, ones, zeros)]
-            autograd.backward(errs_d)
-            trainer_d.step(cfg.batch_size)
-            # (2) Update G: maximise log D(G(z)), through the G graph recorded above.
-            # D's weights get no gradient here (only its input does): skipping
-            # them saves a third of this backward pass (~8% of the iteration).
-            with _no_weight_grads(disc_params):
-                with autograd.record():
-                    errs_g = [loss_fn(disc(f), o) for f, o in zip(fakes, ones)]
-                autograd.backward(errs_g)
-            trainer_g.step(cfg.batch_size)
-            for k in range(len(ctxs)):
-                sums[0] += mx.nd.stack(errs_d[k].sum(), errs_g[k].sum(),
-                                       mx.nd.sigmoid(out_real[k]).sum(),
-                                       mx.nd.sigmoid(out_fake[k]).sum()).reshape((4,)) \
-                    .as_in_context(ctxs[0])
+    for epoch in run.epochs():
+        sampler = _EpochSampler(len(images), cfg.batch_size, cfg.seed, epoch, progress["batch"])
+        batches = iter(gluon.data.DataLoader(gluon.data.ArrayDataset(images.images),
+                                             batch_size=cfg.batch_size, sampler=sampler,
+                                             last_batch="discard"))
+        sums, count, t_log, first_step = 0, 0, time.time(), run.step + 1
+        for _ in run.batches(batches_per_epoch):
+            run.seed_step()
+            sums = sums + step_fn(to_float(next(batches)))
             count += cfg.batch_size
-            step += 1
-            steps_this_run += 1
-            progress["batch"] = i + 1
-            bar.update(1)
-            stop = stop_reason(cfg, started, steps_this_run)
-            last_of_epoch = progress["batch"] >= batches_per_epoch
-            if step % cfg.log_interval == 0 or stop or last_of_epoch:
-                values = sums[0].asnumpy() / count            # the only sync, per log line
-                now = time.time()
+            if run.log_due():
+                values = sums.asnumpy() / count            # the only sync, per log line
                 if not np.isfinite(values).all():
                     raise MXGenError(
                         "training stopped: non-finite GAN loss in steps %d-%d (loss_D %s,"
                         " loss_G %s); try a lower --lr. Last good checkpoint: %s"
-                        % (first_step, step, values[0], values[1], last_ckpt or "none"))
-                speed = count / (now - t_log)
-                bar.set_postfix(loss_d="%.3f" % values[0], loss_g="%.3f" % values[1],
-                                img_s="%.0f" % speed)
-                metrics.write(kind="train", step=step, epoch=epoch + 1, loss_d=float(values[0]),
-                              loss_g=float(values[1]), d_real=float(values[2]),
-                              d_fake=float(values[3]), images_per_s=speed,
-                              gflop_per_s=speed * flops / 1e9)
-                sums[0][:] = 0
-                count, t_log, first_step = 0, now, step + 1
-            if stop:
-                break
-        bar.close()
-        if progress["batch"] >= batches_per_epoch:
-            epoch += 1
-            progress.update(epoch=epoch, batch=0)
+                        % (first_step, run.step, values[0], values[1], run.last_ckpt or "none"))
+                speed, t_log = count / (time.time() - t_log), time.time()
+                run.bar.set_postfix(loss_d="%.3f" % values[0], loss_g="%.3f" % values[1],
+                                    img_s="%.0f" % speed)
+                run.metrics.write(kind="train", step=run.step, epoch=epoch + 1,
+                                  loss_d=float(values[0]), loss_g=float(values[1]),
+                                  d_real=float(values[2]), d_fake=float(values[3]),
+                                  images_per_s=speed, gflop_per_s=speed * flops / 1e9)
+                sums, count, first_step = 0, 0, run.step + 1
         # ---- end of epoch (or run): sample grid, Frechet distance, checkpoint -----
-        fake = _generate(gen, fixed_noise[:len(fid_real)])
-        fd = frechet_distance(real_features, feature_net.features(fake))
-        grid_path = save_grid(fake[:cfg.grid_size],
-                              os.path.join(cfg.out, "samples", "epoch_%03d_step_%07d.png"
-                                           % (epoch, step)))
+        fd, fake = frechet()
+        grid_path = save_grid(fake[:cfg.grid_size], os.path.join(
+            cfg.out, "samples", "epoch_%03d_step_%07d.png" % (run.epoch, run.step)))
         improved = math.isfinite(fd) and (progress["best_fd"] is None or fd < progress["best_fd"])
         if improved:
             progress["best_fd"] = fd
         log("epoch %d step %d: Frechet distance %.3f (%s features, %d samples)%s; grid %s"
-            % (epoch, step, fd, feature_net.name, len(fid_real), " *best*" if improved else "",
-               grid_path))
-        metrics.write(kind="eval", step=step, epoch=epoch, frechet_distance=fd,
-                      feature_net=feature_net.name, grid=grid_path,
-                      elapsed_s=round(time.time() - started, 1))
-        last_ckpt = save(point_best=improved)
-        records = metrics.read()
-        plot_curves(records, os.path.join(cfg.out, "loss.png"),
+            % (run.epoch, run.step, fd, feature_net.name, len(fid_real),
+               " *best*" if improved else "", grid_path))
+        run.metrics.write(kind="eval", step=run.step, epoch=run.epoch, frechet_distance=fd,
+                          feature_net=feature_net.name, grid=grid_path, elapsed_s=run.elapsed())
+        run.save(point_best=improved)
+        plot_curves(run.metrics.read(), os.path.join(cfg.out, "loss.png"),
                     {"loss_d": "train", "loss_g": "train"}, title="DCGAN %dx%d on %s"
                     % (cfg.image_size, cfg.image_size, os.path.basename(cfg.data.rstrip("/"))))
-    if stop:
-        log("stopped early (%s) at step %d; resume with --resume" % (stop, step))
-    return {"run_dir": cfg.out, "checkpoint": last_ckpt, "step": step, "epoch": epoch,
-            "frechet_distance": fd, "best_fd": progress["best_fd"], "grid": grid_path,
-            "feature_net": feature_net.name, "stopped": stop, "config": cfg,
-            "generator": gen, "discriminator": disc}
+    return run.finish(frechet_distance=fd, best_fd=progress["best_fd"], grid=grid_path,
+                      feature_net=feature_net.name, generator=gen, discriminator=disc)
 
 
 class _no_weight_grads:

@@ -9,14 +9,25 @@ A run directory holds numbered checkpoint directories and two pointer files::
 
 A checkpoint directory holds ``config.json`` (family, model and training
 configuration), ``progress.json`` (epoch, data position, step counters,
-RNG seeds, best score), one or more ``*.params`` / ``*.states`` / ``*.nd``
-files, any extra JSON (``vocab.json``), and last of all ``MANIFEST.json``:
-the size and sha256 of every file, so that a missing or truncated file is
-caught on load with its name.
+best score), the parameters of each network (``*.params``, MXNet's NDArray
+file format), each optimizer's state as ``<name>.states.nd`` (NDArrays) plus
+``<name>.states.json`` (update counters), other arrays as ``*.nd``, any extra
+JSON (``vocab.json``), and last of all ``MANIFEST.json``: the size and sha256
+of every file, so that a missing or truncated file is caught on load with its
+name.
+
+Data only: nothing in a checkpoint is a Python pickle, and nothing here
+unpickles.  Gluon's ``Trainer.save_states`` writes a pickle (loading one can
+run arbitrary code), so optimizer states are written and read by
+:func:`save_trainer` / :func:`load_trainer` instead, and a checkpoint that
+holds a pickled state file is refused.
 
 Atomicity: a checkpoint is written into a temporary directory, fsynced and
-renamed into place; the pointer files are replaced with ``os.replace``.
-A crash at any moment leaves the previous checkpoint intact and pointed to.
+renamed to a name no other checkpoint has (a re-save of the same step gets a
+revision suffix); then the pointer files are replaced with ``os.replace``.
+A crash or a failed write at any moment leaves the previous checkpoint
+intact and pointed to; leftover temporary directories are removed by the
+next writer.
 """
 import hashlib
 import json
@@ -26,12 +37,15 @@ import tempfile
 
 from ..errors import MXGenError
 
-__all__ = ["CheckpointWriter", "resolve", "read_manifest", "require_files", "read_json",
-           "atomic_write_text",
-           "FORMAT_VERSION"]
+__all__ = ["CheckpointWriter", "resolve", "open_checkpoint", "read_manifest", "require_files",
+           "read_json", "atomic_write_text", "save_trainer", "load_trainer", "save_parameters",
+           "load_parameters", "params_finite", "FORMAT_VERSION"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2       # 1: optimizer states were pickles (still readable for parameters)
+READABLE_FORMATS = (1, 2)
+FAMILY_NAMES = {"char_rnn": "character RNN", "dcgan": "DCGAN"}
 MANIFEST = "MANIFEST.json"
+_TEMP_PREFIXES = (".tmp-ckpt-", ".trash-")
 
 
 def _sha256(path):
@@ -86,9 +100,13 @@ class CheckpointWriter:
     def __init__(self, run_dir, step, keep=2):
         self.run_dir, self.step, self.keep = run_dir, step, keep
         self.parent = os.path.join(run_dir, "checkpoints")
-        os.makedirs(self.parent, exist_ok=True)
-        self.tmp_dir = tempfile.mkdtemp(dir=self.parent, prefix=".tmp-ckpt-")
-        self.final_dir = os.path.join(self.parent, "ckpt-%08d" % step)
+        try:
+            os.makedirs(self.parent, exist_ok=True)
+            _remove_leftovers(self.parent)
+            self.tmp_dir = tempfile.mkdtemp(dir=self.parent, prefix=".tmp-ckpt-")
+        except OSError as err:
+            raise MXGenError("cannot write a checkpoint in %s: %s" % (self.parent, err)) from None
+        self.final_dir = None
 
     def path(self, name):
         return os.path.join(self.tmp_dir, name)
@@ -101,10 +119,16 @@ class CheckpointWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None:
-            shutil.rmtree(self.tmp_dir, ignore_errors=True)
-            return False
-        self.commit()
+        if exc_type is None:
+            try:
+                self.commit()
+                return False
+            except OSError as err:
+                exc_type, exc = type(err), err
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        if issubclass(exc_type, OSError):    # disk full, quota, I/O error: say so, lose nothing
+            raise MXGenError("could not write the checkpoint of step %d in %s: %s; the previous"
+                             " checkpoint is untouched" % (self.step, self.parent, exc)) from None
         return False
 
     def commit(self):
@@ -118,14 +142,16 @@ class CheckpointWriter:
         with open(self.path(MANIFEST), "rb+") as f:
             os.fsync(f.fileno())
         _fsync_dir(self.tmp_dir)
-        if os.path.exists(self.final_dir):       # re-saving the same step: replace it
-            trash = tempfile.mkdtemp(dir=self.parent, prefix=".trash-")
-            os.rename(self.final_dir, os.path.join(trash, "old"))
-            os.rename(self.tmp_dir, self.final_dir)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.rename(self.tmp_dir, self.final_dir)
+        # A name no checkpoint has yet: replacing a directory in place cannot be
+        # atomic, and 'latest' may point at the old one until point() runs.
+        base = os.path.join(self.parent, "ckpt-%08d" % self.step)
+        final, revision = base, 0
+        while os.path.exists(final):
+            revision += 1
+            final = "%s.r%d" % (base, revision)
+        os.rename(self.tmp_dir, final)
         _fsync_dir(self.parent)
+        self.final_dir = final
 
     def point(self, name):
         """Make pointer file ``name`` (``latest`` / ``best``) refer to this checkpoint."""
@@ -140,11 +166,25 @@ class CheckpointWriter:
                 pinned.add(os.path.normpath(_pointer_target(self.run_dir, name)))
             except MXGenError:
                 pass
-        ckpts = sorted(d for d in os.listdir(self.parent) if d.startswith("ckpt-"))
+        ckpts = sorted((d for d in os.listdir(self.parent) if d.startswith("ckpt-")),
+                       key=_ckpt_order)
         for d in ckpts[:-self.keep] if self.keep else ckpts:
             full = os.path.normpath(os.path.join(self.parent, d))
             if full not in pinned:
                 shutil.rmtree(full, ignore_errors=True)
+
+
+def _ckpt_order(name):
+    """``ckpt-00000420`` < ``ckpt-00000420.r1`` < ``ckpt-00000420.r2`` < ``ckpt-00000421``."""
+    step, _, revision = name[len("ckpt-"):].partition(".r")
+    return (step, int(revision) if revision.isdigit() else 0)
+
+
+def _remove_leftovers(parent):
+    """Temporary directories of writers that were killed or failed."""
+    for name in os.listdir(parent):
+        if name.startswith(_TEMP_PREFIXES):
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
 
 
 def _pointer_target(run_dir, name):
@@ -192,9 +232,10 @@ def read_manifest(ckpt_dir, required=()):
             from None
     except (ValueError, KeyError, TypeError):
         raise MXGenError("checkpoint manifest %s is corrupt" % manifest_path) from None
-    if manifest.get("format") != FORMAT_VERSION:
-        raise MXGenError("checkpoint %s has format %r; this mxgen reads format %d"
-                         % (ckpt_dir, manifest.get("format"), FORMAT_VERSION))
+    if manifest.get("format") not in READABLE_FORMATS:
+        raise MXGenError("checkpoint %s has format %r; this mxgen reads formats %s"
+                         % (ckpt_dir, manifest.get("format"),
+                            ", ".join(map(str, READABLE_FORMATS))))
     for name in set(files) | set(required):
         full = os.path.join(ckpt_dir, name)
         if name not in files or not os.path.isfile(full):
@@ -224,3 +265,176 @@ def read_json(ckpt_dir, name):
         raise MXGenError("checkpoint %s is missing %s" % (ckpt_dir, name)) from None
     except ValueError as err:
         raise MXGenError("checkpoint file %s is not valid JSON: %s" % (full, err)) from None
+
+
+def open_checkpoint(path, family, prefer="best", required=()):
+    """Resolve, verify and identify a checkpoint of ``family``.
+
+    Returns ``(ckpt_dir, config)`` where ``config`` is ``config.json``;
+    raises MXGenError naming the checkpoint when it is missing, damaged, or
+    of another family.
+    """
+    ckpt_dir = resolve(path, prefer=prefer)
+    manifest = read_manifest(ckpt_dir, required=("config.json",))
+    config = read_json(ckpt_dir, "config.json")
+    if not isinstance(config, dict) or config.get("family") != family:
+        found = config.get("family") if isinstance(config, dict) else None
+        raise MXGenError("checkpoint %s holds a %r model, not a %s"
+                         % (ckpt_dir, found, FAMILY_NAMES.get(family, family)))
+    require_files(manifest, ckpt_dir, required)
+    return ckpt_dir, config
+
+
+# ---- parameters ---------------------------------------------------------------
+# Reading a live weight array back to the host (asnumpy, copyto, save_parameters)
+# makes MXNet reorder it out of oneDNN's layout in place, and the fused RNN then
+# runs ~25% slower for the rest of training.  So checkpoint code reads weights
+# only through an operator that writes a fresh array.
+
+def _snapshot(param):
+    import mxnet as mx
+    data = param.list_data()[0]
+    return mx.nd.identity(data) if data.stype == "default" else data.copy()
+
+
+def params_finite(params):
+    """True if every parameter value is finite (checked before saving)."""
+    import mxnet as mx
+    import numpy as np
+    arrays = [p.list_data()[0] for p in params]
+    sums = mx.nd.multi_sum_sq(*arrays, num_arrays=len(arrays))
+    return bool(np.isfinite(sums.asnumpy()).all())
+
+
+def save_parameters(block, path):
+    """``block.save_parameters(path)`` without disturbing oneDNN weight layouts;
+    the file is the same format (``load_parameters`` reads it)."""
+    import mxnet as mx
+    params = block._collect_params_with_prefix()
+    mx.nd.save(path, {key: _snapshot(p).as_in_context(mx.cpu()) for key, p in params.items()})
+
+
+def load_parameters(block, path, ctx, what="this model"):
+    """``block.load_parameters`` with a one-line error when the file does not fit."""
+    import mxnet as mx
+    try:
+        block.load_parameters(path, ctx=ctx)
+    except (mx.base.MXNetError, AssertionError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise MXGenError("parameters in %s do not fit %s (different shape or architecture?):"
+                         " %s" % (path, what, first[:300])) from None
+
+
+
+# ---- optimizer states, without pickle ---------------------------------------
+
+def _updaters(trainer):
+    """The updaters holding a Gluon Trainer's optimizer states."""
+    if not trainer._kv_initialized:
+        trainer._init_kvstore()
+    if trainer._params_to_init:
+        trainer._init_params()
+    if trainer._update_on_kvstore:
+        return [trainer._kvstore._updater]
+    return trainer._updaters
+
+
+def _encode_key(key):
+    return ("i:%d" % key) if isinstance(key, int) else "s:%s" % key
+
+
+def _decode_key(text):
+    kind, _, value = text.partition(":")
+    return int(value) if kind == "i" else value
+
+
+def _flatten_state(state, prefix, arrays):
+    """A state (NDArray, None, or nested tuples/lists of them) -> JSON layout."""
+    import mxnet as mx
+    if state is None:
+        return None
+    if isinstance(state, mx.nd.NDArray):
+        arrays[prefix] = state.as_in_context(mx.cpu())
+        return prefix
+    if isinstance(state, (tuple, list)):
+        return {"tuple" if isinstance(state, tuple) else "list":
+                [_flatten_state(s, "%s.%d" % (prefix, j), arrays) for j, s in enumerate(state)]}
+    raise MXGenError("cannot checkpoint an optimizer state of type %s" % type(state).__name__)
+
+
+def _unflatten_state(layout, arrays, where):
+    if layout is None:
+        return None
+    if isinstance(layout, str):
+        try:
+            return arrays[layout]
+        except KeyError:
+            raise MXGenError("%s lacks the optimizer state array %r" % (where, layout)) from None
+    if isinstance(layout, dict) and len(layout) == 1:
+        kind, items = next(iter(layout.items()))
+        if kind in ("tuple", "list") and isinstance(items, list):
+            parts = [_unflatten_state(item, arrays, where) for item in items]
+            return tuple(parts) if kind == "tuple" else parts
+    raise MXGenError("%s has a malformed optimizer state layout" % where)
+
+
+def save_trainer(trainer, writer, name):
+    """Write ``trainer``'s optimizer state into checkpoint ``writer`` as
+    ``<name>.states.nd`` (every state array) and ``<name>.states.json``
+    (layout and update counters)."""
+    import mxnet as mx
+    updater = _updaters(trainer)[0]
+    opt = updater.optimizer
+    arrays, layout = {}, {}
+    for key, state in updater.states.items():
+        layout[_encode_key(key)] = _flatten_state(state, "s%s" % _encode_key(key), arrays)
+    mx.nd.save(writer.path(name + ".states.nd"), arrays)
+    writer.write_json(name + ".states.json", {
+        "optimizer": type(opt).__name__.lower(),
+        "num_update": opt.num_update,
+        "index_update_counts": {str(dev): {_encode_key(k): n for k, n in counts.items()}
+                                for dev, counts in opt._all_index_update_counts.items()},
+        "lr": opt.lr, "wd": opt.wd, "states": layout})
+
+
+def load_trainer(trainer, ckpt_dir, name):
+    """Restore what :func:`save_trainer` wrote; never unpickles.
+
+    A checkpoint holding Gluon's pickled ``<name>.states`` is refused.
+    """
+    import mxnet as mx
+    if os.path.exists(os.path.join(ckpt_dir, name + ".states")) and not os.path.exists(
+            os.path.join(ckpt_dir, name + ".states.json")):
+        raise MXGenError(
+            "checkpoint %s stores optimizer states as a Python pickle (%s.states); mxgen never"
+            " unpickles (loading a pickle can run arbitrary code), so it cannot resume from it."
+            " Its parameters still load for generation and sampling; start a new run to train"
+            % (ckpt_dir, name))
+    where = os.path.join(ckpt_dir, name + ".states.json")
+    meta = read_json(ckpt_dir, name + ".states.json")
+    try:
+        arrays = mx.nd.load(os.path.join(ckpt_dir, name + ".states.nd"))
+    except mx.base.MXNetError:
+        raise MXGenError("checkpoint file %s is not an NDArray file"
+                         % os.path.join(ckpt_dir, name + ".states.nd")) from None
+    try:
+        layout, counts = meta["states"], meta["index_update_counts"]
+        expected = type(_updaters(trainer)[0].optimizer).__name__.lower()
+        if meta["optimizer"] != expected:
+            raise MXGenError("%s holds %s optimizer states; this run uses %s"
+                             % (where, meta["optimizer"], expected))
+        for updater in _updaters(trainer):
+            # each updater (one per device) updates its states in place: own copies
+            own = {key: value.copy() for key, value in arrays.items()}
+            updater.states = {_decode_key(k): _unflatten_state(v, own, where)
+                              for k, v in layout.items()}
+            updater.states_synced = dict.fromkeys(updater.states, False)   # moved on first use
+        opt = _updaters(trainer)[0].optimizer
+        opt.num_update = int(meta["num_update"])
+        opt._all_index_update_counts = {int(dev): {_decode_key(k): int(n) for k, n in c.items()}
+                                        for dev, c in counts.items()}
+        opt._all_index_update_counts.setdefault(0, {})
+        opt._index_update_count = opt._all_index_update_counts[0]
+        opt.lr, opt.wd = float(meta["lr"]), float(meta["wd"])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise MXGenError("checkpoint file %s is malformed" % where) from None

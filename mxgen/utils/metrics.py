@@ -6,12 +6,25 @@ __all__ = ["MetricsLog", "plot_curves"]
 
 
 class MetricsLog:
-    """Appends one JSON object per line; on resume, keeps what is there."""
+    """Appends one JSON object per line.
 
-    def __init__(self, path, resume=False):
+    A new run starts an empty log.  A resumed run passes ``keep_until``, the
+    step of the checkpoint it resumes from: records of later steps (logged by
+    the interrupted run after that checkpoint) are dropped, so no step
+    appears twice.
+    """
+
+    def __init__(self, path, keep_until=None):
         self.path = path
-        if not resume and os.path.exists(path):
-            os.unlink(path)
+        if keep_until is None:
+            if os.path.exists(path):
+                os.unlink(path)
+        elif os.path.exists(path):
+            kept = [r for r in self.read() if r.get("step", 0) <= keep_until]
+            tmp = path + ".tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in kept)
+            os.replace(tmp, path)
 
     def write(self, **record):
         with open(self.path, "a", encoding="utf-8") as f:
@@ -20,8 +33,14 @@ class MetricsLog:
     def read(self):
         if not os.path.exists(self.path):
             return []
+        records = []
         with open(self.path, encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.strip()]
+            for line in f:
+                try:
+                    records.append(json.loads(line))
+                except ValueError:        # a line cut short by a kill: skip it
+                    pass
+        return records
 
 
 def plot_curves(records, path, series, x="step", title=None, ylabel="loss"):

@@ -7,7 +7,7 @@ from mxgen.data.batchify import BPTTBatches
 from mxgen.data.vocab import Vocab
 from mxgen.errors import MXGenError
 from mxgen.models import CharRNN, get_model
-from mxgen.models.rnn import MODES
+from mxgen.nn.rnn import MODES
 from mxgen.train.text import LMLoss
 
 

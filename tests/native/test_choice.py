@@ -11,8 +11,8 @@ import pytest
 from mxgen import _calibrate, _native
 from mxgen.errors import MXGenError
 from mxgen.models import CharRNN
-from mxgen.models.dropout import explain_dropout_impl, resolve_dropout_impl
-from mxgen.models.rnn import explain_impl, resolve_impl
+from mxgen.nn.dropout import explain_dropout_impl, resolve_dropout_impl
+from mxgen.nn.rnn import explain_impl, resolve_impl
 
 
 def _calls_file():

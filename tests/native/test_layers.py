@@ -7,7 +7,7 @@ import pytest
 
 from mxgen import _native
 from mxgen.models import CharRNN
-from mxgen.models.rnn import FusedRNN
+from mxgen.nn.rnn import FusedRNN
 
 
 def _probe(train):

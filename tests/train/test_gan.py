@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from mxgen.errors import MXGenError
-from mxgen.train.gan import GANTrainConfig, load_gan, train_gan
+from mxgen.models.dcgan import load_generator as load_gan
+from mxgen.train.gan import GANTrainConfig, train_gan
 from mxgen.utils.checkpoint import resolve
 
 def _cfg(data, out, **kw):
@@ -72,7 +73,7 @@ def test_wrong_checkpoints(tmp_path):
                   explicit={"image_size"})
     # a generator of another width or size cannot take these weights
     from mxgen.models import Generator
-    from mxgen.train.common import load_parameters
+    from mxgen.utils.checkpoint import load_parameters
     ckpt = resolve(str(tmp_path / "g"), "latest")
     for other in (Generator(32, ngf=32), Generator(64, ngf=16)):
         with pytest.raises(MXGenError, match="do not fit this network"):
@@ -113,16 +114,103 @@ def test_non_finite_loss_stops_without_saving_it(tmp_path, monkeypatch):
             assert np.isfinite(value.asnumpy()).all()
 
 
-def test_resuming_a_finished_run_says_so(cli, tmp_path):
-    """A finished run resumed with no more epochs to go: a clear line and exit
-    0, not a traceback (it used to end in UnboundLocalError)."""
-    out = tmp_path / "run"
-    args = ("train-gan", "--data", "shapes", "--image-size", 32, "--epochs", 1,
-            "--max-images", 64, "--batch-size", 32, "--fid-samples", 64, "--out", out,
-            "--no-progress")
-    first = cli(*args)
-    assert first.returncode == 0, first.stderr
-    again = cli(*args, "--resume")
-    assert again.returncode == 0, again.stderr
-    assert "Traceback" not in again.stderr
-    assert "nothing to train: the run has finished 1 of 1 epochs" in again.stdout
+def test_multi_device_run_resumes_exactly(tmp_path):
+    """--ctx cpu:0,1: split_and_load, a 'device' kvstore summing gradients,
+    both trainers' states saved and restored: interrupted twice == straight."""
+    kw = dict(ctx="cpu:0,1", epochs=2, max_images=128, ngf=8, ndf=8, fid_samples=64,
+              save_every=3)
+    straight = train_gan(_cfg("shapes", tmp_path / "a", **kw), log=_quiet)
+    train_gan(_cfg("shapes", tmp_path / "b", max_steps=3, **kw), log=_quiet)
+    train_gan(_cfg("shapes", tmp_path / "b", max_steps=2, resume=True, **kw), log=_quiet)
+    resumed = train_gan(_cfg("shapes", tmp_path / "b", resume=True, **kw), log=_quiet)
+    assert straight["step"] == resumed["step"] == 8
+    a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    for name in a:
+        for key in a[name]:
+            np.testing.assert_array_equal(a[name][key].asnumpy(), b[name][key].asnumpy(),
+                                          err_msg=key)
+    # both devices hold the same weights after training (BatchNorm's running
+    # statistics are per device: each sees its half of the batch)
+    for p in straight["generator"].collect_params().values():
+        if p.grad_req != "null":
+            np.testing.assert_array_equal(p.data(mx.cpu(0)).asnumpy(),
+                                          p.data(mx.cpu(1)).asnumpy())
+
+
+def _fresh_step(skip, size=32):
+    from mxgen.models import DCGANConfig
+    from mxgen.train.gan import build_gan_step
+    mx.random.seed(11)
+    return build_gan_step(DCGANConfig(image_size=size, ngf=8, ndf=8), 2e-4, 0.5, [mx.cpu()],
+                          skip_d_weight_grads=skip)
+
+
+def _values(block, trained_only=False):
+    return {k: p.data().asnumpy().copy() for k, p in block._collect_params_with_prefix().items()
+            if not trained_only or p.grad_req != "null"}
+
+
+def test_generator_update_matches_the_straightforward_loop():
+    """mxgen's step skips D's weight gradients in (2) and reuses (1)'s G graph;
+    G must get exactly the gradient of the tutorial's loop written out here,
+    and D's weights must not change during (2)."""
+    from mxnet import autograd, gluon
+    gen, disc, step = _fresh_step(skip=True)
+    ref_gen, ref_disc, ref = _fresh_step(skip=True)     # same init; driven by hand below
+    real = mx.nd.random.uniform(-1, 1, shape=(16, 3, 32, 32))
+    d_after_1 = {}
+    real_step_d = step.trainer_d.step
+
+    def step_d_and_snapshot(batch):
+        real_step_d(batch)
+        d_after_1.update(_values(disc, trained_only=True))
+    step.trainer_d.step = step_d_and_snapshot
+    mx.random.seed(5)
+    step(real)
+    # the tutorial's loop, on the reference copy, with the same noise
+    loss = gluon.loss.SigmoidBinaryCrossEntropyLoss()
+    mx.random.seed(5)
+    z = mx.nd.random.normal(shape=(16, 100, 1, 1))
+    with autograd.record():
+        fake = ref_gen(z)
+        err_d = loss(ref_disc(real), mx.nd.ones(16)) + loss(ref_disc(fake.detach()),
+                                                           mx.nd.zeros(16))
+    err_d.backward()
+    ref.trainer_d.step(16)
+    with autograd.record():
+        err_g = loss(ref_disc(fake), mx.nd.ones(16))
+    err_g.backward()
+    g_grads = {k: p.grad().asnumpy().copy()
+               for k, p in ref_gen._collect_params_with_prefix().items() if p.grad_req != "null"}
+    ref.trainer_g.step(16)
+    for k, p in gen._collect_params_with_prefix().items():
+        if p.grad_req != "null":
+            np.testing.assert_allclose(p.grad().asnumpy(), g_grads[k], rtol=1e-5, atol=1e-7,
+                                       err_msg=k)
+    for k, value in _values(gen).items():
+        np.testing.assert_allclose(value, _values(ref_gen)[k], rtol=1e-5, atol=1e-7, err_msg=k)
+    for k, value in _values(disc, trained_only=True).items():
+        np.testing.assert_array_equal(value, d_after_1[k], err_msg=k)   # untouched by (2)
+        np.testing.assert_allclose(value, _values(ref_disc)[k], rtol=1e-5, atol=1e-7,
+                                   err_msg=k)
+
+
+@pytest.mark.parametrize("size", [32, 64])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_every_configuration_trains(size, channels):
+    """32/64 px x 1/3 channels, hybridized: a few steps on any CPU, finite
+    losses, both networks change (1 channel used to fail inside oneDNN)."""
+    from mxgen.models import DCGANConfig
+    from mxgen.train.gan import build_gan_step
+    mx.random.seed(0)
+    gen, disc, step = build_gan_step(DCGANConfig(image_size=size, ngf=8, ndf=8, nc=channels),
+                                     2e-4, 0.5, [mx.cpu()])
+    before = (_values(gen), _values(disc))
+    real = mx.nd.random.uniform(-1, 1, shape=(8, channels, size, size))
+    for _ in range(3):
+        sums = step(real).asnumpy()
+    assert np.isfinite(sums).all()
+    for net, old in zip((gen, disc), before):
+        changed = [k for k, v in _values(net).items() if not np.array_equal(v, old[k])]
+        assert changed, "no parameter of %s changed" % net.name
+    assert gen(mx.nd.zeros((2, 100, 1, 1))).shape == (2, channels, size, size)

@@ -8,7 +8,8 @@ from mxnet import autograd, gluon
 
 from mxgen.errors import MXGenError
 from mxgen.models import CharRNN
-from mxgen.train.text import LMLoss, TextTrainConfig, load_char_rnn, train_text
+from mxgen.models.char_rnn import load_char_rnn
+from mxgen.train.text import LMLoss, TextTrainConfig, train_text
 from mxgen.utils.checkpoint import resolve
 
 
@@ -104,6 +105,50 @@ def test_training_on_two_devices_matches_one(nietzsche_path, tmp_path):
         np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-5, err_msg=key)
 
 
+def test_two_device_run_with_dropout_resumes_exactly(nietzsche_path, tmp_path):
+    """--ctx cpu:0,1 with dropout on: each device draws its own masks from the
+    per-step seed; interrupted and resumed, the run ends bit-identical."""
+    kw = dict(ctx="cpu:0,1", dropout=0.3, epochs=1, max_chars=12000, save_every=7)
+    straight = train_text(_cfg(nietzsche_path, tmp_path / "a", **kw), log=_quiet)
+    train_text(_cfg(nietzsche_path, tmp_path / "b", max_steps=9, **kw), log=_quiet)
+    resumed = train_text(_cfg(nietzsche_path, tmp_path / "b", resume=True, **kw), log=_quiet)
+    assert straight["step"] == resumed["step"] > 9
+    a, b = _params(str(tmp_path / "a")), _params(str(tmp_path / "b"))
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    # dropout really applied: the same run without it ends elsewhere
+    plain = train_text(_cfg(nietzsche_path, tmp_path / "c", **dict(kw, dropout=0.0)),
+                       log=_quiet)
+    c = _params(plain["run_dir"])
+    assert any(not np.array_equal(a[key], c[key]) for key in a)
+
+
+def test_extending_a_cosine_run_says_the_rates_change(nietzsche_path, tmp_path):
+    kw = dict(lr_schedule="cosine", epochs=1, max_chars=8000)
+    train_text(_cfg(nietzsche_path, tmp_path, **kw), log=_quiet)
+    lines = []
+    train_text(_cfg(nietzsche_path, tmp_path, resume=True, **dict(kw, epochs=2)),
+               log=lines.append, explicit={"epochs"})
+    assert any("resuming with epochs=2 (the run had 1)" in line for line in lines), lines
+    assert any("cosine schedule now decays over" in line for line in lines), lines
+    # the same resume without --epochs keeps the run's budget: nothing to train
+    with pytest.raises(MXGenError, match="nothing to train"):
+        train_text(_cfg(nietzsche_path, tmp_path, resume=True, **kw), log=_quiet)
+
+
+def test_metrics_of_steps_after_the_checkpoint_are_dropped_on_resume(nietzsche_path, tmp_path):
+    """A run killed after logging past its last checkpoint: on resume those
+    records go, so no step is logged twice."""
+    kw = dict(epochs=1, max_chars=12000, save_every=10, log_interval=2)
+    train_text(_cfg(nietzsche_path, tmp_path, max_steps=10, **kw), log=_quiet)
+    with open(tmp_path / "metrics.jsonl", "a") as f:      # what a killed run logged later
+        f.write(json.dumps({"kind": "train", "step": 12}) + "\n")
+    train_text(_cfg(nietzsche_path, tmp_path, resume=True, **kw), log=_quiet)
+    steps = [r["step"] for r in map(json.loads, open(tmp_path / "metrics.jsonl"))
+             if r["kind"] == "train"]
+    assert steps == sorted(set(steps)) and 12 in steps
+
+
 def test_non_finite_loss_skips_updates_then_stops(nietzsche_path, tmp_path, monkeypatch):
     """A loss that turns NaN from step 4 on: updates are skipped, training stops
     after max_bad_steps, and the checkpoint on disk stays finite."""
@@ -169,7 +214,7 @@ def test_checkpoint_from_other_shape_or_vocab(nietzsche_path, tmp_path):
     train_text(_cfg(nietzsche_path, tmp_path, epochs=1, max_steps=2), log=_quiet)
     ckpt = resolve(str(tmp_path), "latest")
     # a model of another shape cannot take these parameters
-    from mxgen.train.common import load_parameters
+    from mxgen.utils.checkpoint import load_parameters
     other = CharRNN(80, 16, 64, 2)
     with pytest.raises(MXGenError, match="do not fit this model"):
         load_parameters(other, os.path.join(ckpt, "model.params"), mx.cpu())

@@ -1,11 +1,11 @@
 """Dropout for training: MXNet's operator or mxgen's native one.
 
-MXNet 1.9's CPU ``Dropout`` draws one mt19937 number per element; for the
-three dropouts of a 2x256 char-LSTM step that is ~9% of the step.  mxgen's
+MXNet 1.9's CPU ``Dropout`` draws one mt19937 number per element, a
+noticeable share of a small char-LSTM step (BENCHMARKS.md has the numbers).  mxgen's
 ``mxgen_dropout`` op (kernels/dropout.h) decides each element with a
 counter-based Philox generator instead: same Bernoulli(1 - p) masks scaled by
 1 / (1 - p), a different random stream; the backward pass recomputes the mask
-from the key rather than storing it.  Forward+backward about 5x faster.
+from the key rather than storing it.
 
 Custom operators are not told whether MXNet runs in training mode, so every
 native dropout takes a *probe*: MXNet's own ``Dropout`` of 64 ones with
@@ -37,7 +37,7 @@ def explain_dropout_impl(impl, contexts=None, shape=None, p=0.2):
     """
     from .. import _native
     shape = tuple(shape or (100, 32, 256))
-    measure = ("dropout", {"shape": list(shape), "p": p}, "mxgen.models.dropout:time_kernels",
+    measure = ("dropout", {"shape": list(shape), "p": p}, "mxgen.nn.dropout:time_kernels",
                "mxgen_dropout", "MXNet's Dropout")
     return _native.explain_impl("dropout_impl", impl, DROPOUT_IMPLS, "mxnet", "mxgen_dropout",
                                 "the native dropout op runs", contexts, None, measure)

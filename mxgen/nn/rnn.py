@@ -2,8 +2,8 @@
 
 MXNet's fused ``RNN`` operator (oneDNN on CPU, cuDNN on GPU) takes all weights
 as one flat vector.  ``gluon.rnn.LSTM`` keeps them as separate parameters and
-re-concatenates them on every call (``_rnn_param_concat``): about 1.4 ms of a
-1.8 ms generation step at batch 1.  :class:`FusedRNN` stores the flat vector
+re-concatenates them on every call (``_rnn_param_concat``), most of a
+generation step at batch 1.  :class:`FusedRNN` stores the flat vector
 itself, in the operator's own layout, so nothing is concatenated, ever.
 
 Layout of the flat vector for ``num_layers`` unidirectional layers, gates
@@ -20,7 +20,7 @@ import math
 import mxnet as mx
 from mxnet.gluon import HybridBlock
 
-__all__ = ["MODES", "IMPLS", "FusedRNN", "make_rnn", "cell_step", "num_gates", "num_states",
+__all__ = ["MODES", "IMPLS", "FusedRNN", "make_rnn", "cell_step", "cell_gates", "num_gates", "num_states",
            "FusedRNNInit", "resolve_impl", "explain_impl", "DEFAULT_SHAPE"]
 
 IMPLS = ("auto", "fused", "native")
@@ -74,7 +74,7 @@ def explain_impl(impl, mode, num_layers=1, contexts=None, shape=None):
                    % mode)
     shape = dict(DEFAULT_SHAPE, **(shape or {}))
     shape["seq_len"] = min(int(shape["seq_len"]), 100)   # longer runs cost the same per step
-    measure = ("rnn", dict(shape, mode=mode), "mxgen.models.rnn:time_kernels",
+    measure = ("rnn", dict(shape, mode=mode), "mxgen.nn.rnn:time_kernels",
                NATIVE_OPS.get(mode), "MXNet's fused RNN op")
     return _native.explain_impl("rnn_impl", impl, IMPLS, "fused", NATIVE_OPS.get(mode),
                                 "the native recurrent ops run", contexts, why_not, measure)
@@ -182,7 +182,7 @@ class FusedRNN(HybridBlock):
     Call ``layer(x, *states)`` with x ``(T, N, input_size)`` and states each
     ``(num_layers, N, H)``; returns ``(out (T, N, H), [new states])``.  With
     the native kernels an optional last argument is the training probe of
-    :func:`mxgen.models.dropout.training_probe` (one per model is enough;
+    :func:`mxgen.nn.dropout.training_probe` (one per model is enough;
     the layer makes its own otherwise); the fused kernel ignores it.
     """
 
@@ -268,14 +268,25 @@ def cell_step(F, mode, x, states, i2h_weight, h2h_weight, i2h_bias, h2h_bias, nu
     x ``(N, I)``; states a list of ``(N, H)``; returns the list of new states
     (the new ``h`` first).
     """
-    h = states[0]
     i2h = F.FullyConnected(x, i2h_weight, i2h_bias, num_hidden=num_gates(mode) * num_hidden)
-    h2h = F.FullyConnected(h, h2h_weight, h2h_bias, num_hidden=num_gates(mode) * num_hidden)
+    h2h = F.FullyConnected(states[0], h2h_weight, h2h_bias,
+                           num_hidden=num_gates(mode) * num_hidden)
+    return cell_gates(F, mode, i2h, h2h, states)
+
+
+def cell_gates(F, mode, i2h, h2h, states):
+    """The gate arithmetic of one step: input and recurrent pre-activations
+    ``(N, G*H)`` each and the old states -> the new states.
+
+    For rnn and lstm only their sum matters, so ``h2h=None`` means ``i2h``
+    already holds it (one product over joined weights); gru needs them apart
+    (its reset gate scales the recurrent term and its bias).
+    """
     if mode in ("rnn_relu", "rnn_tanh"):
         act = "relu" if mode == "rnn_relu" else "tanh"
-        return [F.Activation(i2h + h2h, act_type=act)]
+        return [F.Activation(i2h if h2h is None else i2h + h2h, act_type=act)]
     if mode == "lstm":
-        gates = F.SliceChannel(i2h + h2h, num_outputs=4, axis=1)
+        gates = F.SliceChannel(i2h if h2h is None else i2h + h2h, num_outputs=4, axis=1)
         in_gate = F.sigmoid(gates[0])
         forget_gate = F.sigmoid(gates[1])
         cell_in = F.tanh(gates[2])
@@ -288,4 +299,4 @@ def cell_step(F, mode, x, states, i2h_weight, h2h_weight, i2h_bias, h2h_bias, nu
     reset = F.sigmoid(i2h_r + h2h_r)
     update = F.sigmoid(i2h_z + h2h_z)
     cand = F.tanh(i2h_n + reset * h2h_n)
-    return [(1 - update) * cand + update * h]
+    return [(1 - update) * cand + update * states[0]]

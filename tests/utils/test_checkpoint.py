@@ -1,0 +1,154 @@
+"""The checkpoint format every family shares: atomic, data only, resumable."""
+import errno
+import json
+import os
+import pickle
+
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import autograd, gluon
+
+from mxgen.errors import MXGenError
+from mxgen.utils import checkpoint as ckpt
+from mxgen.utils.metrics import MetricsLog
+
+
+def _write(run_dir, step, payload, point=True):
+    with ckpt.CheckpointWriter(str(run_dir), step) as writer:
+        writer.write_json("config.json", {"family": "test", "payload": payload})
+    if point:
+        writer.point("latest")
+    return writer.final_dir
+
+
+def test_resaving_a_step_never_replaces_the_pointed_directory(tmp_path):
+    first = _write(tmp_path, 10, "a")
+    second = _write(tmp_path, 10, "b", point=False)   # a crash before point(): 'latest' still valid
+    assert first != second and os.path.isdir(first) and os.path.isdir(second)
+    assert ckpt.resolve(str(tmp_path), "latest") == first
+    assert ckpt.read_json(first, "config.json")["payload"] == "a"
+    third = _write(tmp_path, 10, "c")
+    assert ckpt.resolve(str(tmp_path), "latest") == third
+    assert [os.path.basename(p) for p in (first, second, third)] == \
+        ["ckpt-00000010", "ckpt-00000010.r1", "ckpt-00000010.r2"]
+
+
+def test_prune_keeps_newest_and_pointed(tmp_path):
+    dirs = [_write(tmp_path, step, step) for step in (1, 2, 2, 3)]
+    with ckpt.CheckpointWriter(str(tmp_path), 4) as writer:
+        writer.write_json("config.json", {})
+    writer.point("latest")
+    writer.prune()
+    left = sorted(os.listdir(tmp_path / "checkpoints"))
+    assert left == ["ckpt-00000003", "ckpt-00000004"], left
+    assert not os.path.exists(dirs[0])
+
+
+def test_leftover_temporary_directories_are_removed(tmp_path):
+    _write(tmp_path, 1, "a")
+    parent = tmp_path / "checkpoints"
+    (parent / ".tmp-ckpt-killed").mkdir()
+    (parent / ".tmp-ckpt-killed" / "model.params").write_bytes(b"half")
+    (parent / ".trash-old").mkdir()
+    _write(tmp_path, 2, "b")
+    assert sorted(os.listdir(parent)) == ["ckpt-00000001", "ckpt-00000002"]
+
+
+def test_a_failing_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    good = _write(tmp_path, 5, "good")
+    real_dump = json.dump
+
+    def disk_full(obj, f, **kw):
+        if isinstance(obj, dict) and obj.get("payload") == "doomed":
+            f.write('{"payload": "doo')
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_dump(obj, f, **kw)
+
+    monkeypatch.setattr(json, "dump", disk_full)
+    with pytest.raises(MXGenError, match="could not write the checkpoint of step 6.*No space"
+                                         " left on device.*previous checkpoint is untouched"):
+        _write(tmp_path, 6, "doomed")
+    monkeypatch.undo()
+    assert ckpt.resolve(str(tmp_path), "latest") == good
+    ckpt.read_manifest(good)
+    assert ckpt.read_json(good, "config.json")["payload"] == "good"
+    assert os.listdir(tmp_path / "checkpoints") == ["ckpt-00000005"]   # no temp left behind
+
+
+def _trained_trainer(ctxs, update_on_kvstore, steps=3, states=None, seed=0):
+    mx.random.seed(seed)
+    net = gluon.nn.Dense(4, in_units=3)
+    net.initialize(mx.init.Xavier(), ctx=ctxs)
+    trainer = gluon.Trainer(net.collect_params(), "adam", {"learning_rate": 0.1},
+                            kvstore="device" if len(ctxs) > 1 else None,
+                            update_on_kvstore=update_on_kvstore)
+    if states:
+        for name, p in net.collect_params().items():
+            p.set_data(states["params"][name.split("_", 1)[1]])
+        ckpt.load_trainer(trainer, states["dir"], "trainer")
+    x = mx.nd.arange(24).reshape((8, 3)) / 24
+    for _ in range(steps):
+        with autograd.record():
+            losses = [(net(d) ** 2).sum() for d in gluon.utils.split_and_load(x, ctxs)]
+        autograd.backward(losses)
+        trainer.step(8)
+    return net, trainer
+
+
+@pytest.mark.parametrize("devices,update_on_kvstore", [(1, None), (2, False), (2, True)])
+def test_trainer_states_round_trip_without_pickle(tmp_path, monkeypatch, devices,
+                                                  update_on_kvstore):
+    """3 steps, save, 3 more == 6 steps straight; and nothing is unpickled."""
+    ctxs = [mx.cpu(i) for i in range(devices)]
+    straight, _ = _trained_trainer(ctxs, update_on_kvstore, steps=6)
+    net, trainer = _trained_trainer(ctxs, update_on_kvstore, steps=3)
+    with ckpt.CheckpointWriter(str(tmp_path), 3) as writer:
+        ckpt.save_trainer(trainer, writer, "trainer")
+    files = sorted(os.listdir(writer.final_dir))
+    assert files == ["MANIFEST.json", "trainer.states.json", "trainer.states.nd"]
+    for name in files:
+        assert not open(os.path.join(writer.final_dir, name), "rb").read(2).startswith(b"\x80")
+    monkeypatch.setattr(pickle, "loads", lambda *a, **k: pytest.fail("unpickled"))
+    monkeypatch.setattr(pickle, "load", lambda *a, **k: pytest.fail("unpickled"))
+    params = {name.split("_", 1)[1]: p.data(ctxs[0]).copy()
+              for name, p in net.collect_params().items()}
+    resumed, _ = _trained_trainer(ctxs, update_on_kvstore, steps=3,
+                                  states={"dir": writer.final_dir, "params": params})
+    for (_, a), (_, b) in zip(sorted(straight.collect_params().items()),
+                              sorted(resumed.collect_params().items())):
+        for ctx in ctxs:
+            np.testing.assert_allclose(a.data(ctx).asnumpy(), b.data(ctx).asnumpy(),
+                                       rtol=1e-6, atol=1e-7)
+
+
+def test_pickled_trainer_states_are_refused(tmp_path):
+    net, trainer = _trained_trainer([mx.cpu()], None, steps=1)
+    with ckpt.CheckpointWriter(str(tmp_path), 1) as writer:
+        trainer.save_states(writer.path("trainer.states"))      # Gluon's pickle
+    with pytest.raises(MXGenError, match="stores optimizer states as a Python pickle"):
+        ckpt.load_trainer(trainer, writer.final_dir, "trainer")
+
+
+def test_another_optimizers_states_are_refused(tmp_path):
+    _, trainer = _trained_trainer([mx.cpu()], None, steps=1)
+    with ckpt.CheckpointWriter(str(tmp_path), 1) as writer:
+        ckpt.save_trainer(trainer, writer, "trainer")
+    net = gluon.nn.Dense(4, in_units=3)
+    net.initialize()
+    sgd = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1})
+    with pytest.raises(MXGenError, match="holds adam optimizer states; this run uses sgd"):
+        ckpt.load_trainer(sgd, writer.final_dir, "trainer")
+
+
+def test_metrics_log_drops_records_after_the_resumed_step(tmp_path):
+    path = str(tmp_path / "metrics.jsonl")
+    log = MetricsLog(path)
+    for step in (10, 20, 30, 40):
+        log.write(kind="train", step=step)
+    with open(path, "a") as f:
+        f.write('{"kind": "train", "st')             # a line cut short by a kill
+    resumed = MetricsLog(path, keep_until=20)
+    resumed.write(kind="train", step=30)
+    assert [r["step"] for r in resumed.read()] == [10, 20, 30]
+    assert [r["step"] for r in MetricsLog(path).read()] == []   # a new run starts empty
