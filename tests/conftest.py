@@ -2,7 +2,13 @@
 (every test but the quality checks on full corpora runs on a bare clone),
 the full corpora from ../shared/data for those checks (skipped with a reason
 when absent), a replayable seed, and a helper that runs the CLI in a
-subprocess."""
+subprocess.
+
+A guard keeps it that way: every test that does not ask for a full-corpus
+fixture runs as if ../shared/data were an empty folder.  Opening, listing or
+passing to a subprocess any path under it fails that test, on every machine,
+whether the folder exists or not.
+"""
 import os
 import subprocess
 import sys
@@ -19,6 +25,57 @@ EMOJI = os.path.join(DATA, "images", "noto-emoji-72")
 FIXTURES = os.path.join(REPO, "tests", "fixtures")
 NIETZSCHE_HEAD = os.path.join(FIXTURES, "nietzsche-head.txt")
 EMOJI_SAMPLE = os.path.join(FIXTURES, "noto-emoji-72")
+
+
+# ---- the shared-data guard ---------------------------------------------------
+QUALITY_FIXTURES = {"emoji_dir"}          # the only fixtures that may read ../shared/data
+_GUARD = {"roots": [], "violations": []}
+_WATCHED = {"open", "os.listdir", "os.scandir", "subprocess.Popen", "os.stat"}
+
+
+def _under_guarded_root(value):
+    try:
+        path = os.path.abspath(os.fsdecode(value))
+    except TypeError:
+        return None
+    for root in _GUARD["roots"]:
+        if path == root or path.startswith(root + os.sep):
+            return path
+    return None
+
+
+def _audit(event, args):
+    if not _GUARD["roots"] or event not in _WATCHED or not args:
+        return
+    values = args[1] if event == "subprocess.Popen" else [args[0]]
+    for value in (values if isinstance(values, (list, tuple)) else [values]):
+        if isinstance(value, (str, bytes, os.PathLike)):
+            path = _under_guarded_root(value)
+            if path:
+                _GUARD["violations"].append("%s %s" % (event, path))
+                raise PermissionError("test reads shared data (%s) without a quality fixture"
+                                      % path)
+
+
+sys.addaudithook(_audit)
+
+
+@pytest.fixture(autouse=True)
+def shared_data_guard(request):
+    """Fail any test that touches ../shared/data without asking for a
+    full-corpus fixture (see QUALITY_FIXTURES)."""
+    if QUALITY_FIXTURES & set(request.fixturenames):
+        yield
+        return
+    _GUARD["roots"], _GUARD["violations"] = [os.path.abspath(DATA)], []
+    try:
+        yield
+    finally:
+        _GUARD["roots"] = []
+    if _GUARD["violations"]:
+        pytest.fail("this test depends on the shared data folder (%s) but is not a quality"
+                    " check: use the fixtures under tests/fixtures. Accesses: %s"
+                    % (DATA, "; ".join(_GUARD["violations"][:3])))
 
 
 @pytest.fixture(scope="session", autouse=True)

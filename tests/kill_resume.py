@@ -4,9 +4,9 @@ For each family (``train-text``, ``train-gan``) this script:
 
 1. runs a small training job to the end, uninterrupted (the reference);
 2. runs the same job again, SIGKILLing it (and its process group) at
-   ``--kills`` random moments drawn over the job's running time, with a
-   checkpoint every couple of steps so that many kills land inside a
-   checkpoint write; after each kill it checks that the ``latest`` checkpoint
+   ``--kills`` moments: half drawn at random over the job's running time,
+   half a random 0-4 ms after a checkpoint write has begun (the job
+   checkpoints every step or two); after each kill it checks that the ``latest`` checkpoint
    (if any) verifies against its manifest, then restarts with ``--resume``
    (from scratch if no checkpoint was written yet);
 3. lets the last restart finish and compares every array of the final
@@ -51,20 +51,35 @@ def _command(family, out, resume):
     return cmd + (["--resume"] if resume else [])
 
 
-def _run(cmd, env, kill_after=None):
-    """Run ``cmd``; SIGKILL its process group after ``kill_after`` seconds.
-    Returns ``(finished, returncode, stderr tail)``."""
+def _writing(run_dir):
+    parent = os.path.join(run_dir, "checkpoints")
+    try:
+        return any(n.startswith(".tmp-ckpt-") for n in os.listdir(parent))
+    except FileNotFoundError:
+        return False
+
+
+def _run(cmd, env, kill_after=None, run_dir=None, extra=0.0):
+    """Run ``cmd`` and SIGKILL its process group after ``kill_after`` seconds,
+    or (with ``run_dir``) ``extra`` seconds after it starts writing a
+    checkpoint there.  Returns ``(finished, returncode, stderr tail)``."""
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env,
                                 start_new_session=True)
-        try:
-            proc.wait(timeout=kill_after)
-            err.seek(0)
-            return True, proc.returncode, err.read().decode(errors="replace")[-2000:]
-        except subprocess.TimeoutExpired:
+        start = time.time()
+        while proc.poll() is None:
+            if run_dir and _writing(run_dir) and time.time() - start > 0.5:
+                time.sleep(extra)
+                break
+            if kill_after is not None and time.time() - start >= kill_after:
+                break
+            time.sleep(0.0005 if run_dir else 0.01)
+        if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             return False, None, ""
+        err.seek(0)
+        return True, proc.returncode, err.read().decode(errors="replace")[-2000:]
 
 
 def _final_arrays(run_dir):
@@ -93,6 +108,18 @@ def _checkpoint_readable(run_dir):
         return False
 
 
+def _run_finished(run_dir):
+    """Whether the latest checkpoint already ends the run (a kill landed
+    after its last checkpoint, e.g. while it printed the closing sample)."""
+    from mxgen.utils import checkpoint as ckpt
+    try:
+        ckpt_dir = ckpt.resolve(run_dir, prefer="latest")
+        progress = ckpt.read_json(ckpt_dir, "progress.json")
+        return progress["epoch"] >= ckpt.read_json(ckpt_dir, "config.json")["train"]["epochs"]
+    except Exception:                 # no checkpoint yet
+        return False
+
+
 def kill_and_resume(family, kills, workdir, rng, env, log=print):
     """Returns a dict of counts; ``identical`` is the verdict."""
     import numpy as np
@@ -103,27 +130,41 @@ def kill_and_resume(family, kills, workdir, rng, env, log=print):
     if code != 0:
         raise RuntimeError("reference %s run failed:\n%s" % (family, err))
     log("%s: reference run took %.1f s" % (family, duration))
+    ref_dir, ref = _final_arrays(reference)
     run_dir = os.path.join(workdir, family + "-killed")
     counts = {"kills": 0, "in_checkpoint_write": 0, "before_first_checkpoint": 0,
-              "unreadable": 0, "restarts": 0}
+              "unreadable": 0, "identical_kills": 0, "chains": 0}
+    chain_kills = 0
     while True:
-        resume = os.path.exists(os.path.join(run_dir, "latest"))
-        cmd = _command(family, run_dir, resume)
-        if counts["kills"] >= kills:
-            finished, code, err = _run(cmd, env)
-            if code != 0:
-                raise RuntimeError("final %s run failed:\n%s" % (family, err))
-            break
-        delay = rng.uniform(0.3, duration)
-        finished, code, err = _run(cmd, env, kill_after=delay)
-        counts["restarts"] += 1
+        if _run_finished(run_dir):
+            # compare this chain's end with the reference; its kills count as identical
+            # only if every array of the final checkpoint is
+            got_dir, got = _final_arrays(run_dir)
+            same = (ref.keys() == got.keys() and all(np.array_equal(ref[k], got[k]) for k in ref)
+                    and os.path.basename(ref_dir).split(".")[0]
+                    == os.path.basename(got_dir).split(".")[0])
+            counts["identical_kills"] += chain_kills if same else 0
+            counts["chains"] += 1
+            log("  chain %d: %d kills, final checkpoint %s" % (
+                counts["chains"], chain_kills, "identical" if same else "DIFFERENT"))
+            shutil.rmtree(run_dir)
+            chain_kills = 0
+            if counts["kills"] >= kills:
+                break
+            continue
+        cmd = _command(family, run_dir, os.path.exists(os.path.join(run_dir, "latest")))
+        # odd kills at a random moment, even ones inside a checkpoint write
+        aim_at_write = counts["kills"] % 2 == 1
+        delay = None if counts["kills"] >= kills else rng.uniform(0.3, duration)
+        finished, code, err = _run(cmd, env, kill_after=delay,
+                                   run_dir=run_dir if aim_at_write and delay else None,
+                                   extra=rng.uniform(0, 0.004))
         if finished:
             if code != 0:
-                raise RuntimeError("%s run failed before its kill:\n%s" % (family, err))
-            # it ended before the kill: start the whole chain over so every kill counts
-            shutil.rmtree(run_dir)
+                raise RuntimeError("%s run failed:\n%s" % (family, err))
             continue
         counts["kills"] += 1
+        chain_kills += 1
         parent = os.path.join(run_dir, "checkpoints")
         in_write = os.path.isdir(parent) and any(n.startswith(".tmp-ckpt-")
                                                  for n in os.listdir(parent))
@@ -131,20 +172,18 @@ def kill_and_resume(family, kills, workdir, rng, env, log=print):
         counts["in_checkpoint_write"] += in_write
         counts["before_first_checkpoint"] += readable is None
         counts["unreadable"] += readable is False
-        log("  kill %2d at %5.2f s%s%s" % (counts["kills"], delay,
+        log("  kill %2d%s%s%s" % (counts["kills"], " in a write" if aim_at_write
+                                  else " at %5.2f s" % delay,
                                            " (during a checkpoint write)" if in_write else "",
                                            " (no checkpoint yet)" if readable is None else ""))
-    ref_dir, ref = _final_arrays(reference)
-    got_dir, got = _final_arrays(run_dir)
-    same = ref.keys() == got.keys() and all(np.array_equal(ref[k], got[k]) for k in ref)
-    counts["identical"] = bool(same and os.path.basename(ref_dir).split(".")[0]
-                               == os.path.basename(got_dir).split(".")[0])
+    counts["identical"] = counts["identical_kills"] == counts["kills"]
     counts["arrays"] = len(ref)
-    log("%s: %d kills (%d during a checkpoint write, %d before the first checkpoint),"
-        " %d unreadable checkpoints; final %d arrays %s the uninterrupted run's"
-        % (family, counts["kills"], counts["in_checkpoint_write"],
-           counts["before_first_checkpoint"], counts["unreadable"], counts["arrays"],
-           "IDENTICAL to" if counts["identical"] else "DIFFERENT from"))
+    log("%s: %d of %d killed-and-resumed runs identical to the uninterrupted one (%d arrays"
+        " each; %d kills during a checkpoint write, %d before the first checkpoint);"
+        " %d unreadable checkpoints"
+        % (family, counts["identical_kills"], counts["kills"], counts["arrays"],
+           counts["in_checkpoint_write"], counts["before_first_checkpoint"],
+           counts["unreadable"]))
     return counts
 
 
@@ -164,7 +203,7 @@ def main(argv=None):
         results[family] = kill_and_resume(family, args.kills, workdir, rng, env)
     ok = all(r["identical"] and r["unreadable"] == 0 for r in results.values())
     total = sum(r["kills"] for r in results.values())
-    same = sum(r["kills"] for r in results.values() if r["identical"])
+    same = sum(r["identical_kills"] for r in results.values())
     print("summary: %d of %d killed-and-resumed runs identical, %d unreadable checkpoints"
           % (same, total, sum(r["unreadable"] for r in results.values())))
     if not args.workdir:

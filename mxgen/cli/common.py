@@ -21,7 +21,7 @@ def add_config_args(parser, config_cls):
     """Add one flag per field of ``config_cls`` (help, choices and groups from
     the field metadata, the real default shown).  Every flag defaults to
     ``None`` so that :func:`config_from_args` knows which the user gave."""
-    groups = {}
+    groups = {name: parser.add_argument_group(title) for name, title in _GROUP_TITLES.items()}
     for f in dataclasses.fields(config_cls):
         meta = f.metadata
         group_name = meta.get("group", "training")

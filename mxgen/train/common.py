@@ -26,17 +26,56 @@ import hashlib
 import math
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from typing import Optional
 
 import mxnet as mx
 
+from ..config import AT_LEAST_0, AT_LEAST_1, POSITIVE, check_ranges, field
 from ..errors import MXGenError
 from ..utils import checkpoint as ckpt
 from ..utils.context import check_batch_split, parse_ctx
 from ..utils.metrics import MetricsLog
 
-__all__ = ["Run", "derive_seed", "global_grad_norm", "clip_batch_scale", "LRSchedule",
+__all__ = ["Run", "RunConfig", "derive_seed", "global_grad_norm", "clip_batch_scale", "LRSchedule",
            "stop_reason", "merge_resumed", "make_trainer"]
+
+
+@dataclass
+class RunConfig:
+    """The settings every training command has; a family's config adds its own
+    (and may redeclare a field to change its default)."""
+    out: str = field("runs/run", "run directory", group="run")
+    ctx: str = field("cpu", "devices: cpu, cpu:0,1 (virtual CPU devices), gpu, gpu:0,1",
+                     group="run")
+    batch_size: int = field(32, "global batch size (split over --ctx devices)", group="run")
+    epochs: int = field(10, "epochs (a resumed run keeps its own unless given)", group="run")
+    seed: int = field(0, "random seed", group="run")
+    log_interval: int = field(20, "steps between log lines", group="run")
+    save_every: int = field(0, "also checkpoint every N steps (0 = at epoch ends only)",
+                            group="run")
+    max_minutes: Optional[float] = field(None, "stop (with a checkpoint) after this many"
+                                               " minutes", group="run")
+    max_steps: Optional[int] = field(None, "stop (with a checkpoint) after this many steps"
+                                           " in this run", group="run")
+    dry_run: bool = field(False, "two steps on a small slice; writes a real checkpoint",
+                          group="run")
+    resume: bool = field(False, "continue exactly from the latest checkpoint in --out",
+                         group="run")
+    progress: bool = field(True, "progress bar", group="run")
+
+    # Settings a resumed run may change; everything else comes from the checkpoint.
+    RUN_LENGTH = ("epochs", "max_minutes", "max_steps", "progress", "log_interval", "out",
+                  "resume", "ctx", "save_every", "dry_run")
+
+    def dry_run_limits(self):
+        self.epochs, self.max_steps = 1, 2
+
+    def validate(self):
+        check_ranges(self, dict({k: AT_LEAST_1 for k in ("batch_size", "epochs", "log_interval",
+                                                         "max_steps")},
+                                max_minutes=POSITIVE, save_every=AT_LEAST_0))
+        return self
 
 
 def derive_seed(seed, *keys):

@@ -30,67 +30,51 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from ..config import AT_LEAST_0, AT_LEAST_1, FRACTION, POSITIVE, check_ranges, field
+from ..config import AT_LEAST_0, AT_LEAST_1, FRACTION, check_ranges, field
 from ..data.images import SHAPES, ImageFolder, save_grid, to_float
 from ..errors import MXGenError
 from ..models import get_model
 from ..models.dcgan import FAMILY, DCGANConfig, dcgan_init, generate_images
 from ..utils.frechet import frechet_distance, get_feature_net
 from ..utils.metrics import plot_curves
-from .common import Run, make_trainer
+from .common import Run, RunConfig, make_trainer
 
 __all__ = ["GANTrainConfig", "GANStep", "build_gan_step", "train_gan", "gan_flops_per_image"]
 
 
 @dataclass
-class GANTrainConfig:
+class GANTrainConfig(RunConfig):
     """Everything ``mxgen train-gan`` can set (saved in each checkpoint)."""
     data: str = field(SHAPES, "image folder (recursive), or 'shapes' (embedded, no download)")
     out: str = field("runs/gan", "run directory", group="run")
+    batch_size: int = field(64, "global batch size (split over --ctx devices)", group="run")
+    log_interval: int = field(10, "iterations between log lines", group="run")
     image_size: int = field(64, "image size: 64, or 32 (one stage fewer)", group="model",
                             choices=(32, 64))
     latent_size: int = field(100, "noise vector size", group="model")
     ngf: int = field(64, "generator width", group="model")
     ndf: int = field(64, "discriminator width", group="model")
     channels: int = field(3, "3 (colour) or 1 (grayscale)", group="model", choices=(1, 3))
-    batch_size: int = field(64, "global batch size (split over --ctx devices)", group="run")
-    epochs: int = field(10, "epochs (a resumed run keeps its own unless given)", group="run")
     lr: float = field(2e-4, "Adam learning rate of both networks")
     beta1: float = field(0.5, "Adam beta1")
-    ctx: str = field("cpu", "devices: cpu, cpu:0,1 (virtual CPU devices), gpu, gpu:0,1",
-                     group="run")
-    seed: int = field(0, "random seed", group="run")
     num_workers: int = field(2, "image-decoding processes")
     fid_samples: int = field(500, "real and generated images for the Frechet distance")
     grid_size: int = field(64, "images in each epoch's sample grid")
-    log_interval: int = field(10, "iterations between log lines", group="run")
-    save_every: int = field(0, "also checkpoint every N iterations (0 = at epoch ends only)",
-                            group="run")
-    max_minutes: Optional[float] = field(None, "stop (with a checkpoint) after this many"
-                                               " minutes", group="run")
-    max_steps: Optional[int] = field(None, "stop (with a checkpoint) after this many"
-                                           " iterations in this run", group="run")
     max_images: Optional[int] = field(None, "use only the first N images")
-    dry_run: bool = field(False, "two iterations on a few images; writes a real checkpoint",
-                          group="run")
-    resume: bool = field(False, "continue exactly from the latest checkpoint in --out",
-                         group="run")
-    progress: bool = field(True, "progress bar", group="run")
 
-    RUN_LENGTH = ("epochs", "max_minutes", "max_steps", "progress", "log_interval", "out",
-                  "resume", "ctx", "dry_run", "num_workers", "save_every")
+    RUN_LENGTH = RunConfig.RUN_LENGTH + ("num_workers",)
 
     def dry_run_limits(self):
+        super().dry_run_limits()
         self.max_images = min(self.max_images or 256, 256)
-        self.epochs, self.max_steps = 1, 2
         self.fid_samples = min(self.fid_samples, 64)
 
     def validate(self):
+        super().validate()
         check_ranges(self, dict(
-            {k: AT_LEAST_1 for k in ("latent_size", "ngf", "ndf", "batch_size", "epochs",
-                                     "grid_size", "log_interval", "max_images", "max_steps")},
-            lr=AT_LEAST_0, max_minutes=POSITIVE, beta1=FRACTION, num_workers=AT_LEAST_0,
-            save_every=AT_LEAST_0, fid_samples=(lambda v: v >= 2, ">= 2")))
+            {k: AT_LEAST_1 for k in ("latent_size", "ngf", "ndf", "grid_size", "max_images")},
+            lr=AT_LEAST_0, beta1=FRACTION, num_workers=AT_LEAST_0,
+            fid_samples=(lambda v: v >= 2, ">= 2")))
         return self
 
     def model_config(self):

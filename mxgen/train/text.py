@@ -24,7 +24,7 @@ from typing import Optional
 import mxnet as mx
 from mxnet import autograd, gluon
 
-from ..config import AT_LEAST_0, AT_LEAST_1, FRACTION, POSITIVE, check_ranges, field
+from ..config import AT_LEAST_0, AT_LEAST_1, FRACTION, check_ranges, field
 from ..data.batchify import BPTTBatches
 from ..data.corpus import STDLIB, load_text, split_train_val
 from ..data.vocab import Vocab
@@ -32,7 +32,8 @@ from ..errors import MXGenError
 from ..models import get_model
 from ..models.char_rnn import FAMILY, CharRNNConfig
 from ..utils.metrics import plot_curves
-from .common import LRSchedule, Run, clip_batch_scale, global_grad_norm, make_trainer
+from .common import (LRSchedule, Run, RunConfig, clip_batch_scale, global_grad_norm,
+                     make_trainer)
 
 __all__ = ["TextTrainConfig", "LMLoss", "TextStep", "train_text", "evaluate"]
 
@@ -40,7 +41,7 @@ LN2 = math.log(2.0)
 
 
 @dataclass
-class TextTrainConfig:
+class TextTrainConfig(RunConfig):
     """Everything ``mxgen train-text`` can set (saved in each checkpoint).
 
     Each field's ``help`` (and ``choices``) become its command-line flag.
@@ -48,6 +49,7 @@ class TextTrainConfig:
     data: str = field(STDLIB, "corpus: a file, a directory, a glob, or 'stdlib' (this"
                               " Python's standard-library sources; no download)")
     out: str = field("runs/text", "run directory", group="run")
+    epochs: int = field(20, "epochs (a resumed run keeps its own unless given)", group="run")
     mode: str = field("lstm", "recurrent cell", group="model",
                       choices=("rnn_relu", "rnn_tanh", "gru", "lstm"))
     num_embed: int = field(64, "embedding size", group="model")
@@ -58,8 +60,6 @@ class TextTrainConfig:
     tie_weights: bool = field(False, "share embedding and decoder weights (needs"
                                      " num_embed == num_hidden)", group="model")
     seq_len: int = field(100, "BPTT steps per batch")
-    batch_size: int = field(32, "global batch size (split over --ctx devices)", group="run")
-    epochs: int = field(20, "epochs (a resumed run keeps its own unless given)", group="run")
     optimizer: str = field("adam", "any MXNet optimizer")
     lr: float = field(2e-3, "learning rate")
     wd: float = field(0.0, "weight decay")
@@ -73,8 +73,6 @@ class TextTrainConfig:
     min_char_count: Optional[int] = field(None, "characters rarer than this map to an"
                                                 " unknown token (default: 20 for stdlib,"
                                                 " else 1)")
-    ctx: str = field("cpu", "devices: cpu, cpu:0,1 (virtual CPU devices), gpu, gpu:0,1",
-                     group="run")
     rnn_impl: str = field("auto", "recurrent kernel: MXNet's fused RNN op or mxgen's native"
                                   " LSTM/GRU op (auto = native where it measures faster"
                                   " here; the log says which and why)",
@@ -82,41 +80,24 @@ class TextTrainConfig:
     dropout_impl: str = field("auto", "dropout kernel: MXNet's Dropout or mxgen's native op"
                                       " (same distribution; auto = native where it measures"
                                       " faster)", choices=("auto", "mxnet", "native"))
-    seed: int = field(0, "random seed", group="run")
-    log_interval: int = field(20, "steps between log lines", group="run")
-    save_every: int = field(0, "also checkpoint every N steps (0 = at epoch ends only)",
-                            group="run")
-    max_minutes: Optional[float] = field(None, "stop (with a checkpoint) after this many"
-                                               " minutes", group="run")
-    max_steps: Optional[int] = field(None, "stop (with a checkpoint) after this many steps"
-                                           " in this run", group="run")
     max_bad_steps: int = field(5, "stop after this many non-finite steps in a row",
                                group="run")
-    dry_run: bool = field(False, "two steps on a small slice; writes a real checkpoint",
-                          group="run")
-    resume: bool = field(False, "continue exactly from the latest checkpoint in --out",
-                         group="run")
-    progress: bool = field(True, "progress bar", group="run")
 
-    # Settings a resumed run may change; everything else comes from the checkpoint.
-    RUN_LENGTH = ("epochs", "max_minutes", "max_steps", "progress", "log_interval", "out",
-                  "resume", "ctx", "save_every", "dry_run", "rnn_impl",
-                  "dropout_impl", "max_bad_steps")
+    RUN_LENGTH = RunConfig.RUN_LENGTH + ("rnn_impl", "dropout_impl", "max_bad_steps")
     # ... and these, when given explicitly (e.g. the corpus moved).
     RESUME_OVERRIDABLE = ("data", "max_chars")
 
     def dry_run_limits(self):
+        super().dry_run_limits()
         self.max_chars = min(self.max_chars or 20000, 20000)
-        self.epochs, self.max_steps = 1, 2
 
     def validate(self):
+        super().validate()
         check_ranges(self, dict(
             {k: AT_LEAST_1 for k in ("num_embed", "num_hidden", "num_layers", "seq_len",
-                                     "batch_size", "epochs", "log_interval", "max_bad_steps",
-                                     "max_chars", "min_char_count", "max_steps")},
-            lr=AT_LEAST_0, max_minutes=POSITIVE, wd=AT_LEAST_0, clip=AT_LEAST_0,
-            save_every=AT_LEAST_0, dropout=FRACTION, val_fraction=FRACTION,
-            lr_decay=(lambda v: 0 < v <= 1, "in (0, 1]")))
+                                     "max_bad_steps", "max_chars", "min_char_count")},
+            lr=AT_LEAST_0, wd=AT_LEAST_0, clip=AT_LEAST_0, dropout=FRACTION,
+            val_fraction=FRACTION, lr_decay=(lambda v: 0 < v <= 1, "in (0, 1]")))
         return self
 
     def model_config(self, vocab_size):

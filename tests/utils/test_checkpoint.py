@@ -152,3 +152,23 @@ def test_metrics_log_drops_records_after_the_resumed_step(tmp_path):
     resumed.write(kind="train", step=30)
     assert [r["step"] for r in resumed.read()] == [10, 20, 30]
     assert [r["step"] for r in MetricsLog(path).read()] == []   # a new run starts empty
+
+
+def test_the_shared_data_guard_catches_a_new_dependency(tmp_path):
+    """The suite's guard (tests/conftest.py) fails tests that read the shared
+    data folder without a quality fixture; check it on a stand-in folder."""
+    from tests import conftest
+    stand_in = tmp_path / "shared-data"
+    stand_in.mkdir()
+    (stand_in / "corpus.txt").write_text("text")
+    saved = conftest._GUARD["roots"]
+    conftest._GUARD["roots"] = [str(stand_in)]
+    try:
+        with pytest.raises(PermissionError, match="reads shared data"):
+            open(stand_in / "corpus.txt")
+        with pytest.raises(PermissionError):
+            os.listdir(stand_in)
+        assert open(tmp_path / "elsewhere.txt", "w")       # other paths are untouched
+    finally:
+        conftest._GUARD["roots"] = saved
+        conftest._GUARD["violations"] = []
