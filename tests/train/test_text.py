@@ -275,3 +275,30 @@ def test_resume_keeps_the_runs_epoch_budget_unless_given(nietzsche_path, tmp_pat
                           log=lines.append, explicit=("epochs", "max_steps"))
     assert extended["config"].epochs == 5
     assert any("resuming with epochs=5 (the run had 3)" in line for line in lines), lines
+
+
+def test_disk_full_during_a_checkpoint_keeps_the_previous_one(nietzsche_path, tmp_path,
+                                                              monkeypatch):
+    """A write that fails half-way (ENOSPC) stops the run with a clear error;
+    the checkpoint before it stays pointed to and the run resumes from it."""
+    import errno
+    kw = dict(epochs=1, max_chars=12000, save_every=5)
+    real_save, calls = mx.nd.save, {"n": 0}
+
+    def failing_save(path, data):
+        calls["n"] += 1
+        if calls["n"] == 5:                      # inside the second checkpoint
+            with open(path, "wb") as f:
+                f.write(b"\0" * 100)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(path, data)
+
+    monkeypatch.setattr(mx.nd, "save", failing_save)
+    with pytest.raises(MXGenError, match="could not write the checkpoint of step 10.*No space"):
+        train_text(_cfg(nietzsche_path, tmp_path, **kw), log=_quiet)
+    monkeypatch.undo()
+    latest = resolve(str(tmp_path), "latest")
+    assert latest.endswith("ckpt-00000005")
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["ckpt-00000005"]
+    resumed = train_text(_cfg(nietzsche_path, tmp_path, resume=True, **kw), log=_quiet)
+    assert resumed["stopped"] is None and resumed["step"] > 10
