@@ -77,7 +77,7 @@ setup(
     extras_require={
         "test": ["pytest", "pytest-benchmark"],
     },
-    entry_points={"console_scripts": ["mxgen=mxgen.cli:main"]},
+    entry_points={"console_scripts": ["mxgen=mxgen.cli:main", "mxgen-launch=mxgen.cli:launch"]},
     ext_modules=[CMakeKernels("mxgen.libmxgen_kernels")],
     cmdclass={"build_ext": BuildKernels},
 )

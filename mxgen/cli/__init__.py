@@ -1,12 +1,13 @@
 """``mxgen <command>``: one module per command, each with get_parser() and main(args)."""
 import argparse
 import importlib
+import os
 import sys
 
 from .. import __version__
 from ..errors import MXGenError
 
-__all__ = ["main", "COMMANDS"]
+__all__ = ["main", "launch", "COMMANDS"]
 
 # command name -> module under mxgen.cli
 COMMANDS = {
@@ -14,6 +15,7 @@ COMMANDS = {
     "generate": "generate",
     "train-gan": "train_gan",
     "sample-gan": "sample_gan",
+    "launch": "launch",
     "info": "info",
     "bench": "bench",
 }
@@ -46,14 +48,32 @@ def main(argv=None):
         return args._main(args) or 0
     except MXGenError as err:
         print("mxgen: error: %s" % err, file=sys.stderr)
-        return 2
+        return _exit_worker(2)
     except KeyboardInterrupt:
         print("mxgen: interrupted", file=sys.stderr)
         return 130
     except Exception as err:  # an MXNet error we did not anticipate: keep it to one line
         import mxnet as mx
         if isinstance(err, mx.base.MXNetError):
-            first = str(err).strip().splitlines()[0][:300]
-            print("mxgen: error: MXNet failed: %s" % first, file=sys.stderr)
-            return 2
+            lines = [l for l in str(err).strip().splitlines()
+                     if l.strip() and not l.startswith(("Traceback", "  File", "    "))]
+            print("mxgen: error: MXNet failed: %s" % (lines[-1] if lines else err)[:300],
+                  file=sys.stderr)
+            return _exit_worker(2)
         raise
+
+
+def _exit_worker(code):
+    """A failed worker of a distributed launch exits at once: at a normal exit
+    MXNet waits in the kvstore's shutdown barrier for workers that will never
+    get there, and the launcher would not see it die."""
+    if os.environ.get("DMLC_ROLE") == "worker":
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def launch(argv=None):
+    """The ``mxgen-launch`` console script: ``mxgen launch`` under its own name."""
+    return main(["launch"] + list(sys.argv[1:] if argv is None else argv))

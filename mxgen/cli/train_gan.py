@@ -18,6 +18,8 @@ def main(args):
 
     cfg, explicit = config_from_args(GANTrainConfig, args)
     result = train_gan(cfg, explicit=explicit)
+    if not result["writer"]:          # another rank of a distributed run reports
+        return 0
     print("checkpoint: %s" % result["checkpoint"])
     print("Frechet distance: %.3f (%s features); best %.3f"
           % (result["frechet_distance"], result["feature_net"], result["best_fd"]))

@@ -23,6 +23,8 @@ def main(args):
 
     cfg, explicit = config_from_args(TextTrainConfig, args)
     result = train_text(cfg, explicit=explicit)
+    if not result["writer"]:          # another rank of a distributed run reports
+        return 0
     print("checkpoint: %s" % result["checkpoint"])
     if result["best_val_bpc"] is not None:
         print("best validation: %.4f bits per character" % result["best_val_bpc"])

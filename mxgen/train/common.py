@@ -32,13 +32,14 @@ from typing import Optional
 import mxnet as mx
 
 from ..config import AT_LEAST_0, AT_LEAST_1, POSITIVE, check_ranges, field
+from ..distributed import KVSTORES, Cluster
 from ..errors import MXGenError
 from ..utils import checkpoint as ckpt
 from ..utils.context import check_batch_split, parse_ctx
 from ..utils.metrics import MetricsLog
 
 __all__ = ["Run", "RunConfig", "derive_seed", "global_grad_norm", "clip_batch_scale", "LRSchedule",
-           "stop_reason", "merge_resumed", "make_trainer"]
+           "stop_reason", "merge_resumed"]
 
 
 @dataclass
@@ -48,6 +49,10 @@ class RunConfig:
     out: str = field("runs/run", "run directory", group="run")
     ctx: str = field("cpu", "devices: cpu, cpu:0,1 (virtual CPU devices), gpu, gpu:0,1",
                      group="run")
+    kvstore: Optional[str] = field(None, "how gradients are summed: local, device (the default"
+                                         " over several --ctx devices), dist_sync or"
+                                         " dist_device_sync (one worker of `mxgen launch`)",
+                                   group="run", choices=KVSTORES)
     batch_size: int = field(32, "global batch size (split over --ctx devices)", group="run")
     epochs: int = field(10, "epochs (a resumed run keeps its own unless given)", group="run")
     seed: int = field(0, "random seed", group="run")
@@ -66,7 +71,7 @@ class RunConfig:
 
     # Settings a resumed run may change; everything else comes from the checkpoint.
     RUN_LENGTH = ("epochs", "max_minutes", "max_steps", "progress", "log_interval", "out",
-                  "resume", "ctx", "save_every", "dry_run")
+                  "resume", "ctx", "save_every", "dry_run", "kvstore")
 
     def dry_run_limits(self):
         self.epochs, self.max_steps = 1, 2
@@ -187,17 +192,6 @@ def merge_resumed(config_cls, saved, cfg, explicit, log=None):
     return config_cls(**{k: v for k, v in merged.items() if k in names})
 
 
-def make_trainer(params, optimizer, options, ctxs):
-    """A Gluon Trainer; over several devices gradients are summed by a
-    'device' kvstore and every device applies the update itself."""
-    try:
-        return mx.gluon.Trainer(params, optimizer, options,
-                                kvstore="device" if len(ctxs) > 1 else None,
-                                update_on_kvstore=False if len(ctxs) > 1 else None)
-    except (mx.base.MXNetError, ValueError) as err:
-        raise MXGenError("cannot create optimizer %r: %s" % (optimizer, err)) from None
-
-
 class Run:
     """One training run of one model family (see the module docstring).
 
@@ -209,8 +203,11 @@ class Run:
     """
 
     def __init__(self, cfg, family, explicit=(), log=print, required=()):
-        self.started, self.family, self.log = time.time(), family, log
+        self.started, self.family = time.time(), family
         self.ctxs = parse_ctx(cfg.ctx)
+        self.cluster = Cluster(cfg.kvstore, self.ctxs)
+        # one voice: the other ranks of a distributed run say nothing but errors
+        self.log = log if self.cluster.is_writer else (lambda *_: None)
         self.resume_from = None
         if cfg.resume:
             self.resume_from, saved = ckpt.open_checkpoint(
@@ -230,12 +227,19 @@ class Run:
             raise MXGenError("nothing to train: the run in %s has finished %d of %d epochs;"
                              " pass --epochs N (N > %d) to train on"
                              % (cfg.out, self.progress["epoch"], cfg.epochs, cfg.epochs))
-        check_batch_split(cfg.batch_size, self.ctxs)
+        self.cluster.shard(cfg.batch_size, "a batch")
+        check_batch_split(cfg.batch_size // self.cluster.num_workers, self.ctxs)
+        if self.cluster.distributed and cfg.max_minutes is not None:
+            raise MXGenError("--max-minutes cannot stop every worker at the same step; use"
+                             " --max-steps in a distributed run")
+        if self.cluster.distributed and cfg.progress:
+            cfg.progress = self.cluster.is_writer
         os.makedirs(cfg.out, exist_ok=True)
         self.cfg = cfg
         # records logged after the checkpoint we resume from never happened
         self.metrics = MetricsLog(os.path.join(cfg.out, "metrics.jsonl"),
-                                  keep_until=self.step if self.resume_from else None)
+                                  keep_until=self.step if self.resume_from else None,
+                                  enabled=self.cluster.is_writer)
         self.last_ckpt, self.stop, self.steps_this_run = self.resume_from, None, 0
         self.last_batch = False
         self._nets, self._trainers, self._arrays, self._meta = {}, {}, dict, dict
@@ -291,11 +295,15 @@ class Run:
 
     def save(self, point_best=False):
         """Write a checkpoint of everything tracked; point ``latest`` (and
-        ``best``) at it.  Non-finite parameters are refused."""
+        ``best``) at it.  Non-finite parameters are refused.  Every rank of a
+        distributed run calls it (``arrays`` may gather); rank 0 writes."""
         for name, net in self._nets.items():
             if not ckpt.params_finite(net.collect_params().values()):
                 raise MXGenError("refusing to save a checkpoint: the %s's parameters are not"
                                  " finite" % name)
+        arrays = self._arrays()
+        if not self.cluster.is_writer:
+            return None
         meta = dict(self._meta())
         files = meta.pop("files", {})
         writer = ckpt.CheckpointWriter(self.cfg.out, self.step)
@@ -304,9 +312,9 @@ class Run:
                 ckpt.save_parameters(net, writer.path(name + ".params"))
             for name, trainer in self._trainers.items():
                 ckpt.save_trainer(trainer, writer, name)
-            for name, arrays in self._arrays().items():
+            for name, group in arrays.items():
                 mx.nd.save(writer.path(name + ".nd"),
-                           {k: v.as_in_context(mx.cpu()) for k, v in arrays.items()})
+                           {k: v.as_in_context(mx.cpu()) for k, v in group.items()})
             writer.write_json("config.json", dict(meta, family=self.family,
                                                   train=asdict(self.cfg)))
             writer.write_json("progress.json", self.progress)
@@ -371,7 +379,9 @@ class Run:
         return round(time.time() - self.started, 1)
 
     def finish(self, **summary):
+        self.cluster.close()
         if self.stop:
             self.log("stopped early (%s) at step %d; resume with --resume" % (self.stop, self.step))
         return dict(run_dir=self.cfg.out, checkpoint=self.last_ckpt, step=self.step,
-                    epoch=self.epoch, stopped=self.stop, config=self.cfg, **summary)
+                    epoch=self.epoch, stopped=self.stop, config=self.cfg,
+                    writer=self.cluster.is_writer, **summary)

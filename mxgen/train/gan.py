@@ -37,7 +37,8 @@ from ..models import get_model
 from ..models.dcgan import FAMILY, DCGANConfig, dcgan_init, generate_images
 from ..utils.frechet import frechet_distance, get_feature_net
 from ..utils.metrics import plot_curves
-from .common import Run, RunConfig, make_trainer
+from ..distributed import Cluster
+from .common import Run, RunConfig
 
 __all__ = ["GANTrainConfig", "GANStep", "build_gan_step", "train_gan", "gan_flops_per_image"]
 
@@ -115,9 +116,12 @@ def gan_flops_per_image(cfg, d_weight_grads_in_g_step=False):
 class GANStep:
     """One D+G iteration of :func:`train_gan`, for benchmarks and loops alike.
 
-    ``step(real)``: ``real`` a batch ``(N, nc, S, S)`` in [-1, 1] (NumPy or
-    NDArray), split over the devices; the noise is drawn here from MXNet's
-    RNG.  Returns a ``(4,)`` NDArray on the first device, not read: the sums
+    ``step(real)``: ``real`` this process's share ``(N, nc, S, S)`` in
+    [-1, 1] (NumPy or NDArray) of a global batch, split over its devices.
+    The noise of the whole global batch is drawn here from MXNet's CPU RNG
+    and each device takes the rows of its images, so one process with two
+    devices and two workers with one device each draw the same noise.
+    Returns a ``(4,)`` NDArray on the first device, not read: the sums
     over the batch of loss_D, loss_G, D(x) and D(G(z)).
 
     ``skip_d_weight_grads`` (mxgen's loop) computes no D weight gradients in
@@ -126,19 +130,22 @@ class GANStep:
     """
 
     def __init__(self, gen, disc, trainer_g, trainer_d, ctxs, latent_size,
-                 skip_d_weight_grads=True):
+                 skip_d_weight_grads=True, rank=0, num_workers=1):
         self.gen, self.disc, self.ctxs = gen, disc, ctxs
+        self.rank, self.num_workers = rank, num_workers
         self.trainer_g, self.trainer_d = trainer_g, trainer_d
         self.latent_size, self.skip = latent_size, skip_d_weight_grads
         self.loss = gluon.loss.SigmoidBinaryCrossEntropyLoss()
         self.disc_params = list(disc.collect_params().values())
 
     def __call__(self, real):
-        batch = real.shape[0]
+        local = real.shape[0]
+        batch = local * self.num_workers                      # the global batch
         reals = gluon.utils.split_and_load(real, self.ctxs)
-        n = batch // len(self.ctxs)
-        noises = [mx.nd.random.normal(shape=(n, self.latent_size, 1, 1), ctx=c)
-                  for c in self.ctxs]
+        n = local // len(self.ctxs)
+        noise = mx.nd.random.normal(shape=(batch, self.latent_size, 1, 1), ctx=mx.cpu())
+        noises = gluon.utils.split_and_load(
+            noise[self.rank * local:(self.rank + 1) * local], self.ctxs)
         ones = [mx.nd.ones((n,), ctx=c) for c in self.ctxs]
         zeros = [mx.nd.zeros((n,), ctx=c) for c in self.ctxs]
         # (1) Update D: maximise log D(x) + log(1 - D(G(z)))
@@ -164,9 +171,11 @@ class GANStep:
                              for e_d, e_g, r, f in zip(errs_d, errs_g, out_real, out_fake)])
 
 
-def build_gan_step(model_cfg, lr, beta1, ctxs, hybridize=True, skip_d_weight_grads=True):
+def build_gan_step(model_cfg, lr, beta1, ctxs, hybridize=True, skip_d_weight_grads=True,
+                   cluster=None):
     """Networks (DCGAN init), trainers and step as ``train_gan`` builds them:
     returns ``(generator, discriminator, step)``."""
+    cluster = cluster or Cluster(None, ctxs)
     gen = get_model("dcgan_generator", image_size=model_cfg.image_size,
                     latent_size=model_cfg.latent_size, ngf=model_cfg.ngf, nc=model_cfg.nc,
                     prefix="generator_")
@@ -177,10 +186,10 @@ def build_gan_step(model_cfg, lr, beta1, ctxs, hybridize=True, skip_d_weight_gra
         if hybridize:
             net.hybridize(static_alloc=True)
     opt = {"learning_rate": lr, "beta1": beta1}
-    trainer_g = make_trainer(gen.collect_params(), "adam", opt, ctxs)
-    trainer_d = make_trainer(disc.collect_params(), "adam", opt, ctxs)
+    trainer_g = cluster.trainer(gen.collect_params(), "adam", opt)
+    trainer_d = cluster.trainer(disc.collect_params(), "adam", opt)
     return gen, disc, GANStep(gen, disc, trainer_g, trainer_d, ctxs, model_cfg.latent_size,
-                              skip_d_weight_grads)
+                              skip_d_weight_grads, cluster.rank, cluster.num_workers)
 
 
 class _EpochSampler(gluon.data.Sampler):
@@ -219,7 +228,9 @@ def train_gan(cfg, log=print, explicit=()):
 
     # ---- networks, trainers, checkpoint contents -----------------------------
     mx.random.seed(cfg.seed)
-    gen, disc, step_fn = build_gan_step(model_cfg, cfg.lr, cfg.beta1, ctxs)
+    gen, disc, step_fn = build_gan_step(model_cfg, cfg.lr, cfg.beta1, ctxs, cluster=run.cluster)
+    lo, hi = run.cluster.shard(cfg.batch_size)          # this rank's images of each batch
+    writer = run.cluster.is_writer
     noise = {"noise": mx.nd.random.normal(shape=(max(cfg.grid_size, len(fid_real)),
                                                  cfg.latent_size, 1, 1), ctx=ctxs[0])}
     feature_net = get_feature_net(cfg.channels, ctx=ctxs[0])
@@ -232,19 +243,19 @@ def train_gan(cfg, log=print, explicit=()):
         noise["noise"] = run.load_arrays("fixed_noise")["noise"].as_in_context(ctxs[0])
     real_features = feature_net.features(fid_real)
     flops = gan_flops_per_image(model_cfg)
-    log("data %s: %d images %dx%d, %d batches of %d per epoch; Frechet distance features: %s"
-        % (cfg.data, len(images), cfg.image_size, cfg.image_size, batches_per_epoch,
-           cfg.batch_size, feature_net.name))
+    run.log("data %s: %d images %dx%d, %d batches of %d per epoch; Frechet distance features:"
+            " %s" % (cfg.data, len(images), cfg.image_size, cfg.image_size, batches_per_epoch,
+                     cfg.batch_size, feature_net.name))
 
     def frechet():
         fake = generate_images(gen, noise["noise"][:len(fid_real)])
         return frechet_distance(real_features, feature_net.features(fake)), fake
 
-    if not run.resume_from:          # the baseline every later distance is compared with
+    if writer and not run.resume_from:      # the baseline later distances are compared with
         fd0 = frechet()[0]
         run.metrics.write(kind="eval", step=0, epoch=0, frechet_distance=fd0,
                           feature_net=feature_net.name)
-        log("Frechet distance at initialisation: %.3f" % fd0)
+        run.log("Frechet distance at initialisation: %.3f" % fd0)
     fd, grid_path = progress["best_fd"], None
     for epoch in run.epochs():
         sampler = _EpochSampler(len(images), cfg.batch_size, cfg.seed, epoch, progress["batch"])
@@ -254,8 +265,8 @@ def train_gan(cfg, log=print, explicit=()):
         sums, count, t_log, first_step = 0, 0, time.time(), run.step + 1
         for _ in run.batches(batches_per_epoch):
             run.seed_step()
-            sums = sums + step_fn(to_float(next(batches)))
-            count += cfg.batch_size
+            sums = sums + step_fn(to_float(next(batches)[lo:hi]))     # (4,) sums, this rank's
+            count += hi - lo
             if run.log_due():
                 values = sums.asnumpy() / count            # the only sync, per log line
                 if not np.isfinite(values).all():
@@ -271,22 +282,27 @@ def train_gan(cfg, log=print, explicit=()):
                                   d_real=float(values[2]), d_fake=float(values[3]),
                                   images_per_s=speed, gflop_per_s=speed * flops / 1e9)
                 sums, count, first_step = 0, 0, run.step + 1
-        # ---- end of epoch (or run): sample grid, Frechet distance, checkpoint -----
-        fd, fake = frechet()
-        grid_path = save_grid(fake[:cfg.grid_size], os.path.join(
-            cfg.out, "samples", "epoch_%03d_step_%07d.png" % (run.epoch, run.step)))
-        improved = math.isfinite(fd) and (progress["best_fd"] is None or fd < progress["best_fd"])
-        if improved:
-            progress["best_fd"] = fd
-        log("epoch %d step %d: Frechet distance %.3f (%s features, %d samples)%s; grid %s"
-            % (run.epoch, run.step, fd, feature_net.name, len(fid_real),
-               " *best*" if improved else "", grid_path))
-        run.metrics.write(kind="eval", step=run.step, epoch=run.epoch, frechet_distance=fd,
-                          feature_net=feature_net.name, grid=grid_path, elapsed_s=run.elapsed())
+        # ---- end of epoch (or run): sample grid, Frechet distance (rank 0), checkpoint
+        improved = False
+        if writer:
+            fd, fake = frechet()
+            grid_path = save_grid(fake[:cfg.grid_size], os.path.join(
+                cfg.out, "samples", "epoch_%03d_step_%07d.png" % (run.epoch, run.step)))
+            improved = math.isfinite(fd) and (progress["best_fd"] is None
+                                              or fd < progress["best_fd"])
+            progress["best_fd"] = fd if improved else progress["best_fd"]
+            run.log("epoch %d step %d: Frechet distance %.3f (%s features, %d samples)%s; grid"
+                    " %s" % (run.epoch, run.step, fd, feature_net.name, len(fid_real),
+                             " *best*" if improved else "", grid_path))
+            run.metrics.write(kind="eval", step=run.step, epoch=run.epoch, frechet_distance=fd,
+                              feature_net=feature_net.name, grid=grid_path,
+                              elapsed_s=run.elapsed())
         run.save(point_best=improved)
-        plot_curves(run.metrics.read(), os.path.join(cfg.out, "loss.png"),
-                    {"loss_d": "train", "loss_g": "train"}, title="DCGAN %dx%d on %s"
-                    % (cfg.image_size, cfg.image_size, os.path.basename(cfg.data.rstrip("/"))))
+        if writer:
+            plot_curves(run.metrics.read(), os.path.join(cfg.out, "loss.png"),
+                        {"loss_d": "train", "loss_g": "train"}, title="DCGAN %dx%d on %s"
+                        % (cfg.image_size, cfg.image_size,
+                           os.path.basename(cfg.data.rstrip("/"))))
     return run.finish(frechet_distance=fd, best_fd=progress["best_fd"], grid=grid_path,
                       feature_net=feature_net.name, generator=gen, discriminator=disc)
 

@@ -32,8 +32,8 @@ from ..errors import MXGenError
 from ..models import get_model
 from ..models.char_rnn import FAMILY, CharRNNConfig
 from ..utils.metrics import plot_curves
-from .common import (LRSchedule, Run, RunConfig, clip_batch_scale, global_grad_norm,
-                     make_trainer)
+from ..distributed import Cluster
+from .common import LRSchedule, Run, RunConfig, clip_batch_scale, global_grad_norm
 
 __all__ = ["TextTrainConfig", "LMLoss", "TextStep", "train_text", "evaluate"]
 
@@ -161,12 +161,14 @@ class TextStep:
     returns ``(losses, new_states, norm)``: the summed loss on each device
     (NDArrays, not read), the carried states, and the global norm of the
     summed gradient (a float: the step's one host sync).  The update divides
-    by the batch's token count and clips to ``clip`` per token; a non-finite
-    norm skips the update.
+    by the global batch's token count (this process's share times
+    ``num_workers``) and clips to ``clip`` per token; a non-finite norm skips
+    the update.
     """
 
-    def __init__(self, loss_block, trainer, ctxs, clip):
+    def __init__(self, loss_block, trainer, ctxs, clip, num_workers=1):
         self.loss_block, self.trainer, self.ctxs, self.clip = loss_block, trainer, ctxs, clip
+        self.num_workers = num_workers
         self.params = list(loss_block.model.collect_params().values())
 
     def __call__(self, data, target, states):
@@ -179,24 +181,26 @@ class TextStep:
         self.trainer.allreduce_grads()
         norm = float(global_grad_norm(self.params, self.ctxs[0]).asscalar())
         if math.isfinite(norm):
-            self.trainer.update(clip_batch_scale(norm, data.shape[0] * data.shape[1], self.clip))
+            tokens = data.shape[0] * data.shape[1] * self.num_workers
+            self.trainer.update(clip_batch_scale(norm, tokens, self.clip))
         return losses, [r[1] for r in results], norm
 
 
-def build_text_step(model_cfg, cfg, ctxs, hybridize=True):
+def build_text_step(model_cfg, cfg, ctxs, hybridize=True, cluster=None):
     """Model, kernels, loss graph and trainer as ``train_text`` builds them:
     returns ``(model, step)``."""
+    cluster = cluster or Cluster(None, ctxs)
     model = get_model("char_rnn", **model_cfg.to_dict())
     model.initialize(mx.init.Xavier(), ctx=ctxs)
-    per_device = cfg.batch_size // len(ctxs)
+    per_device = cfg.batch_size // cluster.num_workers // len(ctxs)
     model.set_rnn_impl(cfg.rnn_impl, ctxs, cfg.seq_len, per_device)
     model.set_dropout_impl(cfg.dropout_impl, ctxs, cfg.seq_len, per_device)
     loss_block = LMLoss(model)
     if hybridize:
         loss_block.hybridize(static_alloc=True)
-    trainer = make_trainer(model.collect_params(), cfg.optimizer,
-                           {"learning_rate": cfg.lr, "wd": cfg.wd}, ctxs)
-    return model, TextStep(loss_block, trainer, ctxs, cfg.clip)
+    trainer = cluster.trainer(model.collect_params(), cfg.optimizer,
+                              {"learning_rate": cfg.lr, "wd": cfg.wd})
+    return model, TextStep(loss_block, trainer, ctxs, cfg.clip, cluster.num_workers)
 
 
 def _corpus(cfg, run, ctxs):
@@ -227,6 +231,26 @@ def _corpus(cfg, run, ctxs):
     return vocab, train_data, val_data, (len(train_str), len(val_str))
 
 
+def _global_states(states, cluster):
+    """Per-device state lists -> ``{"s<j>": (1, B, H)}`` over the global batch
+    (gathered from every rank: a collective in a distributed run)."""
+    return {"s%d" % j: cluster.gather(j, mx.nd.concat(*[dev[j].as_in_context(mx.cpu())
+                                                          for dev in states], dim=1), axis=1)
+            for j in range(len(states[0]))}
+
+
+def _local_states(run, model, columns):
+    """The resumed run's states for this rank's ``columns``, split over its devices."""
+    saved = run.load_arrays("states")
+    per = model.states_per_layer * model.num_layers
+    if sorted(saved) != sorted("s%d" % j for j in range(per)):
+        raise MXGenError("checkpoint %s holds recurrent states %s; this model needs %d"
+                         % (run.resume_from, ", ".join(sorted(saved)), per))
+    split = [gluon.utils.split_and_load(saved["s%d" % j][:, columns[0]:columns[1]], run.ctxs,
+                                        batch_axis=1) for j in range(per)]
+    return [[split[j][k] for j in range(per)] for k in range(len(run.ctxs))]
+
+
 def _build_resumable(cfg, run, explicit, vocab_size):
     """:func:`build_text_step`; a resumed run keeps the kernels it trained with
     (others change float rounding and the dropout stream) unless named."""
@@ -237,7 +261,8 @@ def _build_resumable(cfg, run, explicit, vocab_size):
         for key, value in kept.items():
             setattr(cfg, key, value)
     try:
-        model, step_fn = build_text_step(cfg.model_config(vocab_size), cfg, run.ctxs)
+        model, step_fn = build_text_step(cfg.model_config(vocab_size), cfg, run.ctxs,
+                                         cluster=run.cluster)
     except MXGenError as err:
         if not kept:
             raise
@@ -262,7 +287,8 @@ def train_text(cfg, log=print, explicit=()):
     vocab, train_data, val_data, sizes = _corpus(cfg, run, ctxs)
     mx.random.seed(cfg.seed)
     model, step_fn = _build_resumable(cfg, run, explicit, len(vocab))
-    per_device = cfg.batch_size // len(ctxs)
+    lo, hi = run.cluster.shard(cfg.batch_size)         # this rank's columns of each batch
+    per_device = (hi - lo) // len(ctxs)
     total_steps = cfg.epochs * len(train_data)
     schedule = LRSchedule(cfg.lr_schedule, cfg.lr, total_steps=total_steps, decay=cfg.lr_decay,
                           state=progress.get("schedule"))
@@ -270,31 +296,25 @@ def train_text(cfg, log=print, explicit=()):
     progress.setdefault("bad_steps", 0)
     states = None
     run.track(nets={"model": model}, trainers={"trainer": step_fn.trainer},
-              arrays=lambda: {"states": {"d%d_s%d" % (k, j): s for k, dev in enumerate(states)
-                                         for j, s in enumerate(dev)}},
+              arrays=lambda: {"states": _global_states(states, run.cluster)},
               meta=lambda: {"model": model.config.to_dict(),
                             "kernels": {"rnn_impl": model.rnn_impl,
                                         "dropout_impl": model.dropout_impl},
                             "files": {"vocab.json": vocab.to_dict()}})
     if run.restore():
-        saved = run.load_arrays("states")
-        per = model.states_per_layer * model.num_layers
-        if len(saved) != per * len(ctxs):
-            raise MXGenError("checkpoint %s was trained on %d device(s); resume with the same"
-                             " --ctx" % (run.resume_from, len(saved) // per))
-        states = [[saved["d%d_s%d" % (k, j)].as_in_context(c) for j in range(per)]
-                  for k, c in enumerate(ctxs)]
+        states = _local_states(run, model, (lo, hi))
         old_total = (progress.get("schedule") or {}).get("total_steps")
         if cfg.lr_schedule == "cosine" and old_total and old_total != total_steps:
-            log("the cosine schedule now decays over %d steps instead of %d: rates from step %d"
-                " on differ from the original run's" % (total_steps, old_total, run.step + 1))
-    log("corpus %s: %d train / %d validation chars, vocab %d; %d batches of (%d, %d) per epoch"
+            run.log("the cosine schedule now decays over %d steps instead of %d: rates from"
+                    " step %d on differ from the original run's"
+                    % (total_steps, old_total, run.step + 1))
+    run.log("corpus %s: %d train / %d validation chars, vocab %d; %d batches of (%d, %d) per epoch"
         % ((cfg.data,) + sizes + (len(vocab), len(train_data), cfg.seq_len, cfg.batch_size)))
-    log("model %s %dx%d on %s" % (cfg.mode, cfg.num_layers, cfg.num_hidden, cfg.ctx))
-    log("recurrent kernel: %s (%s)" % ("mxgen native %s op" % cfg.mode.upper()
+    run.log("model %s %dx%d on %s" % (cfg.mode, cfg.num_layers, cfg.num_hidden, cfg.ctx))
+    run.log("recurrent kernel: %s (%s)" % ("mxgen native %s op" % cfg.mode.upper()
                                        if model.rnn_impl == "native" else "MXNet fused RNN op",
                                        model.rnn_impl_reason))
-    log("dropout kernel: %s (%s)" % ("mxgen native op" if model.dropout_impl == "native"
+    run.log("dropout kernel: %s (%s)" % ("mxgen native op" if model.dropout_impl == "native"
                                      else "MXNet op", model.dropout_impl_reason))
 
     for epoch in run.epochs():
@@ -302,14 +322,14 @@ def train_text(cfg, log=print, explicit=()):
             states = [model.begin_state(per_device, ctx=c) for c in ctxs]
         loss_sum, loss_tokens, t_log = mx.nd.zeros((1,), ctx=ctxs[0]), 0, time.time()
         for i in run.batches(len(train_data)):
-            data, target = train_data[i]
+            data, target = (a[:, lo:hi] for a in train_data[i])
             step_fn.trainer.set_learning_rate(schedule.lr_at(run.step - 1))
             if cfg.dropout > 0:
                 run.seed_step()
             losses, states, norm = step_fn(data, target, states)
             if not math.isfinite(norm):
                 progress["bad_steps"] += 1
-                log("step %d: non-finite loss/gradient (%s); update skipped (%d in a row)"
+                run.log("step %d: non-finite loss/gradient (%s); update skipped (%d in a row)"
                     % (run.step, norm, progress["bad_steps"]))
                 run.metrics.write(kind="bad_step", step=run.step, epoch=epoch + 1)
                 states = [model.begin_state(per_device, ctx=c) for c in ctxs]
@@ -352,15 +372,16 @@ def train_text(cfg, log=print, explicit=()):
                           lr=step_fn.trainer.learning_rate)
             where = ("epoch %d" % run.epoch if epoch_done else "epoch %d (batch %d of %d)"
                      % (run.epoch + 1, progress["batch"], len(train_data)))
-            log("%s step %d: validation %.4f bits/char (perplexity %.3f)%s"
+            run.log("%s step %d: validation %.4f bits/char (perplexity %.3f)%s"
                 % (where, run.step, val_bpc, val_ppl, " *best*" if improved else ""))
         progress["schedule"] = schedule.state()
         if states is None:
             states = [model.begin_state(per_device, ctx=c) for c in ctxs]
         run.metrics.write(**record)
         run.save(point_best=improved or val_data is None)
-        plot_curves(run.metrics.read(), os.path.join(cfg.out, "loss.png"),
-                    {"train_bpc": "train", "val_bpc": "val"}, ylabel="bits per character",
-                    title="%s %dx%d on %s" % (cfg.mode, cfg.num_layers, cfg.num_hidden,
-                                              os.path.basename(cfg.data.rstrip("/"))))
+        if run.cluster.is_writer:
+            plot_curves(run.metrics.read(), os.path.join(cfg.out, "loss.png"),
+                        {"train_bpc": "train", "val_bpc": "val"}, ylabel="bits per character",
+                        title="%s %dx%d on %s" % (cfg.mode, cfg.num_layers, cfg.num_hidden,
+                                                  os.path.basename(cfg.data.rstrip("/"))))
     return run.finish(best_val_bpc=progress["best_val_bpc"], vocab=vocab, model=model)

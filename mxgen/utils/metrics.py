@@ -14,8 +14,10 @@ class MetricsLog:
     appears twice.
     """
 
-    def __init__(self, path, keep_until=None):
-        self.path = path
+    def __init__(self, path, keep_until=None, enabled=True):
+        self.path, self.enabled = path, enabled
+        if not enabled:                   # another rank writes this log
+            return
         if keep_until is None:
             if os.path.exists(path):
                 os.unlink(path)
@@ -27,6 +29,8 @@ class MetricsLog:
             os.replace(tmp, path)
 
     def write(self, **record):
+        if not self.enabled:
+            return
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record, sort_keys=True) + "\n")
 

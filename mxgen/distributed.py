@@ -1,0 +1,162 @@
+"""Data-parallel training across processes on MXNet's distributed kvstore.
+
+Every training command takes ``--kvstore``:
+
+* ``local`` / ``device``: one process; over several ``--ctx`` devices the
+  gradients are summed by that kvstore (``device`` is the default then).
+* ``dist_sync`` / ``dist_device_sync``: one process per worker, started by
+  ``mxgen launch`` (which sets the ``DMLC_*`` environment); gradients are
+  summed by the parameter servers and every worker applies the same update,
+  so N workers with a global batch B train exactly like one process whose
+  ``--ctx`` splits B over N devices.
+
+:class:`Cluster` says who this process is (``rank``, ``num_workers``), makes
+the Trainer, gives each rank its share of a batch, and gathers per-rank
+arrays (the text model's recurrent states) for rank 0's checkpoint.
+"""
+import os
+
+import mxnet as mx
+
+from .errors import MXGenError
+
+__all__ = ["KVSTORES", "Cluster"]
+
+KVSTORES = ("local", "device", "dist_sync", "dist_device_sync")
+_GATHER_KEY_BASE = 1 << 24
+
+
+class Cluster:
+    """This process's place in a (possibly distributed) run."""
+
+    def __init__(self, kind, ctxs):
+        kind = kind or ("device" if len(ctxs) > 1 else "local")
+        if kind not in KVSTORES:
+            raise MXGenError("unknown kvstore %r; choose from %s" % (kind, ", ".join(KVSTORES)))
+        self.kind, self.ctxs = kind, ctxs
+        self.rank, self.num_workers, self.kv = 0, 1, None
+        self._gather_keys, self._trainers = set(), 0
+        if kind.startswith("dist"):
+            if os.environ.get("DMLC_ROLE") != "worker":
+                raise MXGenError("--kvstore %s runs as one worker of a distributed launch; start"
+                                 " it with: mxgen launch -n 2 -- mxgen <command> --kvstore %s ..."
+                                 % (kind, kind))
+            self.kv = mx.kv.create(kind)
+            self.rank, self.num_workers = self.kv.rank, self.kv.num_workers
+            print("mxgen-launch-rank: %d" % self.rank, flush=True)     # for the launcher
+        elif len(ctxs) > 1:
+            self.kv = kind
+
+    @property
+    def distributed(self):
+        return self.num_workers > 1 or self.kind.startswith("dist")
+
+    @property
+    def is_writer(self):
+        """Rank 0 alone writes checkpoints, metrics, plots and samples."""
+        return self.rank == 0
+
+    def trainer(self, params, optimizer, options):
+        """A Gluon Trainer summing gradients over devices and workers; each
+        worker (and device) applies the update itself, so optimizer states
+        stay local and checkpoints hold them."""
+        kv = self.kv
+        if isinstance(kv, mx.kv.KVStore):     # one distributed kvstore, a key range per Trainer
+            kv = _KeyOffset(kv, self._trainers << 16)
+        self._trainers += 1
+        try:
+            trainer = mx.gluon.Trainer(params, optimizer, options, kvstore=kv,
+                                       update_on_kvstore=False if kv else None)
+        except (mx.base.MXNetError, ValueError) as err:
+            raise MXGenError("cannot create optimizer %r: %s" % (optimizer, err)) from None
+        if self.kind.startswith("dist"):
+            # Gluon initialises kvstore keys lazily, at the first step: the pull
+            # of the initial weights then races the first gradient push to the
+            # same keys, and a worker can start from a gradient instead of the
+            # weights.  Initialise now and wait, before any step.
+            trainer._init_kvstore()
+            trainer._init_params()
+            mx.nd.waitall()
+        return trainer
+
+    def close(self):
+        """End this worker's part in the distributed kvstore.
+
+        Freeing it is a barrier of all workers, after which rank 0 stops the
+        servers.  Left to Python's shutdown, one worker's store may never be
+        freed and every process then waits forever; so training ends here,
+        on every rank, explicitly."""
+        if isinstance(self.kv, mx.kv.KVStore) and self.kv.handle is not None:
+            from mxnet.base import _LIB, check_call
+            mx.nd.waitall()
+            check_call(_LIB.MXKVStoreFree(self.kv.handle))
+            self.kv.handle = None           # its __del__ then frees nothing
+
+    def shard(self, size, what="batch"):
+        """``(start, stop)`` of this rank's contiguous share of ``size`` items."""
+        if size % self.num_workers:
+            raise MXGenError("%s of %d does not divide over %d workers; use a multiple of %d"
+                             % (what, size, self.num_workers, self.num_workers))
+        per = size // self.num_workers
+        return self.rank * per, (self.rank + 1) * per
+
+    def gather(self, key, local, axis):
+        """Concatenate every rank's ``local`` along ``axis`` (in rank order);
+        a collective: every rank must call it with the same int ``key`` and
+        shape."""
+        if self.num_workers == 1:
+            return local
+        local = local.as_in_context(mx.cpu())
+        shape = list(local.shape)
+        per = shape[axis]
+        shape[axis] = per * self.num_workers
+        padded = mx.nd.zeros(tuple(shape))
+        index = [slice(None)] * len(shape)
+        index[axis] = slice(self.rank * per, (self.rank + 1) * per)
+        padded[tuple(index)] = local
+        # int keys (a kvstore cannot mix int and str keys), far above the
+        # Trainer's parameter indices
+        name = _GATHER_KEY_BASE + key
+        if name not in self._gather_keys:
+            self.kv.init(name, mx.nd.zeros(tuple(shape)))
+            self._gather_keys.add(name)
+        self.kv.push(name, padded)                 # the servers sum: each rank fills its slice
+        out = mx.nd.zeros(tuple(shape))
+        self.kv.pull(name, out=out)
+        return out
+
+
+class _KeyOffset(mx.kv.KVStore):
+    """A distributed kvstore seen through keys shifted by ``offset``.
+
+    A Gluon Trainer uses its parameters' indices as keys, so two Trainers on
+    one kvstore (the GAN's G and D) would write each other's keys; there is
+    one distributed kvstore per process, so each Trainer gets its own range.
+    """
+
+    def __init__(self, kv, offset):           # pylint: disable=super-init-not-called
+        self.__dict__.update(kv.__dict__)       # the same handle: not a second store
+        self._base, self._offset = kv, offset
+
+    def __del__(self):                          # the handle belongs to the base store
+        pass
+
+    def _key(self, key):
+        return [k + self._offset for k in key] if isinstance(key, (list, tuple)) \
+            else key + self._offset
+
+    def init(self, key, value):
+        return self._base.init(self._key(key), value)
+
+    def push(self, key, value, priority=0):
+        return self._base.push(self._key(key), value, priority)
+
+    def pull(self, key, out=None, priority=0, ignore_sparse=True):
+        return self._base.pull(self._key(key), out=out, priority=priority,
+                               ignore_sparse=ignore_sparse)
+
+    def pushpull(self, key, value, out=None, priority=0):
+        return self._base.pushpull(self._key(key), value, out=out, priority=priority)
+
+    def broadcast(self, key, value, out, priority=0):
+        return self._base.broadcast(self._key(key), value, out, priority)
