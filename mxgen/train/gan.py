@@ -274,7 +274,8 @@ def train_gan(cfg, log=print, explicit=()):
                         "training stopped: non-finite GAN loss in steps %d-%d (loss_D %s,"
                         " loss_G %s); try a lower --lr. Last good checkpoint: %s"
                         % (first_step, run.step, values[0], values[1], run.last_ckpt or "none"))
-                speed, t_log = count / (time.time() - t_log), time.time()
+                speed = count * run.cluster.num_workers / (time.time() - t_log)    # global
+                t_log = time.time()
                 run.bar.set_postfix(loss_d="%.3f" % values[0], loss_g="%.3f" % values[1],
                                     img_s="%.0f" % speed)
                 run.metrics.write(kind="train", step=run.step, epoch=epoch + 1,

@@ -345,7 +345,8 @@ def train_text(cfg, log=print, explicit=()):
             loss_tokens += data.size
             if run.step % cfg.log_interval == 0:
                 train_loss = float(loss_sum.asscalar()) / loss_tokens
-                speed, t_log = loss_tokens / (time.time() - t_log), time.time()
+                speed = loss_tokens * run.cluster.num_workers / (time.time() - t_log)  # global
+                t_log = time.time()
                 run.bar.set_postfix(bpc="%.3f" % (train_loss / LN2), tok_s="%.0f" % speed)
                 run.metrics.write(kind="train", step=run.step, epoch=epoch + 1, loss=train_loss,
                                   train_bpc=train_loss / LN2, grad_norm=norm,
