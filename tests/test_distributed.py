@@ -42,14 +42,16 @@ def _params(run_dir, name):
     return {k: v.asnumpy() for k, v in arrays.items()}
 
 
-@pytest.mark.parametrize("family,args,params", [
-    ("text", TEXT + ["--max-steps", 4], "model.params"),
-    ("gan", GAN + ["--max-steps", 3], "generator.params"),
+@pytest.mark.parametrize("family,args,params,kvstore", [
+    ("text", TEXT + ["--max-steps", 4], "model.params", "dist_sync"),
+    ("text", TEXT + ["--max-steps", 4], "model.params", "dist_device_sync"),
+    ("gan", GAN + ["--max-steps", 3], "generator.params", "dist_sync"),
 ])
-def test_two_workers_match_one_process_with_the_global_batch(tmp_path, family, args, params):
-    """2 workers + 1 server (dist_sync), each with half the batch, end where one
-    process with the whole batch over two devices ends."""
-    dist = _launch(2, *args, "--kvstore", "dist_sync", "--out", tmp_path / "dist")
+def test_two_workers_match_one_process_with_the_global_batch(tmp_path, family, args, params,
+                                                             kvstore):
+    """2 workers + 1 server, each with half the batch, end where one process
+    with the whole batch over two devices ends."""
+    dist = _launch(2, *args, "--kvstore", kvstore, "--out", tmp_path / "dist")
     assert dist.returncode == 0, dist.stdout[-3000:] + dist.stderr[-3000:]
     assert ", rank 0] " in dist.stdout          # output labelled with role and rank
     one = _mxgen(*args, "--ctx", "cpu:0,1", "--out", tmp_path / "one")
