@@ -9,6 +9,8 @@ Every training command takes ``--kvstore``:
   summed by the parameter servers and every worker applies the same update,
   so N workers with a global batch B train exactly like one process whose
   ``--ctx`` splits B over N devices.
+* ``horovod``: one process per device started by ``horovodrun``; Horovod's
+  allreduce sums the gradients, with the same semantics.
 
 :class:`Cluster` says who this process is (``rank``, ``num_workers``), makes
 the Trainer, gives each rank its share of a batch, and gathers per-rank
@@ -22,7 +24,7 @@ from .errors import MXGenError
 
 __all__ = ["KVSTORES", "Cluster"]
 
-KVSTORES = ("local", "device", "dist_sync", "dist_device_sync")
+KVSTORES = ("local", "device", "dist_sync", "dist_device_sync", "horovod")
 _GATHER_KEY_BASE = 1 << 24
 
 
@@ -44,6 +46,14 @@ class Cluster:
             self.kv = mx.kv.create(kind)
             self.rank, self.num_workers = self.kv.rank, self.kv.num_workers
             print("mxgen-launch-rank: %d" % self.rank, flush=True)     # for the launcher
+        elif kind == "horovod":
+            self.hvd = _import_horovod()
+            self.hvd.init()
+            self.rank, self.num_workers = self.hvd.rank(), self.hvd.size()
+            if len(ctxs) > 1:
+                raise MXGenError("--kvstore horovod runs one device per process; start one"
+                                 " process per device (horovodrun -np N) with --ctx cpu or"
+                                 " --ctx gpu:K")
         elif len(ctxs) > 1:
             self.kv = kind
 
@@ -60,6 +70,8 @@ class Cluster:
         """A Gluon Trainer summing gradients over devices and workers; each
         worker (and device) applies the update itself, so optimizer states
         stay local and checkpoints hold them."""
+        if self.kind == "horovod":
+            return self._horovod_trainer(params, optimizer, options)
         kv = self.kv
         if isinstance(kv, mx.kv.KVStore):     # one distributed kvstore, a key range per Trainer
             kv = _KeyOffset(kv, self._trainers << 16)
@@ -77,6 +89,20 @@ class Cluster:
             trainer._init_kvstore()
             trainer._init_params()
             mx.nd.waitall()
+        return trainer
+
+    def _horovod_trainer(self, params, optimizer, options):
+        self.hvd.broadcast_parameters(params, root_rank=0)   # every rank starts from rank 0's
+        try:
+            trainer = self.hvd.DistributedTrainer(params, optimizer, options,
+                                                  prefix="mxgen%d_" % self._trainers)
+        except (mx.base.MXNetError, ValueError) as err:
+            raise MXGenError("cannot create optimizer %r: %s" % (optimizer, err)) from None
+        self._trainers += 1
+        # Horovod's trainer averages over ranks (it scales by 1/size); mxgen's
+        # loops divide the summed gradient by the global batch themselves, as
+        # with a kvstore, so undo that factor
+        trainer._scale *= self.num_workers
         return trainer
 
     def close(self):
@@ -107,6 +133,9 @@ class Cluster:
         if self.num_workers == 1:
             return local
         local = local.as_in_context(mx.cpu())
+        if self.kind == "horovod":
+            return self.hvd.allgather(local.swapaxes(0, axis), name="mxgen_gather_%d" % key) \
+                .swapaxes(0, axis)
         shape = list(local.shape)
         per = shape[axis]
         shape[axis] = per * self.num_workers
@@ -160,3 +189,13 @@ class _KeyOffset(mx.kv.KVStore):
 
     def broadcast(self, key, value, out, priority=0):
         return self._base.broadcast(self._key(key), value, out, priority)
+
+
+def _import_horovod():
+    try:
+        import horovod.mxnet as hvd
+    except ImportError:
+        raise MXGenError("--kvstore horovod needs Horovod built with MXNet support; install it"
+                         " after mxnet (README, 'Across machines'), then start the run with"
+                         " horovodrun -np N --gloo") from None
+    return hvd

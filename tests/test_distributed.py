@@ -161,3 +161,37 @@ def test_a_killed_launcher_takes_its_processes_with_it(tmp_path):
     while _leftovers(marker) and time.time() < deadline:
         time.sleep(0.2)
     assert _leftovers(marker) == []
+
+
+def test_horovod_without_horovod_is_a_clear_error(monkeypatch):
+    from mxgen.distributed import Cluster
+    from mxgen.errors import MXGenError
+    monkeypatch.setitem(sys.modules, "horovod", None)          # as if not installed
+    monkeypatch.setitem(sys.modules, "horovod.mxnet", None)
+    with pytest.raises(MXGenError, match="needs Horovod built with MXNet support"):
+        Cluster("horovod", [mx.cpu()])
+
+
+def _horovod():
+    try:
+        import horovod.mxnet  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+@pytest.mark.skipif(not _horovod(), reason="Horovod is not installed (optional; see README,"
+                                            " 'Across machines', for the install recipe)")
+def test_horovod_two_processes_match_one_process(tmp_path):
+    args = TEXT + ["--max-steps", "4"]
+    horovodrun = os.path.join(os.path.dirname(sys.executable), "horovodrun")
+    hvd = subprocess.run([horovodrun, "-np", "2", "-H", "localhost:2", "--gloo",
+                          "--network-interface", "lo", sys.executable, "-m", "mxgen", *args,
+                          "--kvstore", "horovod", "--out", str(tmp_path / "hvd")],
+                         env=_env(), capture_output=True, text=True, timeout=300)
+    assert hvd.returncode == 0, hvd.stdout[-3000:] + hvd.stderr[-3000:]
+    one = _mxgen(*args, "--ctx", "cpu:0,1", "--out", tmp_path / "one")
+    assert one.returncode == 0, one.stderr[-3000:]
+    a, b = _params(tmp_path / "hvd", "model.params"), _params(tmp_path / "one", "model.params")
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-5, err_msg=key)

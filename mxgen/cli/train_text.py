@@ -28,6 +28,11 @@ def main(args):
     print("checkpoint: %s" % result["checkpoint"])
     if result["best_val_bpc"] is not None:
         print("best validation: %.4f bits per character" % result["best_val_bpc"])
+    if cfg.kvstore == "horovod":
+        # generating inside a Horovod process crashes (segfault, not yet traced);
+        # generation is its own command
+        print("sample: mxgen generate --checkpoint %s" % result["run_dir"])
+        return 0
     model, vocab = load(result["run_dir"], prefer="best")
     model.hybridize(static_alloc=True)
     prompt = "\n" if "\n" in vocab.index else vocab.chars[0]

@@ -51,7 +51,8 @@ class RunConfig:
                      group="run")
     kvstore: Optional[str] = field(None, "how gradients are summed: local, device (the default"
                                          " over several --ctx devices), dist_sync or"
-                                         " dist_device_sync (one worker of `mxgen launch`)",
+                                         " dist_device_sync (one worker of `mxgen launch`),"
+                                         " horovod (one process of `horovodrun`)",
                                    group="run", choices=KVSTORES)
     batch_size: int = field(32, "global batch size (split over --ctx devices)", group="run")
     epochs: int = field(10, "epochs (a resumed run keeps its own unless given)", group="run")
