@@ -132,6 +132,8 @@ class CharRNN(HybridBlock):
         return self.dropout_impl
 
     def forward(self, inputs, *states):
+        if len(states) == 1 and isinstance(states[0], (list, tuple)):
+            states = tuple(states[0])          # the tutorial's model(data, hidden_list)
         if (self.rnn_impl == "native" or self.dropout_impl == "native") and \
                 isinstance(inputs, mx.nd.NDArray) and inputs.context.device_type != "cpu":
             raise MXGenError("this CharRNN runs mxgen's native CPU kernels but got data on %s;"
@@ -147,9 +149,15 @@ class CharRNN(HybridBlock):
     def states_per_layer(self):
         return num_states(self.mode)
 
-    def begin_state(self, batch_size, ctx=None):
-        """Zero states: a flat list, ``states_per_layer`` arrays ``(1, N, H)`` per layer."""
-        return [s for layer in self.layers for s in layer.begin_state(batch_size, ctx=ctx)]
+    def begin_state(self, batch_size=None, ctx=None, func=mx.nd.zeros, **kwargs):
+        """Initial states: a flat list, ``states_per_layer`` arrays ``(1, N, H)``
+        per layer, made by ``func`` (zeros by default).  The Gluon tutorial's
+        ``begin_state(func=mx.nd.zeros, batch_size=N, ctx=c)`` works as is;
+        other keywords go to ``func``."""
+        if batch_size is None:
+            raise MXGenError("begin_state needs batch_size")
+        return [func(shape=shape, ctx=ctx, **kwargs) for layer in self.layers
+                for shape in layer.state_shapes(batch_size)]
 
     def hybrid_forward(self, F, inputs, *states):
         k, p = self.states_per_layer, self.dropout
