@@ -233,8 +233,7 @@ class Run:
         if self.cluster.distributed and cfg.max_minutes is not None:
             raise MXGenError("--max-minutes cannot stop every worker at the same step; use"
                              " --max-steps in a distributed run")
-        if self.cluster.distributed and cfg.progress:
-            cfg.progress = self.cluster.is_writer
+        cfg.progress = cfg.progress and self.cluster.is_writer
         os.makedirs(cfg.out, exist_ok=True)
         self.cfg = cfg
         # records logged after the checkpoint we resume from never happened

@@ -35,6 +35,9 @@ import os
 import shutil
 import tempfile
 
+import mxnet as mx
+import numpy as np
+
 from ..errors import MXGenError
 
 __all__ = ["CheckpointWriter", "resolve", "open_checkpoint", "read_manifest", "require_files",
@@ -292,15 +295,12 @@ def open_checkpoint(path, family, prefer="best", required=()):
 # only through an operator that writes a fresh array.
 
 def _snapshot(param):
-    import mxnet as mx
     data = param.list_data()[0]
     return mx.nd.identity(data) if data.stype == "default" else data.copy()
 
 
 def params_finite(params):
     """True if every parameter value is finite (checked before saving)."""
-    import mxnet as mx
-    import numpy as np
     arrays = [p.list_data()[0] for p in params]
     sums = mx.nd.multi_sum_sq(*arrays, num_arrays=len(arrays))
     return bool(np.isfinite(sums.asnumpy()).all())
@@ -309,14 +309,12 @@ def params_finite(params):
 def save_parameters(block, path):
     """``block.save_parameters(path)`` without disturbing oneDNN weight layouts;
     the file is the same format (``load_parameters`` reads it)."""
-    import mxnet as mx
     params = block._collect_params_with_prefix()
     mx.nd.save(path, {key: _snapshot(p).as_in_context(mx.cpu()) for key, p in params.items()})
 
 
 def load_parameters(block, path, ctx, what="this model"):
     """``block.load_parameters`` with a one-line error when the file does not fit."""
-    import mxnet as mx
     try:
         block.load_parameters(path, ctx=ctx)
     except (mx.base.MXNetError, AssertionError, ValueError) as err:
@@ -350,7 +348,6 @@ def _decode_key(text):
 
 def _flatten_state(state, prefix, arrays):
     """A state (NDArray, None, or nested tuples/lists of them) -> JSON layout."""
-    import mxnet as mx
     if state is None:
         return None
     if isinstance(state, mx.nd.NDArray):
@@ -382,7 +379,6 @@ def save_trainer(trainer, writer, name):
     """Write ``trainer``'s optimizer state into checkpoint ``writer`` as
     ``<name>.states.nd`` (every state array) and ``<name>.states.json``
     (layout and update counters)."""
-    import mxnet as mx
     updater = _updaters(trainer)[0]
     opt = updater.optimizer
     arrays, layout = {}, {}
@@ -402,7 +398,6 @@ def load_trainer(trainer, ckpt_dir, name):
 
     A checkpoint holding Gluon's pickled ``<name>.states`` is refused.
     """
-    import mxnet as mx
     if os.path.exists(os.path.join(ckpt_dir, name + ".states")) and not os.path.exists(
             os.path.join(ckpt_dir, name + ".states.json")):
         raise MXGenError(

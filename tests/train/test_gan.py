@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mxgen.errors import MXGenError
-from mxgen.models.dcgan import load_generator as load_gan
+from mxgen.models.dcgan import load_generator
 from mxgen.train.gan import GANTrainConfig, train_gan
 from mxgen.utils.checkpoint import resolve
 
@@ -51,7 +51,7 @@ def test_resume_is_bit_exact(tmp_path):
         for key in a[name]:
             np.testing.assert_array_equal(a[name][key].asnumpy(), b[name][key].asnumpy(),
                                           err_msg=key)
-    gen, config, _ = load_gan(str(tmp_path / "b"))
+    gen, config, _ = load_generator(str(tmp_path / "b"))
     assert config.image_size == 32
     assert gen(mx.nd.zeros((1, 100, 1, 1))).shape == (1, 3, 32, 32)
 
@@ -85,7 +85,7 @@ def test_wrong_checkpoints(tmp_path):
         train_text(TextTrainConfig(data="stdlib", out=str(tmp_path / "t"), dry_run=True,
                                    num_hidden=16, num_embed=8, seq_len=10, batch_size=4,
                                    progress=False), log=_quiet)
-        load_gan(str(tmp_path / "t"))
+        load_generator(str(tmp_path / "t"))
 
 
 def test_non_finite_loss_stops_without_saving_it(tmp_path, monkeypatch):
