@@ -9,6 +9,11 @@ Every training command takes ``--kvstore``:
   summed by the parameter servers and every worker applies the same update,
   so N workers with a global batch B train exactly like one process whose
   ``--ctx`` splits B over N devices.
+* ``dist_async``: the servers run the optimizer and apply each worker's
+  gradient (divided by that worker's share of the batch) as it arrives;
+  workers pull the newest weights and never wait for each other.  Not
+  reproducible by design; the optimizer's state lives on the servers, out of
+  reach of checkpoints (a resume restarts it; the log says so).
 * ``horovod``: one process per device started by ``horovodrun``; Horovod's
   allreduce sums the gradients, with the same semantics.
 
@@ -24,7 +29,7 @@ from .errors import MXGenError
 
 __all__ = ["KVSTORES", "Cluster"]
 
-KVSTORES = ("local", "device", "dist_sync", "dist_device_sync", "horovod")
+KVSTORES = ("local", "device", "dist_sync", "dist_device_sync", "dist_async", "horovod")
 _GATHER_KEY_BASE = 1 << 24
 
 
@@ -38,6 +43,7 @@ class Cluster:
         self.kind, self.ctxs = kind, ctxs
         self.rank, self.num_workers, self.kv = 0, 1, None
         self._gather_keys, self._trainers = set(), 0
+        self._server_optimizer, self._pending = None, []
         if kind.startswith("dist"):
             if os.environ.get("DMLC_ROLE") != "worker":
                 raise MXGenError("--kvstore %s runs as one worker of a distributed launch; start"
@@ -62,20 +68,31 @@ class Cluster:
         return self.num_workers > 1 or self.kind.startswith("dist")
 
     @property
+    def on_servers(self):
+        """Whether the optimizer runs on the parameter servers (``dist_async``)."""
+        return self.kind == "dist_async"
+
+    @property
     def is_writer(self):
         """Rank 0 alone writes checkpoints, metrics, plots and samples."""
         return self.rank == 0
 
-    def trainer(self, params, optimizer, options):
+    def trainer(self, params, optimizer, options, batch_size=None):
         """A Gluon Trainer summing gradients over devices and workers; each
         worker (and device) applies the update itself, so optimizer states
-        stay local and checkpoints hold them."""
+        stay local and checkpoints hold them.
+
+        Under ``dist_async`` the servers update instead (see
+        :class:`ServerTrainer`); ``batch_size`` is then required: the count
+        every ``step`` passes (the global batch)."""
         if self.kind == "horovod":
             return self._horovod_trainer(params, optimizer, options)
         kv = self.kv
         if isinstance(kv, mx.kv.KVStore):     # one distributed kvstore, a key range per Trainer
             kv = _KeyOffset(kv, self._trainers << 16)
         self._trainers += 1
+        if self.on_servers:
+            return self._server_trainer(params, optimizer, options, kv, batch_size)
         try:
             trainer = mx.gluon.Trainer(params, optimizer, options, kvstore=kv,
                                        update_on_kvstore=False if kv else None)
@@ -90,6 +107,38 @@ class Cluster:
             trainer._init_params()
             mx.nd.waitall()
         return trainer
+
+    def _server_trainer(self, params, optimizer, options, kv, batch_size):
+        if batch_size is None:
+            raise ValueError("dist_async trainers need the batch_size every step passes")
+        # a server holds ONE optimizer for all keys: every Trainer must agree
+        described = (optimizer, sorted((k, repr(v)) for k, v in options.items()))
+        if self._server_optimizer not in (None, described):
+            raise MXGenError("--kvstore dist_async runs one optimizer on the servers, but this"
+                             " run's networks use different ones (%s vs %s); use dist_sync"
+                             % (self._server_optimizer, described))
+        self._server_optimizer = described
+        options = dict(options, rescale_grad=self.num_workers / batch_size)
+        try:
+            trainer = ServerTrainer(params, optimizer, options, kvstore=kv,
+                                    update_on_kvstore=True)
+        except (mx.base.MXNetError, ValueError) as err:
+            raise MXGenError("cannot create optimizer %r: %s" % (optimizer, err)) from None
+        trainer.batch_size = batch_size
+        self._pending.append(trainer)
+        return trainer
+
+    def ready(self):
+        """Initialise the servers' keys from this process's parameters (rank
+        0's values win) once they are final, i.e. after a resume loaded
+        them; a collective.  Under ``dist_async`` the servers hold the
+        weights, so this must follow the restore; it also sends the
+        optimizer once for all trainers, before any gradient arrives."""
+        for trainer in self._pending:
+            trainer._init_kvstore()
+            trainer._init_params()
+        mx.nd.waitall()
+        self._pending = []
 
     def _horovod_trainer(self, params, optimizer, options):
         self.hvd.broadcast_parameters(params, root_rank=0)   # every rank starts from rank 0's
@@ -153,6 +202,30 @@ class Cluster:
         out = mx.nd.zeros(tuple(shape))
         self.kv.pull(name, out=out)
         return out
+
+
+class ServerTrainer(mx.gluon.Trainer):
+    """A Trainer whose updates run on the parameter servers (``dist_async``).
+
+    The servers received the optimizer, with its ``rescale_grad`` (``1 /``
+    this worker's share of the batch) and any learning-rate scheduler, when
+    the store was initialised; nothing about it can change afterwards, so
+    ``step`` must always pass the same ``batch_size`` and
+    ``set_learning_rate`` refuses a new rate (a schedule goes into the
+    optimizer as an MXNet ``lr_scheduler``, counted in server updates).
+    """
+    batch_size = None
+
+    def step(self, batch_size, ignore_stale_grad=False):
+        if batch_size != self.batch_size:
+            raise MXGenError("under dist_async every step must divide by the same count (%s),"
+                             " got %s" % (self.batch_size, batch_size))
+        super().step(1, ignore_stale_grad)        # rescale_grad is already in the optimizer
+
+    def set_learning_rate(self, lr):
+        if lr != self.learning_rate:
+            raise MXGenError("under dist_async the servers' optimizer cannot change its learning"
+                             " rate during a run; give it an lr_scheduler")
 
 
 class _KeyOffset(mx.kv.KVStore):

@@ -23,7 +23,6 @@ update's normaliser, and learning-rate schedules.
 """
 import dataclasses
 import hashlib
-import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -37,6 +36,7 @@ from ..errors import MXGenError
 from ..utils import checkpoint as ckpt
 from ..utils.context import check_batch_split, parse_ctx
 from ..utils.metrics import MetricsLog
+from .schedule import cosine_lr
 
 __all__ = ["Run", "RunConfig", "derive_seed", "global_grad_norm", "clip_batch_scale", "LRSchedule",
            "stop_reason", "merge_resumed"]
@@ -50,8 +50,9 @@ class RunConfig:
     ctx: str = field("cpu", "devices: cpu, cpu:0,1 (virtual CPU devices), gpu, gpu:0,1",
                      group="run")
     kvstore: Optional[str] = field(None, "how gradients are summed: local, device (the default"
-                                         " over several --ctx devices), dist_sync or"
-                                         " dist_device_sync (one worker of `mxgen launch`),"
+                                         " over several --ctx devices), dist_sync,"
+                                         " dist_device_sync or dist_async (one worker of"
+                                         " `mxgen launch`),"
                                          " horovod (one process of `horovodrun`)",
                                    group="run", choices=KVSTORES)
     batch_size: int = field(32, "global batch size (split over --ctx devices)", group="run")
@@ -130,8 +131,7 @@ class LRSchedule:
 
     def lr_at(self, step):
         if self.kind == "cosine" and self.total_steps:
-            frac = min(step / self.total_steps, 1.0)
-            return self.min_lr + 0.5 * (self.base_lr - self.min_lr) * (1 + math.cos(math.pi * frac))
+            return cosine_lr(step, self.base_lr, self.min_lr, self.total_steps)
         if self.kind == "plateau":
             return self.plateau_lr
         return self.base_lr
@@ -271,14 +271,20 @@ class Run:
     def restore(self):
         """On resume, load every tracked net and trainer; False on a fresh run."""
         if not self.resume_from:
+            self.cluster.ready()
             return False
         for name, net in self._nets.items():
             ckpt.load_parameters(net, os.path.join(self.resume_from, name + ".params"),
                                  self.ctxs, "this %s" % name)
-        for name, trainer in self._trainers.items():
-            ckpt.load_trainer(trainer, self.resume_from, name)
+        restored = [ckpt.load_trainer(trainer, self.resume_from, name)
+                    for name, trainer in self._trainers.items()]
+        self.cluster.ready()                   # dist_async: the servers take these weights
         self.log("resuming from %s (epoch %d, batch %d, step %d)"
                  % (self.resume_from, self.epoch, self.progress["batch"], self.step))
+        if not all(restored):
+            self.log("the optimizer's state is not in the checkpoint (under dist_async it lives"
+                     " on the servers); it restarts from zero, the schedule from step %d"
+                     % self.step)
         return True
 
     def read_json(self, name):

@@ -62,6 +62,9 @@ class GANTrainConfig(RunConfig):
     fid_samples: int = field(500, "real and generated images for the Frechet distance")
     grid_size: int = field(64, "images in each epoch's sample grid")
     max_images: Optional[int] = field(None, "use only the first N images")
+    sync_bn: bool = field(False, "synchronise BatchNorm statistics across the --ctx GPUs"
+                                 " (MXNet's SyncBatchNorm; GPUs only; within each worker of"
+                                 " a distributed run)", group="model")
 
     RUN_LENGTH = RunConfig.RUN_LENGTH + ("num_workers",)
 
@@ -172,22 +175,30 @@ class GANStep:
 
 
 def build_gan_step(model_cfg, lr, beta1, ctxs, hybridize=True, skip_d_weight_grads=True,
-                   cluster=None):
+                   cluster=None, batch_size=None, sync_bn=False):
     """Networks (DCGAN init), trainers and step as ``train_gan`` builds them:
-    returns ``(generator, discriminator, step)``."""
+    returns ``(generator, discriminator, step)``.  ``batch_size`` (the global
+    batch) is needed under dist_async, whose servers divide by it."""
     cluster = cluster or Cluster(None, ctxs)
+    sync = 0
+    if sync_bn:
+        if any(c.device_type != "gpu" for c in ctxs):
+            raise MXGenError("--sync-bn synchronises BatchNorm across GPUs and needs GPU devices"
+                             " (--ctx gpu:0,1,...); MXNet's SyncBatchNorm waits forever on"
+                             " CPU devices (--ctx %s)" % ",".join(str(c) for c in ctxs))
+        sync = len(ctxs)
     gen = get_model("dcgan_generator", image_size=model_cfg.image_size,
                     latent_size=model_cfg.latent_size, ngf=model_cfg.ngf, nc=model_cfg.nc,
-                    prefix="generator_")
+                    sync_bn_devices=sync, prefix="generator_")
     disc = get_model("dcgan_discriminator", image_size=model_cfg.image_size, ndf=model_cfg.ndf,
-                     nc=model_cfg.nc, prefix="discriminator_")
+                     nc=model_cfg.nc, sync_bn_devices=sync, prefix="discriminator_")
     for net in (gen, disc):
         dcgan_init(net, ctxs)
         if hybridize:
             net.hybridize(static_alloc=True)
     opt = {"learning_rate": lr, "beta1": beta1}
-    trainer_g = cluster.trainer(gen.collect_params(), "adam", opt)
-    trainer_d = cluster.trainer(disc.collect_params(), "adam", opt)
+    trainer_g = cluster.trainer(gen.collect_params(), "adam", opt, batch_size=batch_size)
+    trainer_d = cluster.trainer(disc.collect_params(), "adam", opt, batch_size=batch_size)
     return gen, disc, GANStep(gen, disc, trainer_g, trainer_d, ctxs, model_cfg.latent_size,
                               skip_d_weight_grads, cluster.rank, cluster.num_workers)
 
@@ -228,7 +239,8 @@ def train_gan(cfg, log=print, explicit=()):
 
     # ---- networks, trainers, checkpoint contents -----------------------------
     mx.random.seed(cfg.seed)
-    gen, disc, step_fn = build_gan_step(model_cfg, cfg.lr, cfg.beta1, ctxs, cluster=run.cluster)
+    gen, disc, step_fn = build_gan_step(model_cfg, cfg.lr, cfg.beta1, ctxs, cluster=run.cluster,
+                                       batch_size=cfg.batch_size, sync_bn=cfg.sync_bn)
     lo, hi = run.cluster.shard(cfg.batch_size)          # this rank's images of each batch
     writer = run.cluster.is_writer
     noise = {"noise": mx.nd.random.normal(shape=(max(cfg.grid_size, len(fid_real)),

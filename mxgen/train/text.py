@@ -32,12 +32,14 @@ from ..errors import MXGenError
 from ..models import get_model
 from ..models.char_rnn import FAMILY, CharRNNConfig
 from ..utils.metrics import plot_curves
-from ..distributed import Cluster
+from ..distributed import Cluster, ServerTrainer
 from .common import LRSchedule, Run, RunConfig, clip_batch_scale, global_grad_norm
+from .schedule import ServerCosine
 
 __all__ = ["TextTrainConfig", "LMLoss", "TextStep", "train_text", "evaluate"]
 
 LN2 = math.log(2.0)
+LR_FLOOR = 1e-5          # the lowest rate the cosine and plateau schedules reach
 
 
 @dataclass
@@ -178,17 +180,37 @@ class TextStep:
             results = [self.loss_block(d, t, *s) for d, t, s in zip(datas, targets, states)]
         losses = [r[0] for r in results]
         autograd.backward(losses)
+        tokens = data.shape[0] * data.shape[1]
+        if isinstance(self.trainer, ServerTrainer):
+            return losses, [r[1] for r in results], self._push(tokens)
         self.trainer.allreduce_grads()
         norm = float(global_grad_norm(self.params, self.ctxs[0]).asscalar())
         if math.isfinite(norm):
-            tokens = data.shape[0] * data.shape[1] * self.num_workers
-            self.trainer.update(clip_batch_scale(norm, tokens, self.clip))
+            self.trainer.update(clip_batch_scale(norm, tokens * self.num_workers, self.clip))
         return losses, [r[1] for r in results], norm
 
+    def _push(self, tokens):
+        """dist_async: clip this worker's gradient (summed over its devices)
+        by its own norm, then push it; the servers divide by ``tokens``."""
+        grads = [p.list_grad() for p in self.params if p.grad_req != "null"]
+        summed = [mx.nd.add_n(*[g.as_in_context(self.ctxs[0]) for g in dev]) if len(dev) > 1
+                  else dev[0] for dev in grads]
+        norm = float(mx.nd.sqrt(mx.nd.sum(mx.nd.multi_sum_sq(
+            *summed, num_arrays=len(summed)))).asscalar())
+        if math.isfinite(norm):
+            scale = clip_batch_scale(norm, tokens, self.clip) / tokens
+            if scale != 1:
+                for dev in grads:
+                    for g in dev:
+                        g *= 1.0 / scale
+            self.trainer.step(tokens * self.num_workers)
+        return norm
 
-def build_text_step(model_cfg, cfg, ctxs, hybridize=True, cluster=None):
+
+def build_text_step(model_cfg, cfg, ctxs, hybridize=True, cluster=None, optimizer_extra=None):
     """Model, kernels, loss graph and trainer as ``train_text`` builds them:
-    returns ``(model, step)``."""
+    returns ``(model, step)``.  ``optimizer_extra``: more optimizer options
+    (the servers' ``lr_scheduler`` under dist_async)."""
     cluster = cluster or Cluster(None, ctxs)
     model = get_model("char_rnn", **model_cfg.to_dict())
     model.initialize(mx.init.Xavier(), ctx=ctxs)
@@ -199,7 +221,9 @@ def build_text_step(model_cfg, cfg, ctxs, hybridize=True, cluster=None):
     if hybridize:
         loss_block.hybridize(static_alloc=True)
     trainer = cluster.trainer(model.collect_params(), cfg.optimizer,
-                              {"learning_rate": cfg.lr, "wd": cfg.wd})
+                              dict({"learning_rate": cfg.lr, "wd": cfg.wd},
+                                   **(optimizer_extra or {})),
+                              batch_size=cfg.batch_size * cfg.seq_len)
     return model, TextStep(loss_block, trainer, ctxs, cfg.clip, cluster.num_workers)
 
 
@@ -251,7 +275,22 @@ def _local_states(run, model, columns):
     return [[split[j][k] for j in range(per)] for k in range(len(run.ctxs))]
 
 
-def _build_resumable(cfg, run, explicit, vocab_size):
+def _server_schedule(cfg, run, total_steps):
+    """dist_async: the learning-rate schedule as the servers' optimizer runs
+    it, counted in server updates (one per worker step)."""
+    if not run.cluster.on_servers:
+        return None
+    if cfg.lr_schedule == "plateau":
+        raise MXGenError("--lr-schedule plateau changes the rate after validation, but under"
+                         " dist_async the optimizer runs on the servers and cannot be changed;"
+                         " pass --lr-schedule cosine or constant")
+    if cfg.lr_schedule == "constant":
+        return None
+    return {"lr_scheduler": ServerCosine(cfg.lr, LR_FLOOR, total_steps, run.cluster.num_workers,
+                                         first_step=run.step)}
+
+
+def _build_resumable(cfg, run, explicit, vocab_size, optimizer_extra=None):
     """:func:`build_text_step`; a resumed run keeps the kernels it trained with
     (others change float rounding and the dropout stream) unless named."""
     kept = {}
@@ -262,7 +301,7 @@ def _build_resumable(cfg, run, explicit, vocab_size):
             setattr(cfg, key, value)
     try:
         model, step_fn = build_text_step(cfg.model_config(vocab_size), cfg, run.ctxs,
-                                         cluster=run.cluster)
+                                         cluster=run.cluster, optimizer_extra=optimizer_extra)
     except MXGenError as err:
         if not kept:
             raise
@@ -286,12 +325,13 @@ def train_text(cfg, log=print, explicit=()):
     cfg, ctxs, progress = run.cfg, run.ctxs, run.progress
     vocab, train_data, val_data, sizes = _corpus(cfg, run, ctxs)
     mx.random.seed(cfg.seed)
-    model, step_fn = _build_resumable(cfg, run, explicit, len(vocab))
+    total_steps = cfg.epochs * len(train_data)
+    model, step_fn = _build_resumable(cfg, run, explicit, len(vocab),
+                                      _server_schedule(cfg, run, total_steps))
     lo, hi = run.cluster.shard(cfg.batch_size)         # this rank's columns of each batch
     per_device = (hi - lo) // len(ctxs)
-    total_steps = cfg.epochs * len(train_data)
     schedule = LRSchedule(cfg.lr_schedule, cfg.lr, total_steps=total_steps, decay=cfg.lr_decay,
-                          state=progress.get("schedule"))
+                          min_lr=LR_FLOOR, state=progress.get("schedule"))
     progress.setdefault("best_val_bpc", None)
     progress.setdefault("bad_steps", 0)
     states = None
@@ -317,13 +357,16 @@ def train_text(cfg, log=print, explicit=()):
     run.log("dropout kernel: %s (%s)" % ("mxgen native op" if model.dropout_impl == "native"
                                      else "MXNet op", model.dropout_impl_reason))
 
+    lr = schedule.lr_at(max(run.step - 1, 0))          # the rate of the last step taken
     for epoch in run.epochs():
         if states is None or progress["batch"] == 0:
             states = [model.begin_state(per_device, ctx=c) for c in ctxs]
         loss_sum, loss_tokens, t_log = mx.nd.zeros((1,), ctx=ctxs[0]), 0, time.time()
         for i in run.batches(len(train_data)):
             data, target = (a[:, lo:hi] for a in train_data[i])
-            step_fn.trainer.set_learning_rate(schedule.lr_at(run.step - 1))
+            lr = schedule.lr_at(run.step - 1)
+            if not run.cluster.on_servers:             # dist_async: the servers' scheduler
+                step_fn.trainer.set_learning_rate(lr)
             if cfg.dropout > 0:
                 run.seed_step()
             losses, states, norm = step_fn(data, target, states)
@@ -350,7 +393,7 @@ def train_text(cfg, log=print, explicit=()):
                 run.bar.set_postfix(bpc="%.3f" % (train_loss / LN2), tok_s="%.0f" % speed)
                 run.metrics.write(kind="train", step=run.step, epoch=epoch + 1, loss=train_loss,
                                   train_bpc=train_loss / LN2, grad_norm=norm,
-                                  tokens_per_s=speed, lr=step_fn.trainer.learning_rate)
+                                  tokens_per_s=speed, lr=lr)
                 loss_sum[:], loss_tokens = 0, 0
         epoch_done = progress["batch"] == 0
         if epoch_done:
@@ -370,7 +413,7 @@ def train_text(cfg, log=print, explicit=()):
             if epoch_done:                     # only epoch ends drive the schedule
                 schedule.on_validation(val_bpc)
             record.update(val_loss=val_loss, val_bpc=val_bpc, val_ppl=val_ppl,
-                          lr=step_fn.trainer.learning_rate)
+                          lr=lr)
             where = ("epoch %d" % run.epoch if epoch_done else "epoch %d (batch %d of %d)"
                      % (run.epoch + 1, progress["batch"], len(train_data)))
             run.log("%s step %d: validation %.4f bits/char (perplexity %.3f)%s"

@@ -380,6 +380,11 @@ def save_trainer(trainer, writer, name):
     ``<name>.states.nd`` (every state array) and ``<name>.states.json``
     (layout and update counters)."""
     updater = _updaters(trainer)[0]
+    if updater is None:         # dist_async: the state lives on the parameter servers
+        mx.nd.save(writer.path(name + ".states.nd"), {})
+        writer.write_json(name + ".states.json", {
+            "optimizer": type(trainer._optimizer).__name__.lower(), "on_servers": True})
+        return
     opt = updater.optimizer
     arrays, layout = {}, {}
     for key, state in updater.states.items():
@@ -394,7 +399,9 @@ def save_trainer(trainer, writer, name):
 
 
 def load_trainer(trainer, ckpt_dir, name):
-    """Restore what :func:`save_trainer` wrote; never unpickles.
+    """Restore what :func:`save_trainer` wrote; never unpickles.  Returns
+    False when the checkpoint holds no state to restore (it was trained with
+    the optimizer on the parameter servers), True otherwise.
 
     A checkpoint holding Gluon's pickled ``<name>.states`` is refused.
     """
@@ -407,6 +414,10 @@ def load_trainer(trainer, ckpt_dir, name):
             % (ckpt_dir, name))
     where = os.path.join(ckpt_dir, name + ".states.json")
     meta = read_json(ckpt_dir, name + ".states.json")
+    if isinstance(meta, dict) and meta.get("on_servers") is True:
+        return False
+    if trainer._kvstore_params.get("update_on_kvstore"):
+        return False            # this run's optimizer state lives on the servers
     try:
         arrays = mx.nd.load(os.path.join(ckpt_dir, name + ".states.nd"))
     except mx.base.MXNetError:
@@ -433,3 +444,4 @@ def load_trainer(trainer, ckpt_dir, name):
         opt.lr, opt.wd = float(meta["lr"]), float(meta["wd"])
     except (KeyError, TypeError, ValueError, AttributeError):
         raise MXGenError("checkpoint file %s is malformed" % where) from None
+    return True
