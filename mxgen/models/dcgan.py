@@ -65,9 +65,13 @@ class DCGANConfig:
 
 
 class Generator(HybridBlock):
-    """``z (N, latent, 1, 1)`` -> images ``(N, nc, S, S)`` in [-1, 1]."""
+    """``z (N, latent, 1, 1)`` -> images ``(N, nc, S, S)`` in [-1, 1].
 
-    def __init__(self, image_size=64, latent_size=100, ngf=64, nc=3, **kwargs):
+    ``sync_bn_devices`` > 1: BatchNorm statistics synchronised across that
+    many GPUs (training over several ``--ctx`` GPUs with ``--sync-bn``)."""
+
+    def __init__(self, image_size=64, latent_size=100, ngf=64, nc=3, sync_bn_devices=0,
+                 **kwargs):
         super().__init__(**kwargs)
         self.config = DCGANConfig(image_size, latent_size, ngf, 64, nc).validate()
         widths = [ngf * 2 ** i for i in reversed(range(self.config.stages))]   # e.g. 8,4,2,1
@@ -77,7 +81,7 @@ class Generator(HybridBlock):
                 stride, pad = (1, 0) if i == 0 else (2, 1)
                 self.body.add(nn.Conv2DTranspose(width, 4, stride, pad, use_bias=False,
                                                  in_channels=latent_size if i == 0 else widths[i - 1]),
-                              nn.BatchNorm(in_channels=width),
+                              _batch_norm(width, sync_bn_devices),
                               nn.Activation("relu"))
             # MXNet 1.9's oneDNN cannot run the input gradient of a transposed
             # convolution with ONE output channel when its input channels are a
@@ -97,6 +101,16 @@ class Generator(HybridBlock):
         return self.body(z)
 
 
+def _batch_norm(channels, sync_devices):
+    """BatchNorm, or with ``sync_devices`` > 1 MXNet's SyncBatchNorm, whose
+    statistics cover the batch of all those devices (GPUs only: on CPU
+    devices it waits forever).  Both hold the same four parameters, so a
+    checkpoint loads into either."""
+    if sync_devices > 1:
+        return mx.gluon.contrib.nn.SyncBatchNorm(in_channels=channels, num_devices=sync_devices)
+    return nn.BatchNorm(in_channels=channels)
+
+
 class _FirstChannel(HybridBlock):
     """``(N, C, H, W)`` -> ``(N, 1, H, W)``: keeps channel 0."""
 
@@ -107,7 +121,7 @@ class _FirstChannel(HybridBlock):
 class Discriminator(HybridBlock):
     """Images ``(N, nc, S, S)`` -> one real/fake logit per image ``(N,)``."""
 
-    def __init__(self, image_size=64, ndf=64, nc=3, **kwargs):
+    def __init__(self, image_size=64, ndf=64, nc=3, sync_bn_devices=0, **kwargs):
         super().__init__(**kwargs)
         self.config = DCGANConfig(image_size, 100, 64, ndf, nc).validate()
         widths = [ndf * 2 ** i for i in range(self.config.stages)]             # e.g. 1,2,4,8
@@ -117,7 +131,7 @@ class Discriminator(HybridBlock):
                 self.body.add(nn.Conv2D(width, 4, 2, 1, use_bias=False,
                                         in_channels=nc if i == 0 else widths[i - 1]))
                 if i > 0:
-                    self.body.add(nn.BatchNorm(in_channels=width))
+                    self.body.add(_batch_norm(width, sync_bn_devices))
                 self.body.add(nn.LeakyReLU(0.2))
             self.body.add(nn.Conv2D(1, 4, 1, 0, use_bias=False, in_channels=widths[-1]))
 

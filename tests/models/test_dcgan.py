@@ -56,3 +56,18 @@ def test_bad_config():
         Generator(48)
     with pytest.raises(MXGenError, match="channels"):
         Discriminator(64, nc=4)
+
+
+def test_sync_bn_networks_hold_the_same_parameters_as_plain_ones():
+    """--sync-bn swaps BatchNorm for SyncBatchNorm (GPUs only; not run here:
+    it waits forever on CPU devices): the structure and parameter shapes are
+    the plain network's, so a checkpoint trained either way loads into the
+    other (sampling always builds the plain one)."""
+    from mxnet.gluon.contrib.nn import SyncBatchNorm
+    for cls, kw in ((Generator, dict(latent_size=16, ngf=8)), (Discriminator, dict(ndf=8))):
+        plain, synced = cls(image_size=32, **kw), cls(image_size=32, sync_bn_devices=2, **kw)
+        assert any(isinstance(b, SyncBatchNorm) for b in synced.body)
+        assert not any(isinstance(b, SyncBatchNorm) for b in plain.body)
+        shapes = [{k: p.shape for k, p in net._collect_params_with_prefix().items()}
+                  for net in (plain, synced)]
+        assert shapes[0] == shapes[1]
