@@ -73,6 +73,9 @@ setup(
         "tqdm",
         "pillow",
         "matplotlib",
+        # the benchmark suite (`mxgen bench`) is part of the product
+        "pytest",
+        "pytest-benchmark",
     ],
     extras_require={
         "test": ["pytest", "pytest-benchmark"],

@@ -5,7 +5,13 @@ process (so one case's memory and threads cannot slow the next), merges the
 JSON (with machine info), prints one row per case, and with --compare fails
 (exit 1) when a case's candidate throughput fell more than --threshold below
 a saved run.
+
+pytest and pytest-benchmark are ordinary dependencies of mxgen (the suite is
+part of the product), so a plain ``pip install -e .`` runs it; should either
+be missing anyway, ``mxgen bench`` says in one line what to install before
+starting anything.
 """
+import importlib.util
 import json
 import os
 import subprocess
@@ -13,6 +19,9 @@ import sys
 import tempfile
 
 from ..errors import MXGenError
+
+# import name -> what pip installs
+NEEDED = {"pytest": "pytest", "pytest_benchmark": "pytest-benchmark"}
 
 
 def get_parser(parser):
@@ -22,17 +31,78 @@ def get_parser(parser):
                         help="compare with a saved run; exit 1 on a regression")
     parser.add_argument("--threshold", type=float, default=0.25,
                         help="allowed relative drop with --compare (default: %(default)s)")
-    parser.add_argument("-k", dest="select", default=None, help="pytest -k expression")
+    parser.add_argument("-k", dest="select", default=None,
+                        help="run only the cases matching this pytest -k expression")
+    parser.add_argument("--list", action="store_true", help="list the cases (with -k: those"
+                                                            " it selects) and exit")
+    parser.add_argument("--suite", default=None, metavar="DIR",
+                        help="benchmark folder (default: the checkout's benchmarks/)")
     return parser
 
 
-def _bench_dir():
+def _bench_dir(suite=None):
+    if suite:
+        if not os.path.isdir(suite):
+            raise MXGenError("benchmark folder not found: %s" % suite)
+        return os.path.abspath(suite)
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     path = os.path.join(repo, "benchmarks")
     if not os.path.isdir(path):
         raise MXGenError("benchmarks/ not found beside the package (%s); run from a source"
                          " checkout installed with pip install -e ." % repo)
     return path
+
+
+def _importable(module):
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:             # a broken or partly removed install
+        return False
+
+
+def check_requirements():
+    """One-line error naming what to install, before any case starts."""
+    missing = [pip_name for module, pip_name in NEEDED.items() if not _importable(module)]
+    if missing:
+        raise MXGenError("mxgen bench needs %s, which %s not installed in this environment"
+                         " (%s); install with: %s -m pip install %s"
+                         % (" and ".join(missing), "is" if len(missing) == 1 else "are",
+                            sys.executable, sys.executable, " ".join(missing)))
+
+
+def _run_pytest(cmd, cwd):
+    """Run pytest, echoing its output; returns ``(exit code, output lines)``."""
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, bufsize=1)
+    lines = []
+    for line in proc.stdout:
+        sys.stdout.write(line)
+        lines.append(line.rstrip("\n"))
+    return proc.wait(), lines
+
+
+def _failure_summary(lines):
+    """The failing cases with their assertion or error, from pytest's short
+    summary (``-rfE``), else pytest's own error lines."""
+    failed = [ln[len("FAILED "):] if ln.startswith("FAILED ") else ln[len("ERROR "):]
+              for ln in lines if ln.startswith(("FAILED ", "ERROR "))]
+    if failed:
+        return "; ".join(failed)
+    errors = [ln.strip() for ln in lines if "rror" in ln]
+    return errors[-1] if errors else "no error message; see the output above"
+
+
+def list_cases(bench_dir, files, select=None):
+    """The node ids of the selected cases (collected, not run)."""
+    cmd = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"] + \
+        [os.path.join(bench_dir, f) for f in files]
+    if select:
+        cmd += ["-k", select]
+    proc = subprocess.run(cmd, cwd=os.path.dirname(bench_dir), capture_output=True, text=True)
+    if proc.returncode not in (0, 5):
+        raise MXGenError("cannot collect the benchmark cases: %s"
+                         % _failure_summary(proc.stdout.splitlines() + proc.stderr.splitlines()))
+    return [ln for ln in proc.stdout.splitlines() if "::" in ln]
 
 
 def load_results(path):
@@ -74,24 +144,32 @@ def compare(current, baseline, threshold):
 
 
 def main(args):
-    bench_dir = _bench_dir()
+    check_requirements()
+    bench_dir = _bench_dir(args.suite)
+    files = sorted(f for f in os.listdir(bench_dir) if f.startswith("test_") and f.endswith(".py"))
+    if args.list:
+        cases = list_cases(bench_dir, files, args.select)
+        if not cases:
+            raise MXGenError("no benchmark case selected")
+        print("\n".join(os.path.relpath(os.path.join(os.path.dirname(bench_dir), c))
+                        if not os.path.isabs(c) else c for c in cases))
+        return 0
     out = args.json or os.path.join(tempfile.mkdtemp(prefix="mxgen-bench-"), "bench.json")
     merged = None
-    files = sorted(f for f in os.listdir(bench_dir) if f.startswith("test_") and f.endswith(".py"))
     for name in files:
         part = out + "." + name + ".json"
-        cmd = [sys.executable, "-m", "pytest", os.path.join(bench_dir, name), "-q",
-               "-p", "no:cacheprovider", "--benchmark-json", part,
+        cmd = [sys.executable, "-m", "pytest", os.path.join(bench_dir, name), "-q", "-rfE",
+               "--tb=short", "-p", "no:cacheprovider", "--benchmark-json", part,
                "--benchmark-columns=median,rounds"]
         if args.quick:
             cmd.append("--quick")
         if args.select:
             cmd += ["-k", args.select]
-        proc = subprocess.run(cmd, cwd=os.path.dirname(bench_dir))
-        if proc.returncode == 5:            # no case selected in this file
+        code, lines = _run_pytest(cmd, os.path.dirname(bench_dir))
+        if code == 5:                       # no case selected in this file
             continue
-        if proc.returncode != 0:
-            raise MXGenError("benchmark run failed in %s (pytest exit %d)" % (name, proc.returncode))
+        if code != 0:
+            raise MXGenError("benchmark case failed in %s: %s" % (name, _failure_summary(lines)))
         with open(part, encoding="utf-8") as f:
             data = json.load(f)
         os.unlink(part)
