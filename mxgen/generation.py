@@ -95,7 +95,7 @@ def _prime(model, prompt_ids, batch_size, ctx):
 
 def generate(model, vocab, prompt, length, temperature=1.0, top_k=0, top_p=1.0,
              num_samples=1, beam=0, method="stateful", window=100, seed=None, ctx=None,
-             native=None):
+             native=None, stop_at_eos=False):
     """Continue ``prompt`` by ``length`` characters.
 
     Parameters
@@ -126,6 +126,12 @@ def generate(model, vocab, prompt, length, temperature=1.0, top_k=0, top_p=1.0,
         Greedy output is identical either way; sampled output is
         reproducible under a seed on each path, but the two paths draw
         differently.
+    stop_at_eos : bool
+        For a model trained on samples (``--samples``; its vocabulary has an
+        end mark): start at the beginning of a sample (the end mark, then
+        ``prompt``, which may be empty) and end each sample at its first end
+        mark, ``length`` being the cap.  A returned sample shorter than
+        ``len(prompt) + length`` ended by itself.
 
     Returns
     -------
@@ -139,7 +145,15 @@ def generate(model, vocab, prompt, length, temperature=1.0, top_k=0, top_p=1.0,
         raise MXGenError("num_samples must be >= 1, got %r" % num_samples)
     if top_k > len(vocab):
         raise MXGenError("top_k=%d exceeds the vocabulary size %d" % (top_k, len(vocab)))
-    prompt_ids = _encode_prompt(vocab, prompt)
+    if stop_at_eos:
+        if vocab.eos_id is None:
+            raise MXGenError("--stop-at-eos needs a model trained on samples (train-text"
+                             " --samples ...): this vocabulary has no end-of-sample mark")
+        prompt_ids = np.concatenate([[vocab.eos_id], vocab.encode(prompt or "")]).astype(
+            np.int64)
+    else:
+        prompt_ids = _encode_prompt(vocab, prompt)
+    stop = vocab.eos_id if stop_at_eos else None
     ctx = ctx or model.embedding.weight.list_ctx()[0]
     if seed is not None:
         mx.random.seed(seed)
@@ -157,21 +171,30 @@ def generate(model, vocab, prompt, length, temperature=1.0, top_k=0, top_p=1.0,
                                        num_samples, ctx)
             else:
                 ids = _stateful(model, prompt_ids, length, Sampler(temperature, top_k, top_p),
-                                num_samples, ctx)
+                                num_samples, ctx, stop)
         else:
             raise MXGenError("unknown generation method %r (stateful or window)" % method)
-    return [prompt + vocab.decode(row) for row in ids]
+    if stop is not None:
+        ids = [row[:np.flatnonzero(row == stop)[0]] if (row == stop).any() else row
+               for row in ids]
+    return [(prompt or "") + vocab.decode(row) for row in ids]
 
 
-def _stateful(model, prompt_ids, length, sampler, num_samples, ctx):
+def _stateful(model, prompt_ids, length, sampler, num_samples, ctx, stop=None):
     stepper = CharRNNStepper(model, sampler)
     stepper.collect_params().initialize(ctx=ctx)
     stepper.hybridize(static_alloc=True)
     ids, states = _prime(model, prompt_ids, num_samples, ctx)
-    out = []
-    for _ in range(length):
+    out, ended = [], None
+    for t in range(length):
         ids, states = stepper(ids, *states)           # no host sync: ids stay on device
         out.append(ids)
+        if stop is not None:
+            hit = ids == stop
+            ended = hit if ended is None else mx.nd.maximum(ended, hit)
+            # every 16 steps, one sync: stop once every sample has ended
+            if t % 16 == 15 and ended.min().asscalar() > 0:
+                break
     if not out:
         return np.zeros((num_samples, 0), dtype=np.int64)
     return mx.nd.stack(*out, axis=1).asnumpy().astype(np.int64)   # (N, length)

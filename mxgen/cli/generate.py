@@ -20,6 +20,10 @@ def get_parser(parser):
     parser.add_argument("--method", choices=["stateful", "window"], default="stateful")
     parser.add_argument("--seed", type=int, default=None, help="random seed")
     parser.add_argument("--ctx", default="cpu", help="device, e.g. cpu or gpu:0")
+    parser.add_argument("--stop-at-eos", action="store_true",
+                        help="for a model trained with --samples: generate whole samples from"
+                             " their start (after --prompt, if given), each ending at its end"
+                             " mark; --length is the cap")
     parser.add_argument("--dry-run", action="store_true", help="generate 20 characters")
     return parser
 
@@ -36,7 +40,7 @@ def main(args):
     model.hybridize(static_alloc=True)
     prompt = args.prompt
     if prompt is None:
-        prompt = "\n" if "\n" in vocab.index else vocab.chars[0]
+        prompt = "" if args.stop_at_eos else ("\n" if "\n" in vocab.index else vocab.chars[0])
     length = 20 if args.dry_run else args.length
     if args.method == "stateful" and not args.beam:
         native, reason = generation_kernel(model, args.num_samples, ctx)
@@ -45,7 +49,15 @@ def main(args):
               file=sys.stderr)
     texts = generate(model, vocab, prompt, length, temperature=args.temperature,
                      top_k=args.top_k, top_p=args.top_p, num_samples=args.num_samples,
-                     beam=args.beam, method=args.method, seed=args.seed, ctx=ctx)
+                     beam=args.beam, method=args.method, seed=args.seed, ctx=ctx,
+                     stop_at_eos=args.stop_at_eos)
+    if args.stop_at_eos:                # one sample a line, as the corpus had them
+        ended = sum(len(t) < len(prompt) + length for t in texts)
+        for text in texts:
+            print(text)
+        print("%d of %d samples ended by themselves; the rest reached --length %d"
+              % (ended, len(texts), length), file=sys.stderr)
+        return 0
     for i, text in enumerate(texts):
         if len(texts) > 1:
             print("--- sample %d ---" % (i + 1))

@@ -35,6 +35,13 @@ def main(args):
         return 0
     model, vocab = load(result["run_dir"], prefer="best")
     model.hybridize(static_alloc=True)
+    if cfg.samples or result["config"].samples:
+        texts = generate(model, vocab, "", args.sample_length, temperature=0.8, num_samples=10,
+                         seed=result["config"].seed, stop_at_eos=True)
+        print("--- ten samples (temperature 0.8; each ends at its end mark, cap %d) ---"
+              % args.sample_length)
+        print("\n".join(t.replace("\n", "\n  ") for t in texts))
+        return 0
     prompt = "\n" if "\n" in vocab.index else vocab.chars[0]
     text = generate(model, vocab, prompt, args.sample_length if not cfg.dry_run else 40,
                     temperature=0.8, seed=result["config"].seed)[0]

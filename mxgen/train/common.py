@@ -204,7 +204,7 @@ class Run:
     """
 
     def __init__(self, cfg, family, explicit=(), log=print, required=()):
-        self.started, self.family = time.time(), family
+        self.started, self.family, self.explicit = time.time(), family, tuple(explicit)
         self.ctxs = parse_ctx(cfg.ctx)
         self.cluster = Cluster(cfg.kvstore, self.ctxs)
         # one voice: the other ranks of a distributed run say nothing but errors

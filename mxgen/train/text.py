@@ -84,6 +84,15 @@ class TextTrainConfig(RunConfig):
                                       " faster)", choices=("auto", "mxnet", "native"))
     max_bad_steps: int = field(5, "stop after this many non-finite steps in a row",
                                group="run")
+    samples: Optional[str] = field(None, "train on independent samples instead of one stream:"
+                                         " one per line, per paragraph (text between blank"
+                                         " lines) or per file; each ends with an end mark that"
+                                         " generation learns to stop at; batches come from"
+                                         " length buckets", choices=("lines", "paragraphs",
+                                                                     "files"))
+    buckets: int = field(8, "length buckets of --samples (bounds at length quantiles)")
+    max_len: int = field(256, "--samples longer than this (characters + end mark) are left"
+                              " out; the log counts them")
 
     RUN_LENGTH = RunConfig.RUN_LENGTH + ("rnn_impl", "dropout_impl", "max_bad_steps")
     # ... and these, when given explicitly (e.g. the corpus moved).
@@ -97,7 +106,9 @@ class TextTrainConfig(RunConfig):
         super().validate()
         check_ranges(self, dict(
             {k: AT_LEAST_1 for k in ("num_embed", "num_hidden", "num_layers", "seq_len",
-                                     "max_bad_steps", "max_chars", "min_char_count")},
+                                     "max_bad_steps", "max_chars", "min_char_count",
+                                     "buckets")},
+            max_len=(lambda v: v >= 2, ">= 2"),
             lr=AT_LEAST_0, wd=AT_LEAST_0, clip=AT_LEAST_0, dropout=FRACTION,
             val_fraction=FRACTION, lr_decay=(lambda v: 0 < v <= 1, "in (0, 1]")))
         return self
@@ -129,13 +140,15 @@ class LMLoss(gluon.HybridBlock):
         return F.sum(nll), new_states
 
 
-def _vocab_for(text, min_count):
+def build_vocab(text, min_count, eos=None):
+    """The characters of ``text``; with ``min_count`` > 1 the rarer ones map
+    to an unknown token.  ``eos``: an end-of-sample mark to include."""
     if not min_count or min_count <= 1:
-        return Vocab.from_text(text)
+        return Vocab.from_text(text, eos=eos)
     counts = {}
     for ch in text:
         counts[ch] = counts.get(ch, 0) + 1
-    return Vocab([c for c, n in counts.items() if n >= min_count], unk=Vocab.UNK)
+    return Vocab([c for c, n in counts.items() if n >= min_count], eos=eos, unk=Vocab.UNK)
 
 
 def _split(arrays, ctxs):
@@ -240,7 +253,7 @@ def _corpus(cfg, run, ctxs):
     else:
         min_count = cfg.min_char_count if cfg.min_char_count is not None else (
             20 if cfg.data == STDLIB else 1)
-        vocab = _vocab_for(text, min_count)
+        vocab = build_vocab(text, min_count)
     train_data = BPTTBatches(vocab.encode(train_str), cfg.batch_size, cfg.seq_len,
                              name="training text (%s)" % cfg.data)
     val_data = None
@@ -321,8 +334,13 @@ def train_text(cfg, log=print, explicit=()):
     ``explicit`` names the settings the user gave; on ``resume`` they are
     checked against the checkpoint's (see :func:`~mxgen.train.common.merge_resumed`).
     """
-    run = Run(cfg, FAMILY, explicit, log, required=("vocab.json", "model.params", "states.nd"))
+    run = Run(cfg, FAMILY, explicit, log, required=("vocab.json", "model.params"))
+    if run.cfg.samples:
+        from .samples import train_samples
+        return train_samples(run, run.cfg.model_config)
     cfg, ctxs, progress = run.cfg, run.ctxs, run.progress
+    if run.resume_from and not os.path.isfile(os.path.join(run.resume_from, "states.nd")):
+        raise MXGenError("checkpoint %s is missing states.nd" % run.resume_from)
     vocab, train_data, val_data, sizes = _corpus(cfg, run, ctxs)
     mx.random.seed(cfg.seed)
     total_steps = cfg.epochs * len(train_data)
