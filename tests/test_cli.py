@@ -53,6 +53,23 @@ def test_default_corpus_dry_run(cli, tmp_path):
     assert "corpus stdlib" in proc.stdout
 
 
+def test_samples_dry_run_and_whole_samples(cli, tmp_path):
+    """The embedded list corpus trains with --samples; generation returns
+    whole samples, one a line."""
+    out = tmp_path / "names"
+    proc = cli("train-text", "--data", "stdlib-names", "--samples", "lines", "--dry-run",
+               "--out", out, "--num-hidden", 32, "--num-embed", 16, "--batch-size", 8,
+               "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert "samples stdlib-names (lines)" in proc.stdout and "buckets (input length" in proc.stdout
+    assert "--- ten samples" in proc.stdout
+    gen = cli("generate", "--checkpoint", out, "--stop-at-eos", "--num-samples", 5,
+              "--length", 30, "--seed", 2)
+    assert gen.returncode == 0, gen.stderr
+    assert len(gen.stdout.splitlines()) == 5
+    assert "samples ended by themselves" in gen.stderr
+
+
 def test_generate_bad_checkpoints(cli, tmp_path, nietzsche_path):
     _assert_clean_error(cli("generate", "--checkpoint", tmp_path / "missing"),
                         "checkpoint not found")

@@ -46,6 +46,8 @@ def _params(run_dir, name):
     ("text", TEXT + ["--max-steps", 4], "model.params", "dist_sync"),
     ("text", TEXT + ["--max-steps", 4], "model.params", "dist_device_sync"),
     ("gan", GAN + ["--max-steps", 3], "generator.params", "dist_sync"),
+    ("samples", TEXT + ["--samples", "lines", "--buckets", 3, "--max-steps", 4],
+     "model.params", "dist_sync"),
 ])
 def test_two_workers_match_one_process_with_the_global_batch(tmp_path, family, args, params,
                                                              kvstore):

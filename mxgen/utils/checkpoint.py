@@ -416,7 +416,9 @@ def load_trainer(trainer, ckpt_dir, name):
     meta = read_json(ckpt_dir, name + ".states.json")
     if isinstance(meta, dict) and meta.get("on_servers") is True:
         return False
-    if trainer._kvstore_params.get("update_on_kvstore"):
+    kv = trainer._kvstore_params.get("kvstore")
+    if trainer._kvstore_params.get("update_on_kvstore") and isinstance(kv, mx.kv.KVStore) \
+            and kv.type.startswith("dist"):
         return False            # this run's optimizer state lives on the servers
     try:
         arrays = mx.nd.load(os.path.join(ckpt_dir, name + ".states.nd"))

@@ -1,0 +1,86 @@
+"""Training on variable-length samples: N length buckets vs one bucket vs
+fixed-length streaming, on the embedded list corpus (the standard library's
+function names).  Throughput counts real tokens only (characters and end
+marks, never padding); the padding ratio counts every computed position,
+the filler columns of each bucket's last batch included."""
+import mxnet as mx
+import numpy as np
+from mxnet import nd
+
+from mxgen.data.batchify import BPTTBatches
+from mxgen.data.bucket import BucketIterator
+from mxgen.data.corpus import stdlib_names
+from mxgen.data.vocab import Vocab
+from mxgen.distributed import Cluster
+from mxgen.train.samples import build_sample_step
+from mxgen.train.text import TextTrainConfig, build_text_step
+
+from conftest import compare
+
+BUCKETS = 8
+
+
+def _cfg(batch, seq_len=100):
+    # the model train-text trains by default; kernels as it picks them
+    return TextTrainConfig(batch_size=batch, seq_len=seq_len, max_len=256, lr=1e-3)
+
+
+def _bucketed(vocab, samples, cfg, buckets, batches):
+    """The --samples step over a fixed list of ``batches`` batches of an
+    epoch's order; returns (a call running them, its real tokens, the
+    epoch's padding ratio, the step)."""
+    it = BucketIterator([vocab.encode(s) for s in samples], vocab.eos_id, cfg.batch_size,
+                        num_buckets=buckets, pad_last=True, seed=1)
+    chosen = [(nd.array(d), nd.array(t), nd.array(m), float(m.sum()))
+              for _, (d, t, m) in zip(range(batches), it.epoch(0))]
+    _, step = build_sample_step(cfg.model_config(len(vocab)), cfg, [mx.cpu()],
+                                Cluster(None, [mx.cpu()]),
+                                calib_len=it.bucket_keys[len(it.bucket_keys) // 2])
+
+    def run():
+        for d, t, m, real in chosen:
+            step(d, t, m, real)
+    return run, sum(r for _, _, _, r in chosen), it.stats()["padding_ratio"], step
+
+
+def _streaming(vocab, samples, cfg, batches):
+    text = "".join(s + "\n" for s in samples)
+    stream = BPTTBatches(vocab.encode(text.replace("\n", Vocab.EOS)), cfg.batch_size,
+                         cfg.seq_len)
+    chosen = [tuple(nd.array(a) for a in stream[i]) for i in range(batches)]
+    model, step = build_text_step(cfg.model_config(len(vocab)), cfg, [mx.cpu()])
+    states = [[model.begin_state(cfg.batch_size)]]
+
+    def run():
+        for d, t in chosen:
+            _, states[0], _ = step(d, t, states[0])
+    return run, sum(d.size for d, _ in chosen)
+
+
+def test_buckets_vs_streaming(benchmark, quick):
+    samples = stdlib_names()
+    vocab = Vocab.from_text("".join(samples), eos=Vocab.EOS)
+    batch = 32
+    cfg = _cfg(batch)
+    per_call = 6 if quick else 40                        # batches per timed call
+    rounds, warmup = (3, 1) if quick else (7, 1)
+    run_n, real_n, pad_epoch_n, step_n = _bucketed(vocab, samples, cfg, BUCKETS, per_call)
+    run_1, real_1, pad_epoch_1, _ = _bucketed(vocab, samples, cfg, 1, per_call)
+    # streaming at the same batch, in windows of train-text's default length
+    run_s, tokens_s = _streaming(vocab, samples, cfg, max(1, per_call * real_n
+                                                          // (cfg.seq_len * batch)))
+    cand, base = compare(benchmark, run_n, {"one_bucket": run_1, "streaming": run_s},
+                         real_n, "tokens", rounds, warmup,
+                         {"corpus": "stdlib-names (%d samples, mean %.1f chars)"
+                                    % (len(samples), np.mean([len(s) for s in samples])),
+                          "batch": batch, "buckets": BUCKETS,
+                          "padding_buckets": round(pad_epoch_n, 4),
+                          "padding_one_bucket": round(pad_epoch_1, 4),
+                          "graphs": len(step_n.graphs)})
+    info = benchmark.extra_info
+    # the baselines processed other token counts per call: rescale them
+    for name, work in (("one_bucket", real_1), ("streaming", tokens_s)):
+        per_s = base[name] * work / real_n
+        info["baseline_%s_per_s" % name] = round(per_s, 1)
+        info["ratio_vs_%s" % name] = round(cand / per_s, 3)
+    assert len(step_n.graphs) <= BUCKETS
