@@ -158,7 +158,7 @@ def main(args):
     merged = None
     for name in files:
         part = out + "." + name + ".json"
-        cmd = [sys.executable, "-m", "pytest", os.path.join(bench_dir, name), "-q", "-rfE",
+        cmd = [sys.executable, "-m", "pytest", os.path.join(bench_dir, name), "-vv", "-rfE",
                "--tb=short", "-p", "no:cacheprovider", "--benchmark-json", part,
                "--benchmark-columns=median,rounds"]
         if args.quick:

@@ -12,8 +12,11 @@ padding out of the loss.  The step, per batch of whole samples::
 
 so the update equals the mean over real tokens that an unpadded,
 per-sample computation gives.  Every batch of a bucket has one shape (the
-last one is filled with empty columns), and each bucket gets its own
-hybridized graph: at most ``--buckets`` graphs, each planned once.
+leftovers of a bucket move up to the next, and the epoch's last batch is
+filled with empty columns), and each bucket gets its own hybridized graph:
+at most ``--buckets`` graphs, each planned once.  A batch holds about
+``--batch-size`` x ``--seq-len`` positions, as a streaming batch does, so
+short samples come in proportionally bigger batches.
 """
 import math
 import os
@@ -23,7 +26,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from ..data.bucket import BucketIterator, load_samples
+from ..data.bucket import BucketIterator, load_samples, padding_optimal_keys, token_batch_sizes
 from ..data.vocab import Vocab
 from ..errors import MXGenError
 from ..models import get_model
@@ -90,15 +93,16 @@ class SampleStep:
         return losses, norm
 
 
-def build_sample_step(model_cfg, cfg, ctxs, cluster, hybridize=True, calib_len=None):
+def build_sample_step(model_cfg, cfg, ctxs, cluster, hybridize=True, typical=None):
     """Model, kernels and trainer as ``train_samples`` builds them: returns
-    ``(model, step)``.  ``calib_len``: the sequence length the kernel
-    choice is measured at (a typical bucket)."""
+    ``(model, step)``.  ``typical``: the (length, global batch) of a typical
+    bucket, where the kernel choice is measured."""
     model = get_model("char_rnn", **model_cfg.to_dict())
     model.initialize(mx.init.Xavier(), ctx=ctxs)
-    per_device = cfg.batch_size // cluster.num_workers // len(ctxs)
-    model.set_rnn_impl(cfg.rnn_impl, ctxs, calib_len or cfg.max_len, per_device)
-    model.set_dropout_impl(cfg.dropout_impl, ctxs, calib_len or cfg.max_len, per_device)
+    length, batch = typical or (cfg.seq_len, cfg.batch_size)
+    per_device = max(1, batch // cluster.num_workers // len(ctxs))
+    model.set_rnn_impl(cfg.rnn_impl, ctxs, length, per_device)
+    model.set_dropout_impl(cfg.dropout_impl, ctxs, length, per_device)
     trainer = cluster.trainer(model.collect_params(), cfg.optimizer,
                               {"learning_rate": cfg.lr, "wd": cfg.wd})
     return model, SampleStep(model, trainer, ctxs, cfg.clip, hybridize)
@@ -109,8 +113,8 @@ def sample_corpus(cfg, vocab=None):
 
     Returns ``(vocab, train, val, keys, report)``: encoded training and
     held-out samples (a seeded random ``val_fraction`` of them), the bucket
-    lengths (quantiles of the training lengths, the last one covering every
-    sample) and a dict for the log.
+    lengths (those padding the training samples least, the last one
+    covering every sample) and a dict for the log.
     """
     samples = load_samples(cfg.data, UNITS[cfg.samples])
     if cfg.max_chars:
@@ -144,8 +148,7 @@ def sample_corpus(cfg, vocab=None):
     val = [vocab.encode(fits[i]) for i in np.sort(order[:num_val])]
     train = [vocab.encode(fits[i]) for i in np.sort(order[num_val:])]
     lengths = np.array([len(s) + 1 for s in train])
-    keys = np.unique(np.ceil(np.percentile(lengths, np.linspace(0, 100, cfg.buckets + 1)[1:])))
-    keys = [int(k) for k in keys]
+    keys = padding_optimal_keys(lengths, cfg.buckets)
     keys[-1] = max(keys[-1], max(len(s) + 1 for s in train + val))
     report.update(train=len(train), val=len(val),
                   chars=int(lengths.sum()) - len(train))
@@ -177,21 +180,23 @@ def train_samples(run, model_config):
                          " servers of dist_async cannot vary; use --kvstore dist_sync")
     vocab = Vocab.from_dict(run.read_json("vocab.json")) if run.resume_from else None
     vocab, train, val, keys, report = sample_corpus(cfg, vocab)
-    lo, hi = run.cluster.shard(cfg.batch_size)        # this rank's columns of each batch
-    train_batches = BucketIterator(train, vocab.eos_id, cfg.batch_size, bucket_keys=keys,
+    # a batch holds about batch_size x seq_len positions, as a streaming one
+    workers = run.cluster.num_workers
+    sizes = token_batch_sizes(keys, cfg.batch_size * cfg.seq_len, workers * len(ctxs))
+    train_batches = BucketIterator(train, vocab.eos_id, sizes, bucket_keys=keys,
                                    shuffle=True, seed=cfg.seed, pad_last=True)
     # every rank evaluates all held-out samples in batches of its own width,
     # through the training graphs (same shapes): no extra graphs, no reduction
-    val_batches = BucketIterator(val, vocab.eos_id, hi - lo, bucket_keys=keys, shuffle=False,
-                                 pad_last=True) if val else None
-    typical = keys[len(keys) // 2]
+    val_batches = BucketIterator(val, vocab.eos_id, [b // workers for b in sizes],
+                                 bucket_keys=keys, shuffle=False, pad_last=True) if val else None
+    typical = (keys[len(keys) // 2], sizes[len(keys) // 2])
     if run.resume_from:      # keep the kernels trained with (rounding, dropout stream)
         for key, value in run.read_json("config.json").get("kernels", {}).items():
             if key in ("rnn_impl", "dropout_impl") and key not in run.explicit:
                 setattr(cfg, key, value)
     mx.random.seed(cfg.seed)
     model, step_fn = build_sample_step(model_config(len(vocab)), cfg, ctxs, run.cluster,
-                                       calib_len=typical)
+                                       typical=typical)
     total_steps = cfg.epochs * len(train_batches)
     schedule = LRSchedule(cfg.lr_schedule, cfg.lr, total_steps=total_steps, decay=cfg.lr_decay,
                           state=progress.get("schedule"))
@@ -209,9 +214,10 @@ def train_samples(run, model_config):
         " %d left out as longer than --max-len %d"
         % (cfg.data, cfg.samples, report["train"], report["val"], report["chars"], len(vocab),
            report["too_long"], cfg.max_len))
-    log("buckets (input length: batches) %s; %d batches of %d per epoch; padding %.1f%%"
-        % (", ".join("%d: %d" % (r["key"], r["batches"]) for r in stats["buckets"]),
-           len(train_batches), cfg.batch_size, 100 * stats["padding_ratio"]))
+    log("buckets (length x samples per batch: batches) %s; %d batches per epoch, padding"
+        " %.1f%%" % (", ".join("%dx%d: %d" % (r["key"], r["batch_size"], r["batches"])
+                                for r in stats["buckets"]),
+                     len(train_batches), 100 * stats["padding_ratio"]))
     log("model %s %dx%d on %s; recurrent kernel: %s (%s)"
         % (cfg.mode, cfg.num_layers, cfg.num_hidden, cfg.ctx,
            "mxgen native op" if model.rnn_impl == "native" else "MXNet fused RNN op",
@@ -227,6 +233,7 @@ def train_samples(run, model_config):
             step_fn.trainer.set_learning_rate(lr)
             if cfg.dropout > 0:
                 run.seed_step()
+            lo, hi = run.cluster.shard(data.shape[1])      # this rank's columns
             losses, norm = step_fn(data[:, lo:hi], target[:, lo:hi], mask[:, lo:hi],
                                    mask.sum())
             if not math.isfinite(norm):

@@ -88,9 +88,10 @@ class TextTrainConfig(RunConfig):
                                          " one per line, per paragraph (text between blank"
                                          " lines) or per file; each ends with an end mark that"
                                          " generation learns to stop at; batches come from"
-                                         " length buckets", choices=("lines", "paragraphs",
-                                                                     "files"))
-    buckets: int = field(8, "length buckets of --samples (bounds at length quantiles)")
+                                         " length buckets and hold about --batch-size x"
+                                         " --seq-len positions each",
+                                   choices=("lines", "paragraphs", "files"))
+    buckets: int = field(12, "length buckets of --samples (the lengths that pad least)")
     max_len: int = field(256, "--samples longer than this (characters + end mark) are left"
                               " out; the log counts them")
 

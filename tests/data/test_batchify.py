@@ -73,3 +73,24 @@ def test_bucketing_pads_less_than_one_bucket(nietzsche_path):
     one = BucketIterator(samples, vocab.eos_id, 16, num_buckets=1).stats()["padding_ratio"]
     many = BucketIterator(samples, vocab.eos_id, 16, num_buckets=8).stats()["padding_ratio"]
     assert many < one
+
+
+def test_padding_optimal_keys_match_a_brute_force_search():
+    import itertools
+
+    from mxgen.data.bucket import padding_optimal_keys
+
+    def padding(lengths, keys):
+        keys = np.array(sorted(keys))
+        return int((keys[np.searchsorted(keys, lengths)] - lengths).sum())
+
+    rng = np.random.RandomState(0)
+    for _ in range(100):
+        lengths = rng.randint(1, 15, rng.randint(1, 25))
+        buckets = rng.randint(1, 5)
+        keys = padding_optimal_keys(lengths, buckets)
+        values = sorted(set(lengths))
+        best = min(padding(lengths, list(c) + [values[-1]]) for r in range(buckets)
+                   for c in itertools.combinations(values[:-1], r))
+        assert len(keys) <= buckets and keys[-1] == lengths.max()
+        assert padding(lengths, keys) == best, (lengths, buckets, keys)
