@@ -55,8 +55,9 @@ def main(args):
         ended = sum(len(t) < len(prompt) + length for t in texts)
         for text in texts:
             print(text)
-        print("%d of %d samples ended by themselves; the rest reached --length %d"
-              % (ended, len(texts), length), file=sys.stderr)
+        print("%d of %d samples ended by themselves%s" % (
+            ended, len(texts), "" if ended == len(texts) else
+            "; the rest were cut at --length %d" % length), file=sys.stderr)
         return 0
     for i, text in enumerate(texts):
         if len(texts) > 1:

@@ -23,6 +23,7 @@ update's normaliser, and learning-rate schedules.
 """
 import dataclasses
 import hashlib
+import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -371,6 +372,25 @@ class Run:
             bar.close()
         if self.progress["batch"] >= total:
             self.progress.update(epoch=self.epoch + 1, batch=0)
+
+    def step_finite(self, norm, epoch):
+        """Whether this step's gradient norm is finite.  If not: count it,
+        log it and, after ``max_bad_steps`` in a row, stop with an error
+        naming the last good checkpoint (the caller skips the update)."""
+        progress = self.progress
+        if math.isfinite(norm):
+            progress["bad_steps"] = 0
+            return True
+        progress["bad_steps"] = progress.get("bad_steps", 0) + 1
+        self.log("step %d: non-finite loss/gradient (%s); update skipped (%d in a row)"
+                 % (self.step, norm, progress["bad_steps"]))
+        self.metrics.write(kind="bad_step", step=self.step, epoch=epoch + 1)
+        if progress["bad_steps"] >= self.cfg.max_bad_steps:
+            raise MXGenError("training stopped: %d steps in a row had a non-finite loss or"
+                             " gradient (last at step %d); try a lower --lr. Last good"
+                             " checkpoint: %s" % (progress["bad_steps"], self.step,
+                                                  self.last_ckpt or "none"))
+        return False
 
     def log_due(self):
         """Whether this step ends with a log line (interval, stop or epoch end)."""

@@ -236,17 +236,8 @@ def train_samples(run, model_config):
             lo, hi = run.cluster.shard(data.shape[1])      # this rank's columns
             losses, norm = step_fn(data[:, lo:hi], target[:, lo:hi], mask[:, lo:hi],
                                    mask.sum())
-            if not math.isfinite(norm):
-                progress["bad_steps"] += 1
-                log("step %d: non-finite loss/gradient (%s); update skipped (%d in a row)"
-                    % (run.step, norm, progress["bad_steps"]))
-                if progress["bad_steps"] >= cfg.max_bad_steps:
-                    raise MXGenError(
-                        "training stopped: %d steps in a row had a non-finite loss or gradient"
-                        " (last at step %d); try a lower --lr. Last good checkpoint: %s"
-                        % (progress["bad_steps"], run.step, run.last_ckpt or "none"))
+            if not run.step_finite(norm, epoch):
                 continue
-            progress["bad_steps"] = 0
             for loss in losses:
                 loss_sum += loss.as_in_context(ctxs[0])
             loss_tokens += float(mask[:, lo:hi].sum())

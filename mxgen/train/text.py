@@ -389,19 +389,9 @@ def train_text(cfg, log=print, explicit=()):
             if cfg.dropout > 0:
                 run.seed_step()
             losses, states, norm = step_fn(data, target, states)
-            if not math.isfinite(norm):
-                progress["bad_steps"] += 1
-                run.log("step %d: non-finite loss/gradient (%s); update skipped (%d in a row)"
-                    % (run.step, norm, progress["bad_steps"]))
-                run.metrics.write(kind="bad_step", step=run.step, epoch=epoch + 1)
+            if not run.step_finite(norm, epoch):
                 states = [model.begin_state(per_device, ctx=c) for c in ctxs]
-                if progress["bad_steps"] >= cfg.max_bad_steps:
-                    raise MXGenError(
-                        "training stopped: %d steps in a row had a non-finite loss or gradient"
-                        " (last at step %d); try a lower --lr. Last good checkpoint: %s"
-                        % (progress["bad_steps"], run.step, run.last_ckpt or "none"))
                 continue
-            progress["bad_steps"] = 0
             for loss in losses:
                 loss_sum += loss.as_in_context(ctxs[0])
             loss_tokens += data.size
