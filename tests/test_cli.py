@@ -61,7 +61,7 @@ def test_samples_dry_run_and_whole_samples(cli, tmp_path):
                "--out", out, "--num-hidden", 32, "--num-embed", 16, "--batch-size", 8,
                "--no-progress")
     assert proc.returncode == 0, proc.stderr
-    assert "samples stdlib-names (lines)" in proc.stdout and "buckets (input length" in proc.stdout
+    assert "samples stdlib-names (lines)" in proc.stdout and "buckets (length x samples" in proc.stdout
     assert "--- ten samples" in proc.stdout
     gen = cli("generate", "--checkpoint", out, "--stop-at-eos", "--num-samples", 5,
               "--length", 30, "--seed", 2)
@@ -108,8 +108,31 @@ def test_train_and_sample_gan_dry_run(cli, tmp_path):
     assert strip.exists() and (tmp_path / "walk.gif").exists()
 
 
+def test_stylize_and_train_style_dry_run(cli, tmp_path, emoji_sample_dir):
+    content = os.path.join(emoji_sample_dir, "emoji_u0030.png")
+    style = os.path.join(emoji_sample_dir, "emoji_u002a.png")
+    out = tmp_path / "out.png"
+    proc = cli("stylize", "--content", content, "--style", style, "--out", out, "--dry-run",
+               "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert "random_multiscale_v1" in proc.stderr and "before" in proc.stdout
+    for path in (out, tmp_path / "out-side.png", tmp_path / "out.metrics.jsonl"):
+        assert os.path.isfile(path), path
+    run = tmp_path / "style-run"
+    train = cli("train-style", "--content-dir", emoji_sample_dir, "--style", style, "--out", run,
+                "--dry-run", "--no-progress", "--width", 8, "--residual", 1, "--num-workers", 0)
+    assert train.returncode == 0, train.stderr
+    assert "checkpoint:" in train.stdout and "sample:" in train.stdout
+    net_out = tmp_path / "net.png"
+    by_net = cli("stylize", "--method", "net", "--model", run, "--content", content,
+                 "--out", net_out, "--size", 64)
+    assert by_net.returncode == 0, by_net.stderr
+    assert os.path.isfile(net_out) and os.path.isfile(tmp_path / "net-side.png")
+
+
 @pytest.mark.parametrize("command,config", [("train-text", "TextTrainConfig"),
-                                            ("train-gan", "GANTrainConfig")])
+                                            ("train-gan", "GANTrainConfig"),
+                                            ("train-style", "StyleTrainConfig")])
 def test_every_config_field_has_a_flag_with_its_real_default(command, config):
     """Flags are generated from the config dataclass: each field has one, and
     --help shows the default the dataclass really has."""
@@ -117,8 +140,7 @@ def test_every_config_field_has_a_flag_with_its_real_default(command, config):
     import importlib
 
     from mxgen.cli import _build_parser
-    module = importlib.import_module("mxgen.train." + ("text" if command == "train-text"
-                                                       else "gan"))
+    module = importlib.import_module("mxgen.train." + command.split("-")[1])
     config_cls = getattr(module, config)
     parser = _build_parser()
     sub = next(a for a in parser._actions if hasattr(a, "choices") and a.choices
@@ -132,5 +154,5 @@ def test_every_config_field_has_a_flag_with_its_real_default(command, config):
             shown = "none" if f.default is None else str(f.default)
             assert "(default: %s)" % shown in action.help, (f.name, action.help)
     help_text = sub.format_help()
-    assert "--max-bad-steps" in help_text or command == "train-gan"
+    assert "--max-bad-steps" in help_text or command != "train-text"
     assert "--no-progress" in help_text and "--log-interval" in help_text

@@ -15,6 +15,8 @@ COMMANDS = {
     "generate": "generate",
     "train-gan": "train_gan",
     "sample-gan": "sample_gan",
+    "stylize": "stylize",
+    "train-style": "train_style",
     "launch": "launch",
     "info": "info",
     "bench": "bench",

@@ -66,8 +66,8 @@ def get_model(name, **config):
 def load(path, ctx=None, prefer="best"):
     """Open an mxgen checkpoint (run directory or checkpoint directory) by its family.
 
-    Returns ``(model, vocab)`` for a character model and ``(generator,
-    config)`` for a DCGAN.  ``prefer``: which pointer of a run directory
+    Returns ``(model, vocab)`` for a character model, ``(generator,
+    config)`` for a DCGAN and ``(transformer, meta)`` for a style network.  ``prefer``: which pointer of a run directory
     (``best`` or ``latest``) to follow first.
     """
     from ..utils import checkpoint as ckpt
@@ -80,5 +80,9 @@ def load(path, ctx=None, prefer="best"):
     if family == "dcgan":
         gen, config, _ = load_generator(ckpt_dir, ctx=ctx)
         return gen, config
-    raise MXGenError("checkpoint %s holds a %r model; mxgen loads char_rnn and dcgan"
-                     % (ckpt_dir, family))
+    if family == "style_net":
+        from .style import load_style_net
+        net, meta, _ = load_style_net(ckpt_dir, ctx=ctx)
+        return net, meta
+    raise MXGenError("checkpoint %s holds a %r model; mxgen loads char_rnn, dcgan and"
+                     " style_net" % (ckpt_dir, family))

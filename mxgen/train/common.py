@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from typing import Optional
 
 import mxnet as mx
+import numpy as np
 
 from ..config import AT_LEAST_0, AT_LEAST_1, POSITIVE, check_ranges, field
 from ..distributed import KVSTORES, Cluster
@@ -39,7 +40,7 @@ from ..utils.context import check_batch_split, parse_ctx
 from ..utils.metrics import MetricsLog
 from .schedule import cosine_lr
 
-__all__ = ["Run", "RunConfig", "derive_seed", "global_grad_norm", "clip_batch_scale", "LRSchedule",
+__all__ = ["Run", "RunConfig", "EpochSampler", "derive_seed", "global_grad_norm", "clip_batch_scale", "LRSchedule",
            "stop_reason", "merge_resumed"]
 
 
@@ -411,3 +412,18 @@ class Run:
         return dict(run_dir=self.cfg.out, checkpoint=self.last_ckpt, step=self.step,
                     epoch=self.epoch, stopped=self.stop, config=self.cfg,
                     writer=self.cluster.is_writer, **summary)
+
+
+class EpochSampler(mx.gluon.data.Sampler):
+    """A seeded permutation per epoch, started at ``start`` (for exact resume)."""
+
+    def __init__(self, length, batch_size, seed, epoch, start_batch):
+        order = np.random.RandomState(seed + epoch).permutation(length)
+        usable = (length // batch_size) * batch_size       # last partial batch dropped
+        self.order = order[start_batch * batch_size:usable]
+
+    def __iter__(self):
+        return iter(self.order.tolist())
+
+    def __len__(self):
+        return len(self.order)

@@ -38,7 +38,7 @@ from ..models.dcgan import FAMILY, DCGANConfig, dcgan_init, generate_images
 from ..utils.frechet import frechet_distance, get_feature_net
 from ..utils.metrics import plot_curves
 from ..distributed import Cluster
-from .common import Run, RunConfig
+from .common import EpochSampler, Run, RunConfig
 
 __all__ = ["GANTrainConfig", "GANStep", "build_gan_step", "train_gan", "gan_flops_per_image"]
 
@@ -203,21 +203,6 @@ def build_gan_step(model_cfg, lr, beta1, ctxs, hybridize=True, skip_d_weight_gra
                               skip_d_weight_grads, cluster.rank, cluster.num_workers)
 
 
-class _EpochSampler(gluon.data.Sampler):
-    """A seeded permutation per epoch, started at ``start`` (for exact resume)."""
-
-    def __init__(self, length, batch_size, seed, epoch, start_batch):
-        order = np.random.RandomState(seed + epoch).permutation(length)
-        usable = (length // batch_size) * batch_size       # last partial batch dropped
-        self.order = order[start_batch * batch_size:usable]
-
-    def __iter__(self):
-        return iter(self.order.tolist())
-
-    def __len__(self):
-        return len(self.order)
-
-
 def train_gan(cfg, log=print, explicit=()):
     """Train (or resume) a DCGAN; returns a summary dict."""
     run = Run(cfg, FAMILY, explicit, log,
@@ -270,7 +255,7 @@ def train_gan(cfg, log=print, explicit=()):
         run.log("Frechet distance at initialisation: %.3f" % fd0)
     fd, grid_path = progress["best_fd"], None
     for epoch in run.epochs():
-        sampler = _EpochSampler(len(images), cfg.batch_size, cfg.seed, epoch, progress["batch"])
+        sampler = EpochSampler(len(images), cfg.batch_size, cfg.seed, epoch, progress["batch"])
         batches = iter(gluon.data.DataLoader(gluon.data.ArrayDataset(images.images),
                                              batch_size=cfg.batch_size, sampler=sampler,
                                              last_batch="discard"))

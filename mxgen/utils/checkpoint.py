@@ -46,7 +46,7 @@ __all__ = ["CheckpointWriter", "resolve", "open_checkpoint", "read_manifest", "r
 
 FORMAT_VERSION = 2       # 1: optimizer states were pickles (still readable for parameters)
 READABLE_FORMATS = (1, 2)
-FAMILY_NAMES = {"char_rnn": "character RNN", "dcgan": "DCGAN"}
+FAMILY_NAMES = {"char_rnn": "character RNN", "dcgan": "DCGAN", "style_net": "style network"}
 MANIFEST = "MANIFEST.json"
 _TEMP_PREFIXES = (".tmp-ckpt-", ".trash-")
 

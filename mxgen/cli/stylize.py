@@ -1,0 +1,143 @@
+"""Stylise an image: optimise its pixels (Gatys et al.) or run a trained network.
+
+--method optim (default) needs no training: it starts from the content image
+and lowers content + style + total-variation losses through a feature
+network (by default random_multiscale_v1, fixed random weights, no
+download; --feature-net vgg16/vgg19 with pretrained weights gives better
+results).  --method net runs a network trained by `mxgen train-style`
+(--model RUN_DIR) in one pass.  Writes OUT, OUT's side-by-side
+(content | style | result) and, for optim, OUT's metrics (JSON lines).
+"""
+import json
+import os
+import sys
+import time
+
+
+def get_parser(parser):
+    from ..models.style import FEATURE_NETS, RANDOM_NET
+    parser.add_argument("--content", required=True, help="the content image")
+    parser.add_argument("--style", default=None,
+                        help="the style image (optim: required; net: shown beside the result)")
+    parser.add_argument("--method", choices=("optim", "net"), default="optim")
+    parser.add_argument("--model", default=None, help="run or checkpoint of train-style (net)")
+    parser.add_argument("--size", type=int, default=512, help="longer side of the output")
+    parser.add_argument("--iterations", type=int, default=300,
+                        help="optimiser iterations (per scale with multi-scale)")
+    parser.add_argument("--content-weight", type=float, default=1.0)
+    parser.add_argument("--style-weight", type=float, default=10.0)
+    parser.add_argument("--tv-weight", type=float, default=1.0)
+    parser.add_argument("--lr", type=float, default=0.02, help="Adam step on [0, 1] pixels")
+    parser.add_argument("--optimizer", choices=("adam", "lbfgs"), default="adam")
+    parser.add_argument("--init", choices=("content", "noise"), default="content")
+    parser.add_argument("--no-multiscale", action="store_true",
+                        help="optimise at the output size only (default: coarse to fine)")
+    parser.add_argument("--feature-net", choices=FEATURE_NETS, default=RANDOM_NET)
+    parser.add_argument("--vgg-params", default=None, help="VGG weights file")
+    parser.add_argument("--out", default="stylized.png", help="output image")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ctx", default="cpu", help="device, e.g. cpu or gpu:0")
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="64 px, 5 iterations (a smoke test)")
+    return parser
+
+
+def _check(args):
+    from ..errors import MXGenError
+    if args.size < 16:
+        raise MXGenError("--size must be >= 16, got %d" % args.size)
+    if args.iterations < 1:
+        raise MXGenError("--iterations must be >= 1, got %d" % args.iterations)
+    for name in ("content_weight", "style_weight", "tv_weight", "lr"):
+        if not getattr(args, name) >= 0:
+            raise MXGenError("--%s must be >= 0, got %s" % (name.replace("_", "-"),
+                                                            getattr(args, name)))
+    if args.method == "optim" and not args.style:
+        raise MXGenError("--method optim needs --style IMG")
+    if args.method == "net" and not args.model:
+        raise MXGenError("--method net needs --model RUN_DIR (a run of mxgen train-style)")
+
+
+def main(args):
+    import mxnet as mx
+
+    from ..stylize import (LOSS_NAMES, content_size, read_image, save_image,
+                           save_side_by_side, stylize_net, stylize_optim)
+    from ..utils.context import parse_ctx
+
+    _check(args)
+    ctx = parse_ctx(args.ctx)[0]
+    size, iterations = (64, 5) if args.dry_run else (args.size, args.iterations)
+    stem, ext = os.path.splitext(args.out)
+    side_path = stem + "-side.png"
+    if args.method == "net":
+        from ..models.style import load_style_net
+        net, meta, ckpt_dir = load_style_net(args.model, ctx=ctx)
+        content, _ = read_image(args.content, size=size, what="content image", multiple=4)
+        started = time.time()
+        result = stylize_net(net, content, ctx)
+        seconds = time.time() - started
+        save_image(result, args.out)
+        style_path = args.style or meta.get("style")
+        shown = [content, result]
+        if style_path and os.path.isfile(style_path):
+            shown.insert(1, read_image(style_path, shorter=min(content.shape[2:]),
+                                       what="style image")[0])
+        save_side_by_side(shown, side_path)
+        print("stylised %s with %s (%dx%d, %.2f s); wrote %s and %s"
+              % (args.content, ckpt_dir, content.shape[3], content.shape[2], seconds, args.out,
+                 side_path))
+        return 0
+
+    from tqdm import tqdm
+
+    from ..models.style import get_feature_net
+    mx.random.seed(args.seed)
+    feature_net, description = get_feature_net(args.feature_net, args.vgg_params, ctx=ctx)
+    content, style = content_size(args.content, args.style, size)
+    print("feature network: %s" % description, file=sys.stderr)
+    metrics_path = stem + ".metrics.jsonl"
+    bars = {}
+    records = []
+
+    def on_iteration(scale, i, values):
+        bar = bars.get(scale)
+        if bar is None:
+            if bars:
+                bars[scale - 1].close()
+            bar = bars[scale] = tqdm(total=iterations, disable=not args.progress,
+                                     desc="scale %d" % (scale + 1), unit="it")
+        bar.update(1)
+        if i % 10 == 9 or i == iterations - 1:          # one sync per 10 iterations
+            numbers = [float(v.asscalar()) for v in values]
+            bar.set_postfix(total="%.4f" % numbers[0], style="%.4f" % numbers[2])
+            records.append(dict(zip(LOSS_NAMES, numbers), kind="iteration", scale=scale + 1,
+                                iteration=i + 1, it_per_s=bar.format_dict["rate"]))
+
+    started = time.time()
+    result, history = stylize_optim(
+        content, style, feature_net, iterations, args.content_weight, args.style_weight,
+        args.tv_weight, args.lr, args.optimizer, args.init, not args.no_multiscale,
+        args.seed, ctx, on_iteration=on_iteration)
+    for bar in bars.values():
+        bar.close()
+    seconds = time.time() - started
+    save_image(result, args.out)
+    save_side_by_side([content, style, result], side_path)
+    summary = {"kind": "summary", "feature_net": description, "seconds": round(seconds, 2),
+               "scales": history, "content": args.content, "style": args.style,
+               "size": [int(result.shape[3]), int(result.shape[2])]}
+    tmp = metrics_path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        for record in records + [summary]:
+            f.write(json.dumps(record) + "\n")
+    os.replace(tmp, metrics_path)
+    first, last = history[0]["before"], history[-1]["after"]
+    print("losses (total / content / style / tv): %.4f / %.4f / %.4f / %.4f before, "
+          "%.4f / %.4f / %.4f / %.4f after (%d scale%s, %.1f s)"
+          % (first["total"], first["content"], first["style"], first["tv"], last["total"],
+             last["content"], last["style"], last["tv"], len(history),
+             "" if len(history) == 1 else "s", seconds))
+    print("wrote %s, %s and %s" % (args.out, side_path, metrics_path))
+    return 0

@@ -1,0 +1,233 @@
+"""Stylising images: Gatys et al.'s optimisation, or one pass of a trained
+feed-forward network (see :mod:`mxgen.models.style`).
+
+Images are float32 ``(1, 3, H, W)`` RGB in [0, 1] here.  The style image is
+resized so that its shorter side equals the output's shorter side (its Gram
+statistics then describe strokes at the output's scale); one much smaller
+than that (under half) is upscaled with a warning, since the upscaled
+strokes look blurred, not refused.
+"""
+import os
+import warnings
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd
+
+from .errors import MXGenError
+from .models.style import StyleLoss, style_targets
+
+__all__ = ["read_image", "save_image", "save_side_by_side", "stylize_optim", "stylize_net",
+           "content_size"]
+
+
+def read_image(path, size=None, shorter=None, what="image", multiple=1):
+    """Decode ``path`` to ``(1, 3, H, W)`` float32 in [0, 1].
+
+    ``size``: the longer side becomes ``size``; ``shorter``: the shorter
+    side becomes ``shorter``; both keep the aspect ratio, and the sides are
+    rounded down to a ``multiple``.  Undecodable or missing files raise
+    MXGenError naming the file.  Returns ``(array, (width, height) of the
+    file)``."""
+    from PIL import Image, UnidentifiedImageError
+    if not os.path.exists(path):
+        raise MXGenError("%s not found: %s" % (what, path))
+    try:
+        with Image.open(path) as img:
+            img.load()
+            original = img.size
+            if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+                rgba = img.convert("RGBA")
+                img = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                img.alpha_composite(rgba)
+            img = img.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise MXGenError("%s %s cannot be decoded as an image (%s)"
+                         % (what, path, str(err).splitlines()[0][:120])) from None
+    width, height = img.size
+    scale = 1.0
+    if size:
+        scale = size / max(width, height)
+    elif shorter:
+        scale = shorter / min(width, height)
+    new = (max(multiple, int(round(width * scale)) // multiple * multiple),
+           max(multiple, int(round(height * scale)) // multiple * multiple))
+    if new != img.size:
+        img = img.resize(new, Image.BICUBIC if scale > 1 else Image.LANCZOS)
+    arr = np.asarray(img, dtype=np.float32).transpose(2, 0, 1)[None] / 255.0
+    return arr, original
+
+
+def save_image(array, path):
+    """``(1, 3, H, W)`` or ``(3, H, W)`` in [0, 1] -> PNG/JPEG, atomically."""
+    from PIL import Image
+    arr = np.asarray(array)
+    arr = arr[0] if arr.ndim == 4 else arr
+    pixels = (np.clip(arr, 0, 1) * 255).round().astype(np.uint8).transpose(1, 2, 0)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    ext = os.path.splitext(path)[1] or ".png"
+    tmp = path + ".tmp" + ext
+    Image.fromarray(pixels).save(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def save_side_by_side(images, path, height=256, gap=4):
+    """Content | style | result (any sizes) in one PNG row, each scaled to
+    ``height`` pixels high."""
+    from PIL import Image
+    tiles = []
+    for arr in images:
+        arr = np.asarray(arr)
+        arr = arr[0] if arr.ndim == 4 else arr
+        img = Image.fromarray((np.clip(arr, 0, 1) * 255).round().astype(np.uint8)
+                              .transpose(1, 2, 0))
+        width = max(1, round(img.size[0] * height / img.size[1]))
+        tiles.append(img.resize((width, height), Image.LANCZOS))
+    row = Image.new("RGB", (sum(t.size[0] for t in tiles) + gap * (len(tiles) - 1), height),
+                    (255, 255, 255))
+    x = 0
+    for tile in tiles:
+        row.paste(tile, (x, 0))
+        x += tile.size[0] + gap
+    tmp = path + ".tmp.png"
+    row.save(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def content_size(content_path, style_path, size):
+    """Load the content image (longer side ``size``) and the style image
+    (shorter side matched to the content's), warning when the style image is
+    much smaller than that.  Returns ``(content, style)``."""
+    content, _ = read_image(content_path, size=size, what="content image", multiple=4)
+    shorter = min(content.shape[2:])
+    style, original = read_image(style_path, shorter=shorter, what="style image")
+    if min(original) * 2 < shorter:
+        warnings.warn("style image %s is %dx%d, much smaller than the output (shorter side %d);"
+                      " it is upscaled, so its strokes come out blurred: use a larger style"
+                      " image or a smaller --size" % ((style_path,) + original + (shorter,)),
+                      stacklevel=2)
+    return content, style
+
+
+def _resize(x, height, width):
+    return mx.nd.contrib.BilinearResize2D(x, height=height, width=width)
+
+
+def _scales(height, width, min_side=128):
+    """Coarse-to-fine sizes: halve while the shorter side stays >= min_side."""
+    sizes = [(height, width)]
+    while min(sizes[-1]) // 2 >= min_side:
+        h, w = sizes[-1]
+        sizes.append((h // 2 // 4 * 4, w // 2 // 4 * 4))
+    return sizes[::-1]
+
+
+def stylize_optim(content, style, feature_net, iterations=300, content_weight=1.0,
+                  style_weight=10.0, tv_weight=1.0, lr=0.02, optimizer="adam", init="content",
+                  multiscale=True, seed=0, ctx=None, hybridize=True, on_iteration=None):
+    """Gatys et al.'s method: optimise the pixels of an image, starting from
+    the content image (``init="content"``) or noise, to lower ``content_weight
+    * content + style_weight * style + tv_weight * tv``.
+
+    ``optimizer``: ``"adam"`` (on the device, no host sync per iteration) or
+    ``"lbfgs"`` (SciPy's L-BFGS-B with the [0, 1] bounds; one sync per
+    evaluation).  ``multiscale``: for large images, run coarse to fine
+    (halving while the shorter side stays >= 128), each scale starting from
+    the previous result upsampled, ``iterations`` per scale.
+    ``on_iteration(scale_index, iteration, losses)`` is called with the
+    losses (NDArrays) after every iteration.  Returns ``(image (1, 3, H, W)
+    NumPy, history)``: ``history`` has the losses before and after each
+    scale."""
+    ctx = ctx or mx.cpu()
+    content = mx.nd.array(content, ctx=ctx)
+    style = mx.nd.array(style, ctx=ctx)
+    loss_block = StyleLoss(feature_net, content_weight, style_weight, tv_weight)
+    if hybridize:
+        loss_block.hybridize(static_alloc=True)
+    height, width = content.shape[2:]
+    sizes = _scales(height, width) if multiscale else [(height, width)]
+    rng = np.random.RandomState(seed)
+    image, history = None, []
+    for k, (h, w) in enumerate(sizes):
+        target_content = _resize(content, h, w) if (h, w) != (height, width) else content
+        scale = min(h, w) / min(height, width)
+        style_k = _resize(style, max(4, int(style.shape[2] * scale)),
+                          max(4, int(style.shape[3] * scale))) if scale != 1 else style
+        content_target, grams = style_targets(feature_net, target_content, style_k)
+        if image is None:
+            image = target_content.copy() if init == "content" else mx.nd.array(
+                rng.uniform(0, 1, size=(1, 3, h, w)).astype(np.float32), ctx=ctx)
+        else:
+            image = mx.nd.clip(_resize(image, h, w), 0, 1)
+
+        def losses_of(x):
+            return loss_block(x, content_target, *grams)
+
+        before = [float(v.asscalar()) for v in losses_of(image)]
+        run = _adam if optimizer == "adam" else _lbfgs if optimizer == "lbfgs" else None
+        if run is None:
+            raise MXGenError("unknown optimizer %r for stylize (adam or lbfgs)" % optimizer)
+        image = run(image, losses_of, iterations, lr,
+                    (lambda i, values, k=k: on_iteration(k, i, values)) if on_iteration else None)
+        after = [float(v.asscalar()) for v in losses_of(image)]
+        history.append({"size": [h, w], "before": dict(zip(LOSS_NAMES, before)),
+                        "after": dict(zip(LOSS_NAMES, after))})
+    return image.asnumpy(), history
+
+
+LOSS_NAMES = ("total", "content", "style", "tv")
+
+
+def _adam(image, losses_of, iterations, lr, on_iteration):
+    pixels = mx.gluon.Parameter("pixels", shape=image.shape)
+    pixels.initialize(init=mx.init.Constant(0), ctx=image.context)
+    pixels.set_data(image)
+    trainer = mx.gluon.Trainer([pixels], "adam", {"learning_rate": lr})
+    for i in range(iterations):
+        with autograd.record():
+            values = losses_of(pixels.data())
+        values[0].backward()
+        trainer.step(1)
+        pixels.set_data(mx.nd.clip(pixels.data(), 0, 1))         # stay a valid image
+        if on_iteration:
+            on_iteration(i, values)
+    return pixels.data()
+
+
+def _lbfgs(image, losses_of, iterations, lr, on_iteration):
+    try:
+        from scipy.optimize import minimize
+    except ImportError:
+        raise MXGenError("--optimizer lbfgs needs SciPy (pip install scipy); or use adam") \
+            from None
+    shape, ctx = image.shape, image.context
+    calls = [0]
+
+    def fun(flat):
+        x = mx.nd.array(flat.reshape(shape).astype(np.float32), ctx=ctx)
+        x.attach_grad()
+        with autograd.record():
+            values = losses_of(x)
+        values[0].backward()
+        if on_iteration:
+            on_iteration(calls[0], values)
+        calls[0] += 1
+        return float(values[0].asscalar()), x.grad.asnumpy().astype(np.float64).ravel()
+
+    result = minimize(fun, image.asnumpy().astype(np.float64).ravel(), jac=True,
+                      method="L-BFGS-B", bounds=[(0.0, 1.0)] * int(np.prod(shape)),
+                      options={"maxiter": iterations, "maxfun": iterations * 2})
+    return mx.nd.array(result.x.reshape(shape).astype(np.float32), ctx=ctx)
+
+
+def stylize_net(net, content, ctx=None):
+    """One forward pass of a trained :class:`TransformerNet`: ``(1, 3, H, W)``
+    in [0, 1] (H, W multiples of 4) -> the stylised image, clipped to [0, 1]."""
+    ctx = ctx or mx.cpu()
+    with autograd.predict_mode():
+        out = net(mx.nd.array(content, ctx=ctx))
+    return np.clip(out.asnumpy(), 0, 1)
+
