@@ -116,6 +116,11 @@ def load_results(path):
         raise MXGenError("%s is not a pytest-benchmark JSON file: %s" % (path, err)) from None
 
 
+def _rate(value):
+    """Throughputs of any size with three significant digits at least."""
+    return "%.0f" % value if value >= 100 else "%.3g" % value
+
+
 def format_table(results):
     rows = [("case", "unit", "candidate/s", "baseline", "baseline/s", "ratio")]
     for name, info in results.items():
@@ -123,8 +128,8 @@ def format_table(results):
                            if k.startswith("baseline_") and k.endswith("_per_s"))
         for i, base in enumerate(baselines):
             rows.append((name if i == 0 else "", info.get("unit", "") if i == 0 else "",
-                         "%.0f" % info["candidate_per_s"] if i == 0 else "", base,
-                         "%.0f" % info["baseline_%s_per_s" % base],
+                         _rate(info["candidate_per_s"]) if i == 0 else "", base,
+                         _rate(info["baseline_%s_per_s" % base]),
                          "%.2fx" % info["ratio_vs_%s" % base]))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)

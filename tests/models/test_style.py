@@ -157,3 +157,34 @@ def test_vgg_params_from_a_file_load_and_run(tmp_path):
     outs = net(mx.nd.random.uniform(shape=(1, 3, 64, 64)))
     assert [o.shape[1] for o in outs] == [64, 128, 256, 512, 128]
     assert "vgg16 (pretrained" in description and "relu4_3" in description
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 7, 6), (1, 3, 16, 16)])
+def test_instance_norm_matches_mxnets_operator(shape):
+    """mxgen's InstanceNorm (moments as matrix products) == MXNet's op,
+    forward and gradients, eager and hybridized."""
+    from mxnet import autograd
+
+    from mxgen.models.style import InstanceNorm
+    rng = np.random.RandomState(0)
+    x = mx.nd.array(rng.normal(1.5, 2.0, shape).astype(np.float32))
+    gamma = mx.nd.array(rng.uniform(0.5, 1.5, shape[1]).astype(np.float32))
+    beta = mx.nd.array(rng.normal(size=shape[1]).astype(np.float32))
+    head = mx.nd.array(rng.normal(size=shape).astype(np.float32))
+    for hybrid in (False, True):
+        block = InstanceNorm(shape[1])
+        block.initialize()
+        block.gamma.set_data(gamma)
+        block.beta.set_data(beta)
+        if hybrid:
+            block.hybridize()
+        grads = []
+        for fn in (block, lambda v: mx.nd.InstanceNorm(v, gamma, beta, eps=1e-5)):
+            v = x.copy()
+            v.attach_grad()
+            with autograd.record():
+                y = fn(v)
+            y.backward(head)
+            grads.append((y.asnumpy(), v.grad.asnumpy()))
+        np.testing.assert_allclose(grads[0][0], grads[1][0], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(grads[0][1], grads[1][1], rtol=1e-3, atol=1e-3)
