@@ -78,7 +78,10 @@ setup(
         "pytest-benchmark",
     ],
     extras_require={
-        "test": ["pytest", "pytest-benchmark"],
+        # onnx 1.14 is the last with the onnx.mapping module mxnet 1.9's exporter imports
+        "export": ["onnx==1.14.1"],
+        "tensorboard": ["tensorboardX"],
+        "test": ["pytest", "pytest-benchmark", "onnx==1.14.1", "tensorboardX"],
     },
     entry_points={"console_scripts": ["mxgen=mxgen.cli:main", "mxgen-launch=mxgen.cli:launch"]},
     ext_modules=[CMakeKernels("mxgen.libmxgen_kernels")],

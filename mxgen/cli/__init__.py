@@ -17,6 +17,7 @@ COMMANDS = {
     "sample-gan": "sample_gan",
     "stylize": "stylize",
     "train-style": "train_style",
+    "export": "export",
     "launch": "launch",
     "info": "info",
     "bench": "bench",

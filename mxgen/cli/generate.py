@@ -7,8 +7,12 @@ character).  --temperature 0 is greedy; --top-k / --top-p restrict sampling;
 
 
 def get_parser(parser):
-    parser.add_argument("--checkpoint", required=True,
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint",
                         help="run directory (uses its best checkpoint) or a checkpoint directory")
+    source.add_argument("--exported", metavar="DIR",
+                        help="a folder written by mxgen export (its step graph; stateful"
+                             " sampling only)")
     parser.add_argument("--prompt", default=None,
                         help="text to continue (default: a newline, if in the vocabulary)")
     parser.add_argument("--length", type=int, default=500, help="characters to generate")
@@ -36,12 +40,25 @@ def main(args):
     from ..utils.context import parse_ctx
 
     ctx = parse_ctx(args.ctx)[0]
+    length = 20 if args.dry_run else args.length
+    if args.exported:
+        from ..errors import MXGenError
+        from ..export import generate_exported
+        if args.beam or args.method != "stateful":
+            raise MXGenError("--exported runs stateful sampling; --beam and --method window"
+                             " need --checkpoint")
+        if length < 0 or args.num_samples < 1:
+            raise MXGenError("--length must be >= 0 and --num-samples >= 1")
+        prompt = args.prompt if args.prompt is not None else ("" if args.stop_at_eos else "\n")
+        texts = generate_exported(args.exported, prompt, length, args.temperature, args.top_k,
+                                  args.top_p, args.num_samples, args.seed, args.stop_at_eos,
+                                  ctx)
+        return _print(texts, prompt, length, args.stop_at_eos)
     model, vocab, ckpt_dir, _ = load_char_rnn(args.checkpoint, ctx=ctx)
     model.hybridize(static_alloc=True)
     prompt = args.prompt
     if prompt is None:
         prompt = "" if args.stop_at_eos else ("\n" if "\n" in vocab.index else vocab.chars[0])
-    length = 20 if args.dry_run else args.length
     if args.method == "stateful" and not args.beam:
         native, reason = generation_kernel(model, args.num_samples, ctx)
         print("generation kernel: %s (%s)" % ("mxgen native op" if native
@@ -51,7 +68,12 @@ def main(args):
                      top_k=args.top_k, top_p=args.top_p, num_samples=args.num_samples,
                      beam=args.beam, method=args.method, seed=args.seed, ctx=ctx,
                      stop_at_eos=args.stop_at_eos)
-    if args.stop_at_eos:                # one sample a line, as the corpus had them
+    return _print(texts, prompt, length, args.stop_at_eos)
+
+
+def _print(texts, prompt, length, stop_at_eos):
+    import sys
+    if stop_at_eos:                     # one sample a line, as the corpus had them
         ended = sum(len(t) < len(prompt) + length for t in texts)
         for text in texts:
             print(text)

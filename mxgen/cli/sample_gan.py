@@ -8,8 +8,11 @@ import os
 
 
 def get_parser(parser):
-    parser.add_argument("--checkpoint", required=True,
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint",
                         help="run directory (uses its best checkpoint) or a checkpoint directory")
+    source.add_argument("--exported", metavar="DIR",
+                        help="a folder written by mxgen export (its generator graph)")
     parser.add_argument("--num", type=int, default=64, help="images to sample (default: 64)")
     parser.add_argument("--grid", default=None, help="write a grid PNG here")
     parser.add_argument("--out-dir", default=None, help="write single PNGs into this folder")
@@ -33,7 +36,17 @@ def main(args):
     from ..utils.context import parse_ctx
 
     ctx = parse_ctx(args.ctx)[0]
-    gen, cfg, ckpt_dir = load_generator(args.checkpoint, ctx=ctx, prefer="best")
+    if args.exported:
+        from ..export import load_exported
+        from ..models.dcgan import DCGANConfig
+        gen, meta = load_exported(args.exported, "generator", ctx)
+        if meta["family"] != "dcgan":
+            raise MXGenError("%s exports a %s, not a DCGAN" % (args.exported, meta["family"]))
+        cfg = DCGANConfig(**meta["model"])
+        base = args.exported                          # default outputs go into the export
+    else:
+        gen, cfg, ckpt_dir = load_generator(args.checkpoint, ctx=ctx, prefer="best")
+        base = os.path.join(ckpt_dir, "..", "..")     # ... or into the run directory
     num = 4 if args.dry_run else args.num
     if num < 1:
         raise MXGenError("--num must be >= 1, got %d" % num)
@@ -49,7 +62,7 @@ def main(args):
         steps = max(2, args.steps)
         z = np.stack([slerp(a, b, t) for t in np.linspace(0, 1, steps)])
         frames = generate_images(gen, z)
-        strip = args.grid or os.path.join(ckpt_dir, "..", "..", "interpolation.png")
+        strip = args.grid or os.path.join(base, "interpolation.png")
         written.append(save_grid(frames, strip, nrow=steps))
         gif = os.path.splitext(strip)[0] + ".gif"
         pictures = [Image.fromarray(make_grid(f[None], nrow=1, padding=0).squeeze())
@@ -60,7 +73,7 @@ def main(args):
     else:
         images = generate_images(gen, noise_for(args.seed, num))
         grid = args.grid or (None if args.out_dir else
-                             os.path.join(ckpt_dir, "..", "..", "samples.png"))
+                             os.path.join(base, "samples.png"))
         if grid:
             written.append(save_grid(images, grid))
         if args.out_dir:

@@ -37,7 +37,7 @@ from ..distributed import KVSTORES, Cluster
 from ..errors import MXGenError
 from ..utils import checkpoint as ckpt
 from ..utils.context import check_batch_split, parse_ctx
-from ..utils.metrics import MetricsLog
+from ..utils.metrics import MetricsLog, TensorBoard
 from .schedule import cosine_lr
 
 __all__ = ["Run", "RunConfig", "EpochSampler", "derive_seed", "global_grad_norm", "clip_batch_scale", "LRSchedule",
@@ -72,10 +72,13 @@ class RunConfig:
     resume: bool = field(False, "continue exactly from the latest checkpoint in --out",
                          group="run")
     progress: bool = field(True, "progress bar", group="run")
+    tensorboard: bool = field(False, "also write TensorBoard event files to OUT/tensorboard:"
+                                     " scalars, sample grids, generated text (needs"
+                                     " tensorboardX)", group="run")
 
     # Settings a resumed run may change; everything else comes from the checkpoint.
     RUN_LENGTH = ("epochs", "max_minutes", "max_steps", "progress", "log_interval", "out",
-                  "resume", "ctx", "save_every", "dry_run", "kvstore")
+                  "resume", "ctx", "save_every", "dry_run", "kvstore", "tensorboard")
 
     def dry_run_limits(self):
         self.epochs, self.max_steps = 1, 2
@@ -239,9 +242,11 @@ class Run:
         os.makedirs(cfg.out, exist_ok=True)
         self.cfg = cfg
         # records logged after the checkpoint we resume from never happened
+        self.tensorboard = TensorBoard(os.path.join(cfg.out, "tensorboard")) \
+            if cfg.tensorboard and self.cluster.is_writer else None
         self.metrics = MetricsLog(os.path.join(cfg.out, "metrics.jsonl"),
                                   keep_until=self.step if self.resume_from else None,
-                                  enabled=self.cluster.is_writer)
+                                  enabled=self.cluster.is_writer, tensorboard=self.tensorboard)
         self.last_ckpt, self.stop, self.steps_this_run = self.resume_from, None, 0
         self.last_batch = False
         self._nets, self._trainers, self._arrays, self._meta = {}, {}, dict, dict
@@ -407,6 +412,8 @@ class Run:
 
     def finish(self, **summary):
         self.cluster.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
         if self.stop:
             self.log("stopped early (%s) at step %d; resume with --resume" % (self.stop, self.step))
         return dict(run_dir=self.cfg.out, checkpoint=self.last_ckpt, step=self.step,

@@ -286,6 +286,8 @@ def train_gan(cfg, log=print, explicit=()):
             fd, fake = frechet()
             grid_path = save_grid(fake[:cfg.grid_size], os.path.join(
                 cfg.out, "samples", "epoch_%03d_step_%07d.png" % (run.epoch, run.step)))
+            if run.tensorboard is not None:
+                run.tensorboard.image("samples", grid_path, run.step)
             improved = math.isfinite(fd) and (progress["best_fd"] is None
                                               or fd < progress["best_fd"])
             progress["best_fd"] = fd if improved else progress["best_fd"]

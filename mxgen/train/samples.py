@@ -270,6 +270,11 @@ def train_samples(run, model_config):
                    run.step, val_bpc, " *best*" if improved else ""))
         progress["schedule"] = schedule.state()
         run.metrics.write(**record)
+        if run.tensorboard is not None:
+            from ..generation import generate
+            texts = generate(model, vocab, "", 100, temperature=0.8, num_samples=5,
+                             seed=cfg.seed, native=False, stop_at_eos=True)
+            run.tensorboard.text("samples", "\n\n".join(texts), run.step)
         run.save(point_best=improved or val_batches is None)
         if run.cluster.is_writer:
             plot_curves(run.metrics.read(), os.path.join(cfg.out, "loss.png"),

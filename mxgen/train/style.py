@@ -189,6 +189,8 @@ def train_style(cfg, log=print, explicit=()):
             side = save_side_by_side([sample, style, result], os.path.join(
                 cfg.out, "samples", "epoch_%03d_step_%07d.png" % (run.epoch, run.step)))
             run.log("epoch %d step %d: sample %s" % (run.epoch, run.step, side))
+            if run.tensorboard is not None:
+                run.tensorboard.image("samples", side, run.step)
         run.save()
         if run.cluster.is_writer:
             plot_curves(run.metrics.read(), os.path.join(cfg.out, "loss.png"),

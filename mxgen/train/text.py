@@ -269,6 +269,15 @@ def _corpus(cfg, run, ctxs):
     return vocab, train_data, val_data, (len(train_str), len(val_str))
 
 
+def _sample_text(model, vocab, seed, length=200):
+    """A short sample for TensorBoard (the model's own graphs are untouched:
+    generation builds its own)."""
+    from ..generation import generate
+    prompt = "\n" if "\n" in vocab.index else vocab.chars[0]
+    return generate(model, vocab, prompt, length, temperature=0.8, seed=seed,
+                    native=False)[0]
+
+
 def _global_states(states, cluster):
     """Per-device state lists -> ``{"s<j>": (1, B, H)}`` over the global batch
     (gathered from every rank: a collective in a distributed run)."""
@@ -431,6 +440,8 @@ def train_text(cfg, log=print, explicit=()):
         if states is None:
             states = [model.begin_state(per_device, ctx=c) for c in ctxs]
         run.metrics.write(**record)
+        if run.tensorboard is not None:
+            run.tensorboard.text("sample", _sample_text(model, vocab, cfg.seed), run.step)
         run.save(point_best=improved or val_data is None)
         if run.cluster.is_writer:
             plot_curves(run.metrics.read(), os.path.join(cfg.out, "loss.png"),

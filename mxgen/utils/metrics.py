@@ -14,8 +14,8 @@ class MetricsLog:
     appears twice.
     """
 
-    def __init__(self, path, keep_until=None, enabled=True):
-        self.path, self.enabled = path, enabled
+    def __init__(self, path, keep_until=None, enabled=True, tensorboard=None):
+        self.path, self.enabled, self.tensorboard = path, enabled, tensorboard
         if not enabled:                   # another rank writes this log
             return
         if keep_until is None:
@@ -33,6 +33,8 @@ class MetricsLog:
             return
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record, sort_keys=True) + "\n")
+        if self.tensorboard is not None:
+            self.tensorboard.scalars(record)
 
     def read(self):
         if not os.path.exists(self.path):
@@ -74,3 +76,41 @@ def plot_curves(records, path, series, x="step", title=None, ylabel="loss"):
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
     os.replace(tmp, path)
+
+
+class TensorBoard:
+    """Optional TensorBoard event files (``--tensorboard``) through
+    tensorboardX, a writer that needs no deep-learning framework: every
+    numeric field of a metrics record becomes the scalar ``kind/field`` at
+    the record's step; sample grids and generated text go in as images and
+    text.  Rank 0 alone writes."""
+
+    def __init__(self, folder):
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError:
+            from ..errors import MXGenError
+            raise MXGenError("--tensorboard needs tensorboardX: pip install tensorboardX (or"
+                             " pip install -e '.[tensorboard]')") from None
+        self.writer = SummaryWriter(folder, flush_secs=10)
+
+    def scalars(self, record):
+        step, kind = record.get("step", 0), record.get("kind", "train")
+        for key, value in record.items():
+            if key not in ("step", "epoch") and isinstance(value, (int, float)) \
+                    and not isinstance(value, bool):
+                self.writer.add_scalar("%s/%s" % (kind, key), value, step)
+
+    def image(self, tag, path, step):
+        """A PNG written by the run (a sample grid), as an image summary."""
+        import numpy as np
+        from PIL import Image
+        with Image.open(path) as img:
+            pixels = np.asarray(img.convert("RGB"))
+        self.writer.add_image(tag, pixels, step, dataformats="HWC")
+
+    def text(self, tag, text, step):
+        self.writer.add_text(tag, text, step)
+
+    def close(self):
+        self.writer.close()

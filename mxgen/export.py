@@ -1,0 +1,274 @@
+"""Export trained models to static graphs that load without mxgen's code.
+
+``mxgen export --checkpoint RUN --out DIR`` writes, through
+``HybridBlock.export``, one ``NAME-symbol.json`` + ``NAME-0000.params``
+pair per graph and an ``export.json`` that says what each graph takes and
+gives:
+
+* character model: ``sequence`` (ids ``(T, N)`` + states -> logits
+  ``(T, N, V)`` + states) and ``step`` (ids ``(N,)`` + states ->
+  log-probabilities ``(N, V)`` + states, the graph generation runs), with
+  ``vocab.json``;
+* DCGAN: ``generator`` (noise ``(N, latent, 1, 1)`` -> images in [-1, 1],
+  any N);
+* style network: ``transformer`` (images ``(N, 3, H, W)`` in [0, 1]).
+
+Any MXNet program reloads a graph with ``mx.gluon.SymbolBlock.imports``.
+By default the graphs use MXNet's own operators only (the recurrent layers
+as MXNet's fused RNN op), so no mxgen library is needed to run them;
+``native=True`` keeps mxgen's native LSTM/GRU op where the model uses it,
+and ``export.json`` then names the library, which :func:`load_exported`
+checks before MXNet would fail on an unknown operator.
+
+``fmt="onnx"`` writes ``NAME.onnx`` through ``mx.onnx.export_model``
+instead (needs the ``onnx`` package): the DCGAN generator and the style
+network convert; MXNet 1.9's converter has no rule for some of the
+recurrent graph's operators, which is reported as a one-line error.
+"""
+import json
+import os
+import shutil
+import tempfile
+
+import mxnet as mx
+import numpy as np
+
+from .errors import MXGenError
+from .utils import checkpoint as ckpt
+
+__all__ = ["export", "load_exported", "FORMATS", "EXPORT_VERSION"]
+
+FORMATS = ("mxnet", "onnx")
+EXPORT_VERSION = 1
+NATIVE_OPS = ("mxgen_lstm", "mxgen_gru", "mxgen_dropout", "mxgen_sample",
+              "mxgen_char_rnn_generate")
+
+
+def _family(path):
+    """``(ckpt_dir, config)`` of any mxgen checkpoint, with clear errors."""
+    ckpt_dir = ckpt.resolve(path, prefer="best")
+    ckpt.read_manifest(ckpt_dir, required=("config.json",))
+    config = ckpt.read_json(ckpt_dir, "config.json")
+    if not isinstance(config, dict) or config.get("family") not in ckpt.FAMILY_NAMES:
+        found = config.get("family") if isinstance(config, dict) else None
+        raise MXGenError("checkpoint %s holds a %r model; mxgen exports %s"
+                         % (ckpt_dir, found, ", ".join(sorted(ckpt.FAMILY_NAMES))))
+    return ckpt_dir, config
+
+
+def _graphs(ckpt_dir, config, native):
+    """``[(name, block, example inputs, input description)]`` and extra files."""
+    family = config["family"]
+    if family == "char_rnn":
+        from .models.char_rnn import CharRNNStepper, load_char_rnn
+        model, vocab, _, _ = load_char_rnn(ckpt_dir)
+        if not native or model.rnn_impl != "native":
+            model.set_rnn_impl("fused")
+        model.set_dropout_impl("mxnet")
+        model.hybridize(static_alloc=True)
+        states = model.begin_state(1)
+        sequence = (mx.nd.zeros((2, 1)),) + tuple(states)
+        stepper = CharRNNStepper(model)
+        stepper.collect_params().initialize()
+        stepper.hybridize(static_alloc=True)
+        step = (mx.nd.zeros((1,)),) + tuple(states)
+        names = ["data"] + ["state%d" % i for i in range(len(states))]
+        extra = {"vocab.json": vocab.to_dict()}
+        return [("sequence", model, sequence, names, "ids (T, N) float32, states (1, N, H) ->"
+                 " logits (T, N, V), states"),
+                ("step", stepper, step, names, "ids (N,) float32, states (1, N, H) ->"
+                 " log-probabilities (N, V), states")], extra, {
+                     "mode": model.mode, "num_layers": model.num_layers,
+                     "num_hidden": model.num_hidden, "states": len(states),
+                     "vocab_size": len(vocab)}
+    if family == "dcgan":
+        from .models.dcgan import load_generator
+        gen, cfg, _ = load_generator(ckpt_dir)
+        return [("generator", gen, (mx.nd.zeros((1, cfg.latent_size, 1, 1)),), ["data"],
+                 "noise (N, latent, 1, 1) -> images (N, C, S, S) in [-1, 1]")], {}, \
+            cfg.to_dict()
+    from .models.style import load_style_net
+    net, meta, _ = load_style_net(ckpt_dir)
+    return [("transformer", net, (mx.nd.zeros((1, 3, 64, 64)),), ["data"],
+             "images (N, 3, H, W) in [0, 1], H and W multiples of 4 -> stylised images")], {}, \
+        dict(meta.get("model", {}), style=meta.get("style"))
+
+
+def _ops(symbol_file):
+    with open(symbol_file, encoding="utf-8") as f:
+        return sorted({node["op"] for node in json.load(f)["nodes"] if node["op"] != "null"})
+
+
+def export(checkpoint, out, fmt="mxnet", force=False, native=False):
+    """Export ``checkpoint`` (a run or checkpoint directory) into the new
+    folder ``out``; returns the metadata written as ``export.json``.
+
+    The folder is built under a temporary name and renamed into place, so a
+    failed export leaves nothing half-written; an existing ``out`` is
+    refused unless ``force``."""
+    if fmt not in FORMATS:
+        raise MXGenError("unknown export format %r; choose from %s" % (fmt, ", ".join(FORMATS)))
+    if os.path.exists(out) and not force:
+        raise MXGenError("output folder %s exists; pass --force to replace it" % out)
+    ckpt_dir, config = _family(checkpoint)
+    graphs, extra, model_info = _graphs(ckpt_dir, config, native)
+    parent = os.path.dirname(os.path.abspath(out))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tmp-export-", dir=parent)
+    try:
+        meta = {"export_version": EXPORT_VERSION, "family": config["family"], "format": fmt,
+                "checkpoint": os.path.abspath(ckpt_dir), "mxnet": mx.__version__,
+                "model": model_info, "graphs": {}}
+        for name, block, example, roles, described in graphs:
+            with mx.autograd.predict_mode():
+                block(*example)
+            prefix = os.path.join(tmp, name)
+            block.export(prefix)
+            symbol_file, params_file = prefix + "-symbol.json", prefix + "-0000.params"
+            ops = _ops(symbol_file)
+            stored = {k.split(":", 1)[-1] for k in mx.nd.load(params_file)}
+            inputs = [n for n in mx.sym.load(symbol_file).list_inputs() if n not in stored]
+            entry = {"symbol": name + "-symbol.json", "params": name + "-0000.params",
+                     "inputs": inputs, "input_roles": roles, "describes": described, "ops": ops,
+                     "native_ops": [op for op in ops if op in NATIVE_OPS]}
+            if fmt == "onnx":
+                entry = dict(entry, **_to_onnx(name, symbol_file, params_file, example, tmp))
+                os.unlink(symbol_file)
+                os.unlink(params_file)
+            meta["graphs"][name] = entry
+        native_ops = sorted({op for g in meta["graphs"].values() for op in g["native_ops"]})
+        meta["requires"] = ("mxgen's native library (libmxgen_kernels, for %s): import mxgen"
+                            " in the process that loads this export" % ", ".join(native_ops)
+                            if native_ops else None)
+        for name, obj in dict(extra, **{"export.json": meta}).items():
+            with open(os.path.join(tmp, name), "w", encoding="utf-8") as f:
+                json.dump(obj, f, indent=1)
+        if os.path.exists(out):
+            trash = tempfile.mkdtemp(prefix=".trash-export-", dir=parent)
+            os.replace(out, os.path.join(trash, "old"))
+            os.replace(tmp, out)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+    return meta
+
+
+def _to_onnx(name, symbol_file, params_file, example, folder):
+    import importlib.util
+    if importlib.util.find_spec("onnx") is None:
+        raise MXGenError("--format onnx needs the onnx package: pip install onnx==1.14.1")
+    path = os.path.join(folder, name + ".onnx")
+    shapes = [tuple(a.shape) for a in example]
+    try:
+        mx.onnx.export_model(symbol_file, params_file, in_shapes=shapes,
+                             in_types=[np.float32] * len(shapes), onnx_file_path=path,
+                             dynamic=True,
+                             dynamic_input_shapes=[(None,) + s[1:] for s in shapes])
+    except Exception as err:                     # the converter raises anything
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        raise MXGenError("--format onnx cannot express the %s graph: %s (%s); export it with"
+                         " --format mxnet" % (name, lines[-1] if lines else type(err).__name__,
+                                              type(err).__name__)) from None
+    return {"onnx": name + ".onnx"}
+
+
+def load_exported(folder, name=None, ctx=None):
+    """Reload graph ``name`` (default: the only one, or ``step`` of a
+    character model) of an export as a ``SymbolBlock``: returns ``(block,
+    meta)``.  Only MXNet is needed, and mxgen's native library when the
+    export says so (checked here, with an error naming it)."""
+    path = os.path.join(folder, "export.json")
+    if not os.path.isfile(path):
+        raise MXGenError("%s is not an mxgen export: export.json is missing" % folder)
+    try:
+        with open(path, encoding="utf-8") as f:
+            meta = json.load(f)
+        graphs = meta["graphs"]
+    except (ValueError, KeyError, TypeError):
+        raise MXGenError("%s is not a valid export description" % path) from None
+    if meta.get("format") != "mxnet":
+        raise MXGenError("%s holds %s files; load them with an ONNX runtime"
+                         % (folder, meta.get("format")))
+    name = name or ("step" if "step" in graphs else next(iter(graphs)))
+    if name not in graphs:
+        raise MXGenError("%s has no graph %r (it has %s)" % (folder, name, ", ".join(graphs)))
+    graph = graphs[name]
+    missing = [op for op in graph.get("native_ops", []) if not hasattr(mx.nd, op)]
+    if missing:
+        raise MXGenError("%s's %s graph uses mxgen's native ops (%s), which are not loaded in"
+                         " this process: it needs mxgen's native library (libmxgen_kernels;"
+                         " `mxgen info` shows whether it loads), or re-export without --native"
+                         % (folder, name, ", ".join(missing)))
+    with _quiet_imports():
+        block = mx.gluon.SymbolBlock.imports(os.path.join(folder, graph["symbol"]),
+                                             graph["inputs"],
+                                             os.path.join(folder, graph["params"]),
+                                             ctx=ctx or mx.cpu())
+    return block, meta
+
+
+class _quiet_imports:
+    """SymbolBlock.imports warns about every constant it sees as unused."""
+
+    def __enter__(self):
+        import warnings
+        self._catch = warnings.catch_warnings()
+        self._catch.__enter__()
+        warnings.simplefilter("ignore")
+
+    def __exit__(self, *exc):
+        return self._catch.__exit__(*exc)
+
+
+def generate_exported(folder, prompt, length, temperature=1.0, top_k=0, top_p=1.0,
+                      num_samples=1, seed=None, stop_at_eos=False, ctx=None):
+    """``mxgen generate --exported``: stateful generation through an export's
+    ``step`` graph (a SymbolBlock; no mxgen model class), sampling with
+    :class:`~mxgen.generation.Sampler`.  Same arguments and result as
+    :func:`~mxgen.generation.generate`'s stateful method."""
+    from .data.vocab import Vocab
+    from .generation import Sampler, check_sampling
+    check_sampling(temperature, top_k, top_p)
+    ctx = ctx or mx.cpu()
+    step, meta = load_exported(folder, "step", ctx)
+    if meta["family"] != "char_rnn":
+        raise MXGenError("%s exports a %s, not a character model" % (folder, meta["family"]))
+    try:
+        with open(os.path.join(folder, "vocab.json"), encoding="utf-8") as f:
+            vocab = Vocab.from_dict(json.load(f))
+    except (OSError, ValueError, KeyError) as err:
+        raise MXGenError("%s: cannot read vocab.json (%s)" % (folder, err)) from None
+    if stop_at_eos and vocab.eos_id is None:
+        raise MXGenError("--stop-at-eos needs a model trained on samples (train-text"
+                         " --samples ...): this vocabulary has no end-of-sample mark")
+    ids = ([vocab.eos_id] if stop_at_eos else []) + list(vocab.encode(prompt or ""))
+    if not ids:
+        raise MXGenError("the prompt must contain at least one character")
+    if seed is not None:
+        mx.random.seed(seed)
+    info = meta["model"]
+    states = [mx.nd.zeros((1, num_samples, info["num_hidden"]), ctx=ctx)
+              for _ in range(info["states"])]
+    sampler = Sampler(temperature, top_k, top_p)
+    sampler.hybridize()
+    with mx.autograd.predict_mode():
+        for i in ids:                                         # prime with the prompt
+            outs = step(mx.nd.full((num_samples,), float(i), ctx=ctx), *states)
+            logp, states = outs[0], list(outs[1:])
+        out = []
+        for _ in range(length):
+            nxt = sampler(logp)
+            out.append(nxt)
+            outs = step(nxt, *states)
+            logp, states = outs[0], list(outs[1:])
+    rows = mx.nd.stack(*out, axis=1).asnumpy().astype(np.int64) if out else \
+        np.zeros((num_samples, 0), dtype=np.int64)
+    texts = []
+    for row in rows:
+        if stop_at_eos and (row == vocab.eos_id).any():
+            row = row[:np.flatnonzero(row == vocab.eos_id)[0]]
+        texts.append((prompt or "") + vocab.decode(row))
+    return texts
