@@ -20,7 +20,6 @@ short samples come in proportionally bigger batches.
 """
 import math
 import os
-import time
 
 import mxnet as mx
 import numpy as np
@@ -32,7 +31,7 @@ from ..errors import MXGenError
 from ..models import get_model
 from ..utils.metrics import plot_curves
 from .common import LRSchedule, clip_batch_scale, global_grad_norm
-from .text import LMLoss, build_vocab
+from .text import LMLoss, TokenMeter, build_vocab
 
 __all__ = ["SampleStep", "build_sample_step", "train_samples", "evaluate_samples",
            "sample_corpus", "UNITS"]
@@ -225,7 +224,7 @@ def train_samples(run, model_config):
 
     lr = schedule.lr_at(max(run.step - 1, 0))
     for epoch in run.epochs():
-        loss_sum, loss_tokens, t_log = mx.nd.zeros((1,), ctx=ctxs[0]), 0.0, time.time()
+        meter = TokenMeter(run)
         batches = train_batches.epoch(epoch, start=progress["batch"])
         for _ in run.batches(len(train_batches)):
             data, target, mask = next(batches)
@@ -238,18 +237,9 @@ def train_samples(run, model_config):
                                    mask.sum())
             if not run.step_finite(norm, epoch):
                 continue
-            for loss in losses:
-                loss_sum += loss.as_in_context(ctxs[0])
-            loss_tokens += float(mask[:, lo:hi].sum())
+            meter.add(losses, float(mask[:, lo:hi].sum()))
             if run.log_due():
-                train_loss = float(loss_sum.asscalar()) / loss_tokens
-                speed = loss_tokens * run.cluster.num_workers / (time.time() - t_log)
-                t_log = time.time()
-                run.bar.set_postfix(bpc="%.3f" % (train_loss / LN2), tok_s="%.0f" % speed)
-                run.metrics.write(kind="train", step=run.step, epoch=epoch + 1, loss=train_loss,
-                                  train_bpc=train_loss / LN2, grad_norm=norm,
-                                  tokens_per_s=speed, lr=lr)
-                loss_sum[:], loss_tokens = 0, 0.0
+                meter.write(epoch, norm, lr)
         epoch_done = progress["batch"] == 0
         record = {"kind": "val", "step": run.step, "epoch": run.epoch, "elapsed_s": run.elapsed()}
         improved = False

@@ -269,6 +269,29 @@ def _corpus(cfg, run, ctxs):
     return vocab, train_data, val_data, (len(train_str), len(val_str))
 
 
+class TokenMeter:
+    """Summed losses and token counts between log lines, for the train
+    records of the text loops (one host sync per line)."""
+
+    def __init__(self, run):
+        self.run, self.ctx = run, run.ctxs[0]
+        self.loss, self.tokens, self.since = mx.nd.zeros((1,), ctx=self.ctx), 0.0, time.time()
+
+    def add(self, losses, tokens):
+        for loss in losses:
+            self.loss += loss.as_in_context(self.ctx)
+        self.tokens += tokens
+
+    def write(self, epoch, norm, lr):
+        run = self.run
+        train_loss = float(self.loss.asscalar()) / self.tokens
+        speed = self.tokens * run.cluster.num_workers / (time.time() - self.since)  # global
+        run.bar.set_postfix(bpc="%.3f" % (train_loss / LN2), tok_s="%.0f" % speed)
+        run.metrics.write(kind="train", step=run.step, epoch=epoch + 1, loss=train_loss,
+                          train_bpc=train_loss / LN2, grad_norm=norm, tokens_per_s=speed, lr=lr)
+        self.loss[:], self.tokens, self.since = 0, 0.0, time.time()
+
+
 def _sample_text(model, vocab, seed, length=200):
     """A short sample for TensorBoard (the model's own graphs are untouched:
     generation builds its own)."""
@@ -389,7 +412,7 @@ def train_text(cfg, log=print, explicit=()):
     for epoch in run.epochs():
         if states is None or progress["batch"] == 0:
             states = [model.begin_state(per_device, ctx=c) for c in ctxs]
-        loss_sum, loss_tokens, t_log = mx.nd.zeros((1,), ctx=ctxs[0]), 0, time.time()
+        meter = TokenMeter(run)
         for i in run.batches(len(train_data)):
             data, target = (a[:, lo:hi] for a in train_data[i])
             lr = schedule.lr_at(run.step - 1)
@@ -401,18 +424,9 @@ def train_text(cfg, log=print, explicit=()):
             if not run.step_finite(norm, epoch):
                 states = [model.begin_state(per_device, ctx=c) for c in ctxs]
                 continue
-            for loss in losses:
-                loss_sum += loss.as_in_context(ctxs[0])
-            loss_tokens += data.size
+            meter.add(losses, data.size)
             if run.step % cfg.log_interval == 0:
-                train_loss = float(loss_sum.asscalar()) / loss_tokens
-                speed = loss_tokens * run.cluster.num_workers / (time.time() - t_log)  # global
-                t_log = time.time()
-                run.bar.set_postfix(bpc="%.3f" % (train_loss / LN2), tok_s="%.0f" % speed)
-                run.metrics.write(kind="train", step=run.step, epoch=epoch + 1, loss=train_loss,
-                                  train_bpc=train_loss / LN2, grad_norm=norm,
-                                  tokens_per_s=speed, lr=lr)
-                loss_sum[:], loss_tokens = 0, 0
+                meter.write(epoch, norm, lr)
         epoch_done = progress["batch"] == 0
         if epoch_done:
             states = None
