@@ -27,5 +27,6 @@ def test_example_runs(script, tmp_path):
 
 
 def test_every_part_of_the_tutorial_has_an_example():
-    assert {"gaussian_heights.py", "unrolled_rnn.py", "char_lstm.py", "dcgan.py"} <= \
+    assert {"gaussian_heights.py", "unrolled_rnn.py", "char_lstm.py", "dcgan.py",
+            "style_transfer.py"} <= \
         set(EXAMPLES)
