@@ -6,6 +6,7 @@ from mxnet import autograd
 
 from mxgen.models.style import (RANDOM_NET, StyleLoss, TransformerNet, get_feature_net,
                                 style_targets)
+from mxgen.stylize import PixelAdam
 
 from conftest import compare, record_compute
 
@@ -18,9 +19,9 @@ def _images(size, seed=0):
 
 
 def _optim_iteration(size, hybrid):
-    """One Adam iteration of ``mxgen stylize --method optim`` on the pixels:
-    feature net forward + backward to the image, the losses, the update and
-    the clip (what stylize_optim runs per iteration)."""
+    """One iteration of ``mxgen stylize --method optim`` (stylize_optim's own
+    PixelAdam step): feature net forward + backward to the image, the
+    losses, the Adam update and the clip."""
     net, _ = get_feature_net(RANDOM_NET)
     if not hybrid:
         net.hybridize(active=False)
@@ -29,18 +30,7 @@ def _optim_iteration(size, hybrid):
     if hybrid:
         loss.hybridize(static_alloc=True)
     target, grams = style_targets(net, content, style)
-    pixels = mx.gluon.Parameter("pixels", shape=content.shape)
-    pixels.initialize()
-    pixels.set_data(content)
-    trainer = mx.gluon.Trainer([pixels], "adam", {"learning_rate": 0.02})
-
-    def step():
-        with autograd.record():
-            values = loss(pixels.data(), target, *grams)
-        values[0].backward()
-        trainer.step(1)
-        pixels.set_data(mx.nd.clip(pixels.data(), 0, 1))
-    return step
+    return PixelAdam(content, lambda x: loss(x, target, *grams), 0.02).step
 
 
 def test_stylize_optim(benchmark, quick):

@@ -13,7 +13,7 @@ import numpy as np
 import mxgen  # noqa: F401  (threads before mxnet)
 from mxgen.data.images import draw_shapes
 from mxgen.models.style import FEATURE_NETS, RANDOM_NET, get_feature_net
-from mxgen.stylize import content_size, save_side_by_side, stylize_optim
+from mxgen.stylize import load_content_and_style, save_side_by_side, stylize_optim
 
 
 def drawn_images(size):
@@ -37,7 +37,7 @@ def main():
     args = parser.parse_args()
     size, iterations = (64, 5) if args.dry_run else (args.size, args.iterations)
     if args.content and args.style:
-        content, style = content_size(args.content, args.style, size)
+        content, style = load_content_and_style(args.content, args.style, size)
     else:
         content, style = drawn_images(size)
     # the losses are measured through a fixed feature network

@@ -230,7 +230,7 @@ def generate_exported(folder, prompt, length, temperature=1.0, top_k=0, top_p=1.
     :class:`~mxgen.generation.Sampler`.  Same arguments and result as
     :func:`~mxgen.generation.generate`'s stateful method."""
     from .data.vocab import Vocab
-    from .generation import Sampler, check_sampling
+    from .generation import Sampler, check_sampling, prompt_ids_for, texts_from
     check_sampling(temperature, top_k, top_p)
     ctx = ctx or mx.cpu()
     step, meta = load_exported(folder, "step", ctx)
@@ -241,12 +241,7 @@ def generate_exported(folder, prompt, length, temperature=1.0, top_k=0, top_p=1.
             vocab = Vocab.from_dict(json.load(f))
     except (OSError, ValueError, KeyError) as err:
         raise MXGenError("%s: cannot read vocab.json (%s)" % (folder, err)) from None
-    if stop_at_eos and vocab.eos_id is None:
-        raise MXGenError("--stop-at-eos needs a model trained on samples (train-text"
-                         " --samples ...): this vocabulary has no end-of-sample mark")
-    ids = ([vocab.eos_id] if stop_at_eos else []) + list(vocab.encode(prompt or ""))
-    if not ids:
-        raise MXGenError("the prompt must contain at least one character")
+    ids = prompt_ids_for(vocab, prompt, stop_at_eos)
     if seed is not None:
         mx.random.seed(seed)
     info = meta["model"]
@@ -266,9 +261,4 @@ def generate_exported(folder, prompt, length, temperature=1.0, top_k=0, top_p=1.
             logp, states = outs[0], list(outs[1:])
     rows = mx.nd.stack(*out, axis=1).asnumpy().astype(np.int64) if out else \
         np.zeros((num_samples, 0), dtype=np.int64)
-    texts = []
-    for row in rows:
-        if stop_at_eos and (row == vocab.eos_id).any():
-            row = row[:np.flatnonzero(row == vocab.eos_id)[0]]
-        texts.append((prompt or "") + vocab.decode(row))
-    return texts
+    return texts_from(vocab, prompt, rows, vocab.eos_id if stop_at_eos else None)

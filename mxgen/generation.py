@@ -145,14 +145,7 @@ def generate(model, vocab, prompt, length, temperature=1.0, top_k=0, top_p=1.0,
         raise MXGenError("num_samples must be >= 1, got %r" % num_samples)
     if top_k > len(vocab):
         raise MXGenError("top_k=%d exceeds the vocabulary size %d" % (top_k, len(vocab)))
-    if stop_at_eos:
-        if vocab.eos_id is None:
-            raise MXGenError("--stop-at-eos needs a model trained on samples (train-text"
-                             " --samples ...): this vocabulary has no end-of-sample mark")
-        prompt_ids = np.concatenate([[vocab.eos_id], vocab.encode(prompt or "")]).astype(
-            np.int64)
-    else:
-        prompt_ids = _encode_prompt(vocab, prompt)
+    prompt_ids = prompt_ids_for(vocab, prompt, stop_at_eos)
     stop = vocab.eos_id if stop_at_eos else None
     ctx = ctx or model.embedding.weight.list_ctx()[0]
     if seed is not None:
@@ -174,10 +167,26 @@ def generate(model, vocab, prompt, length, temperature=1.0, top_k=0, top_p=1.0,
                                 num_samples, ctx, stop)
         else:
             raise MXGenError("unknown generation method %r (stateful or window)" % method)
+    return texts_from(vocab, prompt, ids, stop)
+
+
+def prompt_ids_for(vocab, prompt, stop_at_eos=False):
+    """The ids to prime with: the prompt's, after the end mark when
+    generating whole samples (``stop_at_eos``; the prompt may be empty)."""
+    if not stop_at_eos:
+        return _encode_prompt(vocab, prompt)
+    if vocab.eos_id is None:
+        raise MXGenError("--stop-at-eos needs a model trained on samples (train-text"
+                         " --samples ...): this vocabulary has no end-of-sample mark")
+    return np.concatenate([[vocab.eos_id], vocab.encode(prompt or "")]).astype(np.int64)
+
+
+def texts_from(vocab, prompt, rows, stop=None):
+    """Generated id rows -> prompt + text, each cut before its first ``stop``."""
     if stop is not None:
-        ids = [row[:np.flatnonzero(row == stop)[0]] if (row == stop).any() else row
-               for row in ids]
-    return [(prompt or "") + vocab.decode(row) for row in ids]
+        rows = [row[:np.flatnonzero(row == stop)[0]] if (row == stop).any() else row
+                for row in rows]
+    return [(prompt or "") + vocab.decode(row) for row in rows]
 
 
 def _stateful(model, prompt_ids, length, sampler, num_samples, ctx, stop=None):

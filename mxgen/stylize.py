@@ -18,7 +18,7 @@ from .errors import MXGenError
 from .models.style import StyleLoss, style_targets
 
 __all__ = ["read_image", "save_image", "save_side_by_side", "stylize_optim", "stylize_net",
-           "content_size"]
+           "PixelAdam", "load_content_and_style"]
 
 
 def read_image(path, size=None, shorter=None, what="image", multiple=1):
@@ -97,7 +97,7 @@ def save_side_by_side(images, path, height=256, gap=4):
     return path
 
 
-def content_size(content_path, style_path, size):
+def load_content_and_style(content_path, style_path, size):
     """Load the content image (longer side ``size``) and the style image
     (shorter side matched to the content's), warning when the style image is
     much smaller than that.  Returns ``(content, style)``."""
@@ -141,6 +141,9 @@ def stylize_optim(content, style, feature_net, iterations=300, content_weight=1.
     losses (NDArrays) after every iteration.  Returns ``(image (1, 3, H, W)
     NumPy, history)``: ``history`` has the losses before and after each
     scale."""
+    run = {"adam": _adam, "lbfgs": _lbfgs}.get(optimizer)
+    if run is None:
+        raise MXGenError("unknown optimizer %r for stylize (adam or lbfgs)" % optimizer)
     ctx = ctx or mx.cpu()
     content = mx.nd.array(content, ctx=ctx)
     style = mx.nd.array(style, ctx=ctx)
@@ -167,9 +170,6 @@ def stylize_optim(content, style, feature_net, iterations=300, content_weight=1.
             return loss_block(x, content_target, *grams)
 
         before = [float(v.asscalar()) for v in losses_of(image)]
-        run = _adam if optimizer == "adam" else _lbfgs if optimizer == "lbfgs" else None
-        if run is None:
-            raise MXGenError("unknown optimizer %r for stylize (adam or lbfgs)" % optimizer)
         image = run(image, losses_of, iterations, lr,
                     (lambda i, values, k=k: on_iteration(k, i, values)) if on_iteration else None)
         after = [float(v.asscalar()) for v in losses_of(image)]
@@ -181,20 +181,38 @@ def stylize_optim(content, style, feature_net, iterations=300, content_weight=1.
 LOSS_NAMES = ("total", "content", "style", "tv")
 
 
-def _adam(image, losses_of, iterations, lr, on_iteration):
-    pixels = mx.gluon.Parameter("pixels", shape=image.shape)
-    pixels.initialize(init=mx.init.Constant(0), ctx=image.context)
-    pixels.set_data(image)
-    trainer = mx.gluon.Trainer([pixels], "adam", {"learning_rate": lr})
-    for i in range(iterations):
+class PixelAdam:
+    """Adam on the pixels of ``image`` against ``losses_of(image) -> (total,
+    ...)``: ``step()`` is one iteration of :func:`stylize_optim` (no host
+    sync) and returns the losses (NDArrays); ``image`` the current one."""
+
+    def __init__(self, image, losses_of, lr):
+        self.losses_of = losses_of
+        self.pixels = mx.gluon.Parameter("pixels", shape=image.shape)
+        self.pixels.initialize(init=mx.init.Constant(0), ctx=image.context)
+        self.pixels.set_data(image)
+        self.trainer = mx.gluon.Trainer([self.pixels], "adam", {"learning_rate": lr})
+
+    @property
+    def image(self):
+        return self.pixels.data()
+
+    def step(self):
         with autograd.record():
-            values = losses_of(pixels.data())
+            values = self.losses_of(self.pixels.data())
         values[0].backward()
-        trainer.step(1)
-        pixels.set_data(mx.nd.clip(pixels.data(), 0, 1))         # stay a valid image
+        self.trainer.step(1)
+        self.pixels.set_data(mx.nd.clip(self.pixels.data(), 0, 1))     # stay a valid image
+        return values
+
+
+def _adam(image, losses_of, iterations, lr, on_iteration):
+    optimizer = PixelAdam(image, losses_of, lr)
+    for i in range(iterations):
+        values = optimizer.step()
         if on_iteration:
             on_iteration(i, values)
-    return pixels.data()
+    return optimizer.image
 
 
 def _lbfgs(image, losses_of, iterations, lr, on_iteration):

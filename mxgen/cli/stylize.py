@@ -62,7 +62,7 @@ def _check(args):
 def main(args):
     import mxnet as mx
 
-    from ..stylize import (LOSS_NAMES, content_size, read_image, save_image,
+    from ..stylize import (LOSS_NAMES, load_content_and_style, read_image, save_image,
                            save_side_by_side, stylize_net, stylize_optim)
     from ..utils.context import parse_ctx
 
@@ -95,7 +95,7 @@ def main(args):
     from ..models.style import get_feature_net
     mx.random.seed(args.seed)
     feature_net, description = get_feature_net(args.feature_net, args.vgg_params, ctx=ctx)
-    content, style = content_size(args.content, args.style, size)
+    content, style = load_content_and_style(args.content, args.style, size)
     print("feature network: %s" % description, file=sys.stderr)
     metrics_path = stem + ".metrics.jsonl"
     bars = {}

@@ -38,7 +38,8 @@ from mxnet.gluon import HybridBlock, nn
 from ..errors import MXGenError
 
 __all__ = ["FEATURE_NETS", "FeatureNet", "get_feature_net", "gram_matrix", "StyleLoss",
-           "TransformerNet", "RANDOM_NET", "vgg_weights_in_cache"]
+           "TransformerNet", "RANDOM_NET", "vgg_weights_in_cache", "content_features",
+           "style_grams", "style_targets"]
 
 RANDOM_NET = "random_multiscale_v1"
 FEATURE_NETS = (RANDOM_NET, "vgg16", "vgg19")
@@ -74,7 +75,7 @@ class FeatureNet(HybridBlock):
     def __init__(self, layers, style_taps, content_tap, net_name, normalize=True, **kwargs):
         super().__init__(**kwargs)
         self.style_taps, self.content_tap = tuple(style_taps), content_tap
-        self.net_name, self.normalize = net_name, normalize
+        self.net_name = net_name
         deepest = max(self.style_taps + (content_tap,))
         with self.name_scope():
             self.body = nn.HybridSequential()
@@ -226,14 +227,23 @@ class StyleLoss(HybridBlock):
         return total, content_loss, style_loss, tv
 
 
-def style_targets(feature_net, content, style):
-    """``(content target, [gram targets])`` of content images ``(N, 3, H, W)``
-    and one style image ``(1, 3, H', W')``, both in [0, 1]."""
+def content_features(feature_net, content):
+    """The content target: content-tap features of images ``(N, 3, H, W)``
+    in [0, 1], outside autograd."""
     with mx.autograd.pause():
-        content_target = feature_net(content)[-1]
-        style_feats = feature_net(style)[:-1]
-        grams = [gram_matrix(mx.nd, f) for f in style_feats]
-    return content_target, grams
+        return feature_net(content)[-1]
+
+
+def style_grams(feature_net, style):
+    """The gram targets of one style image ``(1, 3, H, W)`` in [0, 1]."""
+    with mx.autograd.pause():
+        return [gram_matrix(mx.nd, f) for f in feature_net(style)[:-1]]
+
+
+def style_targets(feature_net, content, style):
+    """``(content target, [gram targets])`` of content images and one style
+    image (see :func:`content_features`, :func:`style_grams`)."""
+    return content_features(feature_net, content), style_grams(feature_net, style)
 
 
 # ---- the feed-forward network (Johnson et al. 2016, with Ulyanov's instance norm) ----

@@ -28,7 +28,7 @@ from ..config import AT_LEAST_0, AT_LEAST_1, check_ranges, field
 from ..data.images import SHAPES, ImageFolder
 from ..errors import MXGenError
 from ..models.style import (FAMILY, FEATURE_NETS, RANDOM_NET, StyleLoss, TransformerNet,
-                            get_feature_net, gram_matrix)
+                            content_features, get_feature_net, style_grams)
 from ..stylize import read_image, save_side_by_side
 from ..utils.metrics import plot_curves
 from .common import EpochSampler, Run, RunConfig
@@ -96,8 +96,7 @@ class StyleStep:
 
     def __call__(self, images):
         parts = gluon.utils.split_and_load(images, self.ctxs)
-        with autograd.pause():                # what each image's content looks like
-            targets = [self.loss_block.net(x)[-1] for x in parts]
+        targets = [content_features(self.loss_block.net, x) for x in parts]
         with autograd.record():
             results = [self.loss_block(self.net(x), t, *g)
                        for x, t, g in zip(parts, targets, self.grams)]
@@ -109,12 +108,11 @@ class StyleStep:
                              for r, x in zip(results, parts)])
 
 
-def build_style_step(cfg, ctxs, cluster, style_image, feature=None, hybridize=True):
+def build_style_step(cfg, ctxs, cluster, style_image, hybridize=True):
     """Network, losses and trainer as ``train_style`` builds them: returns
     ``(net, step, feature description)``.  ``style_image``: ``(1, 3, H, W)``
     in [0, 1]."""
-    feature_net, description = feature or get_feature_net(cfg.feature_net, cfg.vgg_params,
-                                                          ctx=ctxs[0])
+    feature_net, description = get_feature_net(cfg.feature_net, cfg.vgg_params, ctx=ctxs[0])
     for p in feature_net.collect_params().values():
         p.reset_ctx(ctxs)
     net = TransformerNet(cfg.width, cfg.residual, prefix="transformer_")
@@ -123,9 +121,7 @@ def build_style_step(cfg, ctxs, cluster, style_image, feature=None, hybridize=Tr
     if hybridize:
         net.hybridize(static_alloc=True)
         loss_block.hybridize(static_alloc=True)
-    with autograd.pause():
-        grams = [[gram_matrix(mx.nd, f) for f in feature_net(mx.nd.array(style_image, ctx=c))[:-1]]
-                 for c in ctxs]
+    grams = [style_grams(feature_net, mx.nd.array(style_image, ctx=c)) for c in ctxs]
     trainer = cluster.trainer(net.collect_params(), "adam", {"learning_rate": cfg.lr},
                               batch_size=cfg.batch_size)
     return net, StyleStep(net, loss_block, trainer, ctxs, grams, cfg.batch_size), description

@@ -8,7 +8,7 @@ import pytest
 from mxgen.errors import MXGenError
 from mxgen.models.style import (RANDOM_NET, StyleLoss, TransformerNet, get_feature_net,
                                 gram_matrix, style_targets)
-from mxgen.stylize import content_size, read_image, stylize_optim
+from mxgen.stylize import load_content_and_style, read_image, stylize_optim
 from tests.conftest import EMOJI_SAMPLE
 
 CONTENT = os.path.join(EMOJI_SAMPLE, "emoji_u0030.png")
@@ -125,7 +125,7 @@ def test_a_small_style_image_is_upscaled_with_a_warning(tmp_path):
     small = tmp_path / "small.png"
     Image.fromarray((_stripes(20, 20)[0].transpose(1, 2, 0) * 255).astype(np.uint8)).save(small)
     with pytest.warns(UserWarning, match="much smaller than the output"):
-        content, style = content_size(CONTENT, str(small), 72)
+        content, style = load_content_and_style(CONTENT, str(small), 72)
     assert min(style.shape[2:]) == min(content.shape[2:])
 
 
