@@ -8,7 +8,7 @@ For each family (``train-text``, ``train-gan``) this script:
    half a random 0-4 ms after a checkpoint write has begun (the job
    checkpoints every step or two); after each kill it checks that the ``latest`` checkpoint
    (if any) verifies against its manifest, then restarts with ``--resume``
-   (from scratch if no checkpoint was written yet);
+   (from scratch with ``--overwrite`` if no checkpoint was written yet);
 3. lets the last restart finish and compares every array of the final
    checkpoint (parameters, optimizer states, recurrent states / fixed noise)
    with the reference's, bit for bit.
@@ -47,8 +47,12 @@ JOBS = {
 
 
 def _command(family, out, resume):
+    """Resume from the latest checkpoint; without one, start again, replacing
+    (moving aside) what a run killed before its first checkpoint left."""
     cmd = [sys.executable, "-m", "mxgen"] + JOBS[family] + ["--out", out, "--no-progress"]
-    return cmd + (["--resume"] if resume else [])
+    if resume:
+        return cmd + ["--resume"]
+    return cmd + (["--overwrite"] if os.path.exists(out) else [])
 
 
 def _writing(run_dir):

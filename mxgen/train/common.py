@@ -25,6 +25,7 @@ import dataclasses
 import hashlib
 import math
 import os
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from typing import Optional
@@ -38,6 +39,7 @@ from ..errors import MXGenError
 from ..utils import checkpoint as ckpt
 from ..utils.context import check_batch_split, parse_ctx
 from ..utils.metrics import MetricsLog, TensorBoard
+from ..utils.runfolder import claim
 from .schedule import cosine_lr
 
 __all__ = ["Run", "RunConfig", "EpochSampler", "derive_seed", "global_grad_norm", "clip_batch_scale", "LRSchedule",
@@ -71,6 +73,8 @@ class RunConfig:
                           group="run")
     resume: bool = field(False, "continue exactly from the latest checkpoint in --out",
                          group="run")
+    overwrite: bool = field(False, "replace the run that --out holds (it is renamed to"
+                                   " OUT.replaced-TIME, never deleted)", group="run")
     progress: bool = field(True, "progress bar", group="run")
     tensorboard: bool = field(False, "also write TensorBoard event files to OUT/tensorboard:"
                                      " scalars, sample grids, generated text (needs"
@@ -78,7 +82,8 @@ class RunConfig:
 
     # Settings a resumed run may change; everything else comes from the checkpoint.
     RUN_LENGTH = ("epochs", "max_minutes", "max_steps", "progress", "log_interval", "out",
-                  "resume", "ctx", "save_every", "dry_run", "kvstore", "tensorboard")
+                  "resume", "overwrite", "ctx", "save_every", "dry_run", "kvstore",
+                  "tensorboard")
 
     def dry_run_limits(self):
         self.epochs, self.max_steps = 1, 2
@@ -88,6 +93,13 @@ class RunConfig:
                                                          "max_steps")},
                                 max_minutes=POSITIVE, save_every=AT_LEAST_0))
         return self
+
+
+def _chose_out(cfg, explicit):
+    """Whether the user named the run folder (on the command line, or a
+    library caller by a value other than the config's default)."""
+    default = {f.name: f.default for f in dataclasses.fields(type(cfg))}["out"]
+    return "out" in explicit or cfg.out != default
 
 
 def derive_seed(seed, *keys):
@@ -214,15 +226,28 @@ class Run:
         self.cluster = Cluster(cfg.kvstore, self.ctxs)
         # one voice: the other ranks of a distributed run say nothing but errors
         self.log = log if self.cluster.is_writer else (lambda *_: None)
-        self.resume_from = None
+        self.resume_from, self.lock = None, None
+        # a dry run never writes into a run it resumes, nor into the default folder
+        to_temp = cfg.dry_run and (cfg.resume or not _chose_out(cfg, explicit))
+        if not cfg.resume:
+            cfg.validate()                  # bad flags fail before anything is written
+        if self.cluster.is_writer and not to_temp:
+            self.lock = claim(cfg.out, cfg.resume, cfg.overwrite, self.log)
+        try:
+            self._open(cfg, family, explicit, required, to_temp)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, cfg, family, explicit, required, to_temp):
         if cfg.resume:
             self.resume_from, saved = ckpt.open_checkpoint(
                 cfg.out, family, prefer="latest", required=("progress.json",) + tuple(required))
             if "train" not in saved:
                 raise MXGenError("cannot resume from %s: it holds no training settings"
                                  % self.resume_from)
-            cfg = merge_resumed(type(cfg), saved["train"], cfg, explicit, log)
-        cfg.validate()
+            cfg = merge_resumed(type(cfg), saved["train"], cfg, explicit, self.log)
+            cfg.validate()
         self.progress = {"epoch": 0, "batch": 0, "step": 0}
         if self.resume_from:
             self.progress = ckpt.read_json(self.resume_from, "progress.json")
@@ -239,7 +264,12 @@ class Run:
             raise MXGenError("--max-minutes cannot stop every worker at the same step; use"
                              " --max-steps in a distributed run")
         cfg.progress = cfg.progress and self.cluster.is_writer
-        os.makedirs(cfg.out, exist_ok=True)
+        if to_temp and self.cluster.is_writer:
+            source, cfg.out = cfg.out, tempfile.mkdtemp(prefix="mxgen-dry-run-")
+            self.lock = claim(cfg.out)
+            self.log("dry run: writing to %s%s" % (
+                cfg.out, " (the run in %s is only read)" % source if self.resume_from
+                else " (--out chooses the folder)"))
         self.cfg = cfg
         # records logged after the checkpoint we resume from never happened
         self.tensorboard = TensorBoard(os.path.join(cfg.out, "tensorboard")) \
@@ -250,6 +280,19 @@ class Run:
         self.last_ckpt, self.stop, self.steps_this_run = self.resume_from, None, 0
         self.last_batch = False
         self._nets, self._trainers, self._arrays, self._meta = {}, {}, dict, dict
+
+    def close(self):
+        """Release the run folder (also when the loop failed)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
 
     @property
     def step(self):
@@ -326,8 +369,7 @@ class Run:
             for name, trainer in self._trainers.items():
                 ckpt.save_trainer(trainer, writer, name)
             for name, group in arrays.items():
-                mx.nd.save(writer.path(name + ".nd"),
-                           {k: v.as_in_context(mx.cpu()) for k, v in group.items()})
+                ckpt.save_arrays(writer.path(name + ".nd"), group)
             writer.write_json("config.json", dict(meta, family=self.family,
                                                   train=asdict(self.cfg)))
             writer.write_json("progress.json", self.progress)
@@ -412,6 +454,7 @@ class Run:
 
     def finish(self, **summary):
         self.cluster.close()
+        self.close()
         if self.tensorboard is not None:
             self.tensorboard.close()
         if self.stop:

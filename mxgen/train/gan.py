@@ -205,11 +205,16 @@ def build_gan_step(model_cfg, lr, beta1, ctxs, hybridize=True, skip_d_weight_gra
 
 def train_gan(cfg, log=print, explicit=()):
     """Train (or resume) a DCGAN; returns a summary dict."""
-    run = Run(cfg, FAMILY, explicit, log,
-              required=("generator.params", "discriminator.params", "fixed_noise.nd"))
+    with Run(cfg, FAMILY, explicit, log,
+             required=("generator.params", "discriminator.params", "fixed_noise.nd")) as run:
+        return _train_gan(run)
+
+
+def _train_gan(run):
     cfg, ctxs, progress = run.cfg, run.ctxs, run.progress
     model_cfg = cfg.model_config()
-    os.makedirs(os.path.join(cfg.out, "samples"), exist_ok=True)
+    if run.cluster.is_writer:
+        os.makedirs(os.path.join(cfg.out, "samples"), exist_ok=True)
 
     # ---- data -------------------------------------------------------------
     images = ImageFolder(cfg.data, cfg.image_size, cfg.channels, num_workers=cfg.num_workers,

@@ -25,11 +25,10 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from ..config import AT_LEAST_0, AT_LEAST_1, check_ranges, field
-from ..data.images import SHAPES, ImageFolder
+from ..data.images import SHAPES, ImageFolder, read_image, save_side_by_side
 from ..errors import MXGenError
 from ..models.style import (FAMILY, FEATURE_NETS, RANDOM_NET, StyleLoss, TransformerNet,
                             content_features, get_feature_net, style_grams)
-from ..stylize import read_image, save_side_by_side
 from ..utils.metrics import plot_curves
 from .common import EpochSampler, Run, RunConfig
 
@@ -129,7 +128,11 @@ def build_style_step(cfg, ctxs, cluster, style_image, hybridize=True):
 
 def train_style(cfg, log=print, explicit=()):
     """Train (or resume) a feed-forward style network; returns a summary dict."""
-    run = Run(cfg, FAMILY, explicit, log, required=("transformer.params",))
+    with Run(cfg, FAMILY, explicit, log, required=("transformer.params",)) as run:
+        return _train_style(run)
+
+
+def _train_style(run):
     cfg, ctxs, progress = run.cfg, run.ctxs, run.progress
     images = ImageFolder(cfg.content_dir, cfg.image_size, 3, num_workers=cfg.num_workers,
                          limit=cfg.max_images, seed=cfg.seed)
@@ -142,7 +145,8 @@ def train_style(cfg, log=print, explicit=()):
     net, step_fn, feature = build_style_step(cfg, ctxs, run.cluster, style)
     lo, hi = run.cluster.shard(cfg.batch_size)
     sample = images.images[:1].astype(np.float32) / 255.0      # the progress image
-    os.makedirs(os.path.join(cfg.out, "samples"), exist_ok=True)
+    if run.cluster.is_writer:
+        os.makedirs(os.path.join(cfg.out, "samples"), exist_ok=True)
     run.track(nets={"transformer": net}, trainers={"trainer": step_fn.trainer},
               meta=lambda: {"model": net.config, "feature_net": feature,
                             "style": os.path.abspath(cfg.style),

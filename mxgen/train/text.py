@@ -367,10 +367,14 @@ def train_text(cfg, log=print, explicit=()):
     ``explicit`` names the settings the user gave; on ``resume`` they are
     checked against the checkpoint's (see :func:`~mxgen.train.common.merge_resumed`).
     """
-    run = Run(cfg, FAMILY, explicit, log, required=("vocab.json", "model.params"))
-    if run.cfg.samples:
-        from .samples import train_samples
-        return train_samples(run, run.cfg.model_config)
+    with Run(cfg, FAMILY, explicit, log, required=("vocab.json", "model.params")) as run:
+        if run.cfg.samples:
+            from .samples import train_samples
+            return train_samples(run, run.cfg.model_config)
+        return _train_stream(run, explicit)
+
+
+def _train_stream(run, explicit):
     cfg, ctxs, progress = run.cfg, run.ctxs, run.progress
     if run.resume_from and not os.path.isfile(os.path.join(run.resume_from, "states.nd")):
         raise MXGenError("checkpoint %s is missing states.nd" % run.resume_from)

@@ -29,6 +29,7 @@ A crash or a failed write at any moment leaves the previous checkpoint
 intact and pointed to; leftover temporary directories are removed by the
 next writer.
 """
+import errno
 import hashlib
 import json
 import os
@@ -38,11 +39,11 @@ import tempfile
 import mxnet as mx
 import numpy as np
 
-from ..errors import MXGenError
+from ..errors import MXGenError, one_line
 
 __all__ = ["CheckpointWriter", "resolve", "open_checkpoint", "read_manifest", "require_files",
            "read_json", "atomic_write_text", "save_trainer", "load_trainer", "save_parameters",
-           "load_parameters", "params_finite", "FORMAT_VERSION"]
+           "load_parameters", "params_finite", "save_arrays", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 2       # 1: optimizer states were pickles (still readable for parameters)
 READABLE_FORMATS = (1, 2)
@@ -169,7 +170,7 @@ class CheckpointWriter:
                 pinned.add(os.path.normpath(_pointer_target(self.run_dir, name)))
             except MXGenError:
                 pass
-        ckpts = sorted((d for d in os.listdir(self.parent) if d.startswith("ckpt-")),
+        ckpts = sorted((d for d in os.listdir(self.parent) if _ckpt_order(d)[0] >= 0),
                        key=_ckpt_order)
         for d in ckpts[:-self.keep] if self.keep else ckpts:
             full = os.path.normpath(os.path.join(self.parent, d))
@@ -178,9 +179,15 @@ class CheckpointWriter:
 
 
 def _ckpt_order(name):
-    """``ckpt-00000420`` < ``ckpt-00000420.r1`` < ``ckpt-00000420.r2`` < ``ckpt-00000421``."""
+    """``ckpt-00000420`` < ``ckpt-00000420.r1`` < ``ckpt-00000420.r2`` < ``ckpt-00000421``
+    < ``ckpt-100000000`` (steps compare as numbers, not as strings); a name
+    that is not a checkpoint's sorts first, so it is never mistaken for the
+    newest."""
     step, _, revision = name[len("ckpt-"):].partition(".r")
-    return (step, int(revision) if revision.isdigit() else 0)
+    if not name.startswith("ckpt-") or not step.isdigit() or (revision and
+                                                              not revision.isdigit()):
+        return (-1, 0)
+    return (int(step), int(revision or 0))
 
 
 def _remove_leftovers(parent):
@@ -191,14 +198,24 @@ def _remove_leftovers(parent):
 
 
 def _pointer_target(run_dir, name):
+    """The checkpoint directory pointer file ``name`` refers to; it must lie
+    in the run's ``checkpoints`` folder (a pointer is data, never a way out
+    of the run folder)."""
     pointer = os.path.join(run_dir, name)
     try:
         with open(pointer, encoding="utf-8") as f:
             rel = json.load(f)["dir"]
+        if not isinstance(rel, str):
+            raise TypeError(rel)
     except FileNotFoundError:
         raise MXGenError("%s has no '%s' checkpoint pointer" % (run_dir, name)) from None
     except (ValueError, KeyError, TypeError):
         raise MXGenError("checkpoint pointer %s is corrupt" % pointer) from None
+    parent = os.path.realpath(os.path.join(run_dir, "checkpoints"))
+    target = os.path.realpath(os.path.join(run_dir, rel))
+    if os.path.dirname(target) != parent or not _ckpt_order(os.path.basename(target))[0] >= 0:
+        raise MXGenError("checkpoint pointer %s refers to %r, which is not a checkpoint of this"
+                         " run (%s/ckpt-*)" % (pointer, rel, os.path.join(run_dir, "checkpoints")))
     return os.path.join(run_dir, rel)
 
 
@@ -239,7 +256,12 @@ def read_manifest(ckpt_dir, required=()):
         raise MXGenError("checkpoint %s has format %r; this mxgen reads formats %s"
                          % (ckpt_dir, manifest.get("format"),
                             ", ".join(map(str, READABLE_FORMATS))))
+    if not isinstance(files, dict):
+        raise MXGenError("checkpoint manifest %s is corrupt" % manifest_path)
     for name in set(files) | set(required):
+        if not _plain_name(name):
+            raise MXGenError("checkpoint manifest %s names %r, which is not a file of the"
+                             " checkpoint folder" % (manifest_path, name))
         full = os.path.join(ckpt_dir, name)
         if name not in files or not os.path.isfile(full):
             raise MXGenError("checkpoint %s is missing %s" % (ckpt_dir, name))
@@ -250,6 +272,13 @@ def read_manifest(ckpt_dir, required=()):
         if _sha256(full) != files[name]["sha256"]:
             raise MXGenError("checkpoint file %s is corrupt (sha256 mismatch)" % full)
     return manifest
+
+
+def _plain_name(name):
+    """A file name without any folder part (no separator, not . or ..)."""
+    return (isinstance(name, str) and name not in ("", ".", "..") and "/" not in name
+            and os.sep not in name and (os.altsep is None or os.altsep not in name)
+            and "\0" not in name)
 
 
 def require_files(manifest, ckpt_dir, names):
@@ -306,11 +335,32 @@ def params_finite(params):
     return bool(np.isfinite(sums.asnumpy()).all())
 
 
+def save_arrays(path, arrays):
+    """``mx.nd.save(path, arrays)``, then read back and compared.
+
+    ``mx.nd.save`` ignores errors of its last write and of closing the file,
+    so on a full disk it can leave a short file and report success; a short
+    or damaged file raises OSError here (the checkpoint is then abandoned and
+    the previous one stays pointed to)."""
+    arrays = {key: value.as_in_context(mx.cpu()) for key, value in arrays.items()}
+    mx.nd.save(path, arrays)
+    try:
+        back = mx.nd.load(path) if arrays else {}
+        same = (isinstance(back, dict) and sorted(back) == sorted(arrays) and all(
+            back[k].shape == v.shape and back[k].dtype == v.dtype
+            and np.array_equal(back[k].asnumpy(), v.asnumpy()) for k, v in arrays.items()))
+    except mx.base.MXNetError:
+        same = False
+    if not same:
+        raise OSError(errno.EIO, "%s did not read back as written (a short write: is the disk"
+                                 " full?)" % path)
+
+
 def save_parameters(block, path):
     """``block.save_parameters(path)`` without disturbing oneDNN weight layouts;
     the file is the same format (``load_parameters`` reads it)."""
     params = block._collect_params_with_prefix()
-    mx.nd.save(path, {key: _snapshot(p).as_in_context(mx.cpu()) for key, p in params.items()})
+    save_arrays(path, {key: _snapshot(p) for key, p in params.items()})
 
 
 def load_parameters(block, path, ctx, what="this model"):
@@ -318,9 +368,8 @@ def load_parameters(block, path, ctx, what="this model"):
     try:
         block.load_parameters(path, ctx=ctx)
     except (mx.base.MXNetError, AssertionError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise MXGenError("parameters in %s do not fit %s (different shape or architecture?):"
-                         " %s" % (path, what, first[:300])) from None
+        raise MXGenError("parameters in %s do not fit %s (different shape or architecture, or"
+                         " a damaged file?): %s" % (path, what, one_line(err))) from None
 
 
 
@@ -381,7 +430,7 @@ def save_trainer(trainer, writer, name):
     (layout and update counters)."""
     updater = _updaters(trainer)[0]
     if updater is None:         # dist_async: the state lives on the parameter servers
-        mx.nd.save(writer.path(name + ".states.nd"), {})
+        save_arrays(writer.path(name + ".states.nd"), {})
         writer.write_json(name + ".states.json", {
             "optimizer": type(trainer._optimizer).__name__.lower(), "on_servers": True})
         return
@@ -389,7 +438,7 @@ def save_trainer(trainer, writer, name):
     arrays, layout = {}, {}
     for key, state in updater.states.items():
         layout[_encode_key(key)] = _flatten_state(state, "s%s" % _encode_key(key), arrays)
-    mx.nd.save(writer.path(name + ".states.nd"), arrays)
+    save_arrays(writer.path(name + ".states.nd"), arrays)
     writer.write_json(name + ".states.json", {
         "optimizer": type(opt).__name__.lower(),
         "num_update": opt.num_update,

@@ -8,20 +8,17 @@ __all__ = ["MetricsLog", "plot_curves"]
 class MetricsLog:
     """Appends one JSON object per line.
 
-    A new run starts an empty log.  A resumed run passes ``keep_until``, the
-    step of the checkpoint it resumes from: records of later steps (logged by
-    the interrupted run after that checkpoint) are dropped, so no step
-    appears twice.
+    A new run appends to the log of its (new, empty) run folder.  A resumed
+    run passes ``keep_until``, the step of the checkpoint it resumes from:
+    records of later steps (logged by the interrupted run after that
+    checkpoint) are dropped, so no step appears twice.
     """
 
     def __init__(self, path, keep_until=None, enabled=True, tensorboard=None):
         self.path, self.enabled, self.tensorboard = path, enabled, tensorboard
         if not enabled:                   # another rank writes this log
             return
-        if keep_until is None:
-            if os.path.exists(path):
-                os.unlink(path)
-        elif os.path.exists(path):
+        if keep_until is not None and os.path.exists(path):
             kept = [r for r in self.read() if r.get("step", 0) <= keep_until]
             tmp = path + ".tmp"
             with open(tmp, "w", encoding="utf-8") as f:

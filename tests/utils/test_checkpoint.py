@@ -76,6 +76,109 @@ def test_a_failing_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     assert os.listdir(tmp_path / "checkpoints") == ["ckpt-00000005"]   # no temp left behind
 
 
+def _short_writes(monkeypatch, keep=0.5):
+    """mx.nd.save as on a full disk where the last flush fails unreported:
+    the file is written, then loses its tail."""
+    real_save = mx.nd.save
+
+    def save(path, data):
+        real_save(path, data)
+        with open(path, "r+b") as f:
+            f.truncate(int(os.path.getsize(path) * keep))
+    monkeypatch.setattr(mx.nd, "save", save)
+
+
+def test_a_short_params_file_is_never_committed(tmp_path, monkeypatch):
+    net = gluon.nn.Dense(3, in_units=2)
+    net.initialize()
+
+    def write(step):
+        with ckpt.CheckpointWriter(str(tmp_path), step) as writer:
+            ckpt.save_parameters(net, writer.path("model.params"))
+            writer.write_json("config.json", {"family": "test"})
+        writer.point("latest")
+        return writer.final_dir
+
+    good = write(1)
+    _short_writes(monkeypatch)
+    with pytest.raises(MXGenError, match="could not write the checkpoint of step 2.*did not read"
+                                         " back as written.*previous checkpoint is untouched"):
+        write(2)
+    monkeypatch.undo()
+    assert ckpt.resolve(str(tmp_path), "latest") == good
+    assert os.listdir(tmp_path / "checkpoints") == ["ckpt-00000001"]
+    ckpt.read_manifest(good)
+    ckpt.load_parameters(net, os.path.join(good, "model.params"), mx.cpu())
+
+
+def test_a_short_write_in_training_stops_with_the_previous_checkpoint(tmp_path, monkeypatch,
+                                                                      nietzsche_path):
+    """Through the training loop: a checkpoint whose files do not read back
+    is abandoned; the run stops with the error; the last good checkpoint
+    stays pointed to and resumes."""
+    from mxgen.train import common
+    from mxgen.train.text import TextTrainConfig, train_text
+    cfg = dict(data=nietzsche_path, out=str(tmp_path / "run"), max_chars=3000, num_hidden=8,
+               num_embed=4, seq_len=10, batch_size=4, save_every=2, max_steps=6, epochs=1,
+               progress=False, rnn_impl="fused", dropout_impl="mxnet")
+    real_save = common.Run.save
+    calls = []
+
+    def save(run, point_best=False):
+        calls.append(run.step)
+        if len(calls) == 2:
+            _short_writes(monkeypatch, keep=0.9)
+        return real_save(run, point_best)
+    monkeypatch.setattr(common.Run, "save", save)
+    with pytest.raises(MXGenError, match="could not write the checkpoint of step 4"):
+        train_text(TextTrainConfig(**cfg), log=lambda *_: None)
+    monkeypatch.undo()
+    latest = ckpt.resolve(cfg["out"], "latest")
+    assert os.path.basename(latest) == "ckpt-00000002"
+    result = train_text(TextTrainConfig(**dict(cfg, resume=True)), log=lambda *_: None,
+                        explicit={"resume"})
+    assert result["step"] == 8
+
+
+def test_checkpoints_order_by_number_not_by_text(tmp_path):
+    parent = tmp_path / "checkpoints"
+    parent.mkdir()
+    names = ["ckpt-99999999", "ckpt-100000000", "ckpt-99999999.r1", "ckpt-100000000.r10",
+             "ckpt-100000000.r9", "ckpt-junk"]
+    assert sorted(names, key=ckpt._ckpt_order) == [
+        "ckpt-junk", "ckpt-99999999", "ckpt-99999999.r1", "ckpt-100000000",
+        "ckpt-100000000.r9", "ckpt-100000000.r10"]
+    for name in names:
+        (parent / name).mkdir()
+    with ckpt.CheckpointWriter(str(tmp_path), 100000001) as writer:
+        writer.write_json("config.json", {})
+    writer.point("latest")
+    writer.prune()
+    # the two newest BY NUMBER stay; a folder that is not a checkpoint is not touched
+    assert sorted(os.listdir(parent)) == ["ckpt-100000000.r10", "ckpt-100000001", "ckpt-junk"]
+
+
+@pytest.mark.parametrize("name", ["../../etc/hostname", "sub/model.params", "..", ""])
+def test_manifest_names_outside_the_checkpoint_are_refused(tmp_path, name):
+    good = _write(tmp_path, 1, "a")
+    path = os.path.join(good, "MANIFEST.json")
+    manifest = json.load(open(path))
+    manifest["files"][name] = {"bytes": 1, "sha256": "0"}
+    json.dump(manifest, open(path, "w"))
+    with pytest.raises(MXGenError, match="which is not a file of the checkpoint folder"):
+        ckpt.read_manifest(good)
+
+
+@pytest.mark.parametrize("target", ["..", "../..", "/etc", "checkpoints/../..",
+                                    "checkpoints/not-a-ckpt"])
+def test_pointers_outside_the_run_are_refused(tmp_path, target):
+    _write(tmp_path, 1, "a")
+    (tmp_path / "checkpoints" / "not-a-ckpt").mkdir()
+    (tmp_path / "latest").write_text(json.dumps({"dir": target}))
+    with pytest.raises(MXGenError, match="is not a checkpoint of this run"):
+        ckpt.resolve(str(tmp_path), "latest")
+
+
 def _trained_trainer(ctxs, update_on_kvstore, steps=3, states=None, seed=0):
     mx.random.seed(seed)
     net = gluon.nn.Dense(4, in_units=3)
@@ -151,7 +254,8 @@ def test_metrics_log_drops_records_after_the_resumed_step(tmp_path):
     resumed = MetricsLog(path, keep_until=20)
     resumed.write(kind="train", step=30)
     assert [r["step"] for r in resumed.read()] == [10, 20, 30]
-    assert [r["step"] for r in MetricsLog(path).read()] == []   # a new run starts empty
+    # opening a log never deletes one (a new run gets a new, empty folder)
+    assert [r["step"] for r in MetricsLog(path).read()] == [10, 20, 30]
 
 
 def test_the_shared_data_guard_catches_a_new_dependency(tmp_path):
