@@ -13,7 +13,8 @@ import numpy as np
 import mxgen  # noqa: F401  (threads before mxnet)
 from mxgen.data.images import draw_shapes
 from mxgen.models.style import FEATURE_NETS, RANDOM_NET, get_feature_net
-from mxgen.stylize import load_content_and_style, save_side_by_side, stylize_optim
+from mxgen.data.images import save_side_by_side
+from mxgen.stylize import load_content_and_style, stylize_optim
 
 
 def drawn_images(size):

@@ -33,7 +33,7 @@ import tempfile
 import mxnet as mx
 import numpy as np
 
-from .errors import MXGenError
+from .errors import MXGenError, one_line
 from .utils import checkpoint as ckpt
 
 __all__ = ["export", "load_exported", "FORMATS", "EXPORT_VERSION"]
@@ -108,9 +108,8 @@ def export(checkpoint, out, fmt="mxnet", force=False, native=False):
     refused unless ``force``."""
     if fmt not in FORMATS:
         raise MXGenError("unknown export format %r; choose from %s" % (fmt, ", ".join(FORMATS)))
-    if os.path.exists(out) and not force:
-        raise MXGenError("output folder %s exists; pass --force to replace it" % out)
     ckpt_dir, config = _family(checkpoint)
+    _check_replaceable(out, force, ckpt_dir)
     graphs, extra, model_info = _graphs(ckpt_dir, config, native)
     parent = os.path.dirname(os.path.abspath(out))
     os.makedirs(parent, exist_ok=True)
@@ -144,6 +143,9 @@ def export(checkpoint, out, fmt="mxnet", force=False, native=False):
             with open(os.path.join(tmp, name), "w", encoding="utf-8") as f:
                 json.dump(obj, f, indent=1)
         if os.path.exists(out):
+            # the old export (checked above: nothing but its own files) goes
+            # only after the new one is complete
+            _check_replaceable(out, force, ckpt_dir)
             trash = tempfile.mkdtemp(prefix=".trash-export-", dir=parent)
             os.replace(out, os.path.join(trash, "old"))
             os.replace(tmp, out)
@@ -154,6 +156,47 @@ def export(checkpoint, out, fmt="mxnet", force=False, native=False):
         if os.path.exists(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
     return meta
+
+
+# files mxgen writes into an export folder besides the graphs (sample-gan's
+# default outputs go there for an export)
+_EXPORT_EXTRAS = ("export.json", "vocab.json", "samples.png", "interpolation.png",
+                  "interpolation.gif")
+
+
+def _check_replaceable(out, force, ckpt_dir):
+    """An existing ``out`` may be replaced only with ``force``, only if it is
+    an mxgen export holding nothing but the export's own files, and never if
+    the checkpoint being exported lies in it."""
+    if not os.path.lexists(out):
+        return
+    if not os.path.isdir(out):
+        raise MXGenError("--out %s is a file; give a folder name for the export" % out)
+    description = os.path.join(out, "export.json")
+    try:
+        with open(description, encoding="utf-8") as f:
+            meta = json.load(f)
+        graphs = meta["graphs"]
+        own = set(_EXPORT_EXTRAS) | {g[key] for g in graphs.values()
+                                     for key in ("symbol", "params", "onnx") if key in g}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        meta = None
+    if meta is None:
+        raise MXGenError("--out %s exists and is not an mxgen export (no valid export.json);"
+                         " export into a new folder%s" % (out, " (--force replaces only an"
+                                                               " earlier export)"
+                                                          if force else ""))
+    if not force:
+        raise MXGenError("--out %s holds an earlier export; pass --force to replace it" % out)
+    others = sorted(set(os.listdir(out)) - own)
+    if others:
+        raise MXGenError("--out %s holds files that are not part of its export (%s); move them"
+                         " out first: --force replaces only the export itself"
+                         % (out, ", ".join(others[:5])))
+    real = os.path.realpath(out)
+    if os.path.realpath(ckpt_dir).startswith(real + os.sep):
+        raise MXGenError("--out %s holds the checkpoint being exported; export elsewhere"
+                         % out)
 
 
 def _to_onnx(name, symbol_file, params_file, example, folder):
@@ -168,10 +211,9 @@ def _to_onnx(name, symbol_file, params_file, example, folder):
                              dynamic=True,
                              dynamic_input_shapes=[(None,) + s[1:] for s in shapes])
     except Exception as err:                     # the converter raises anything
-        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         raise MXGenError("--format onnx cannot express the %s graph: %s (%s); export it with"
-                         " --format mxnet" % (name, lines[-1] if lines else type(err).__name__,
-                                              type(err).__name__)) from None
+                         " --format mxnet" % (name, one_line(err), type(err).__name__)) \
+            from None
     return {"onnx": name + ".onnx"}
 
 

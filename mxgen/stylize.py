@@ -7,94 +7,17 @@ statistics then describe strokes at the output's scale); one much smaller
 than that (under half) is upscaled with a warning, since the upscaled
 strokes look blurred, not refused.
 """
-import os
 import warnings
 
 import mxnet as mx
 import numpy as np
 from mxnet import autograd
 
+from .data.images import read_image
 from .errors import MXGenError
 from .models.style import StyleLoss, style_targets
 
-__all__ = ["read_image", "save_image", "save_side_by_side", "stylize_optim", "stylize_net",
-           "PixelAdam", "load_content_and_style"]
-
-
-def read_image(path, size=None, shorter=None, what="image", multiple=1):
-    """Decode ``path`` to ``(1, 3, H, W)`` float32 in [0, 1].
-
-    ``size``: the longer side becomes ``size``; ``shorter``: the shorter
-    side becomes ``shorter``; both keep the aspect ratio, and the sides are
-    rounded down to a ``multiple``.  Undecodable or missing files raise
-    MXGenError naming the file.  Returns ``(array, (width, height) of the
-    file)``."""
-    from PIL import Image, UnidentifiedImageError
-    if not os.path.exists(path):
-        raise MXGenError("%s not found: %s" % (what, path))
-    try:
-        with Image.open(path) as img:
-            img.load()
-            original = img.size
-            if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
-                rgba = img.convert("RGBA")
-                img = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                img.alpha_composite(rgba)
-            img = img.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise MXGenError("%s %s cannot be decoded as an image (%s)"
-                         % (what, path, str(err).splitlines()[0][:120])) from None
-    width, height = img.size
-    scale = 1.0
-    if size:
-        scale = size / max(width, height)
-    elif shorter:
-        scale = shorter / min(width, height)
-    new = (max(multiple, int(round(width * scale)) // multiple * multiple),
-           max(multiple, int(round(height * scale)) // multiple * multiple))
-    if new != img.size:
-        img = img.resize(new, Image.BICUBIC if scale > 1 else Image.LANCZOS)
-    arr = np.asarray(img, dtype=np.float32).transpose(2, 0, 1)[None] / 255.0
-    return arr, original
-
-
-def save_image(array, path):
-    """``(1, 3, H, W)`` or ``(3, H, W)`` in [0, 1] -> PNG/JPEG, atomically."""
-    from PIL import Image
-    arr = np.asarray(array)
-    arr = arr[0] if arr.ndim == 4 else arr
-    pixels = (np.clip(arr, 0, 1) * 255).round().astype(np.uint8).transpose(1, 2, 0)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    ext = os.path.splitext(path)[1] or ".png"
-    tmp = path + ".tmp" + ext
-    Image.fromarray(pixels).save(tmp)
-    os.replace(tmp, path)
-    return path
-
-
-def save_side_by_side(images, path, height=256, gap=4):
-    """Content | style | result (any sizes) in one PNG row, each scaled to
-    ``height`` pixels high."""
-    from PIL import Image
-    tiles = []
-    for arr in images:
-        arr = np.asarray(arr)
-        arr = arr[0] if arr.ndim == 4 else arr
-        img = Image.fromarray((np.clip(arr, 0, 1) * 255).round().astype(np.uint8)
-                              .transpose(1, 2, 0))
-        width = max(1, round(img.size[0] * height / img.size[1]))
-        tiles.append(img.resize((width, height), Image.LANCZOS))
-    row = Image.new("RGB", (sum(t.size[0] for t in tiles) + gap * (len(tiles) - 1), height),
-                    (255, 255, 255))
-    x = 0
-    for tile in tiles:
-        row.paste(tile, (x, 0))
-        x += tile.size[0] + gap
-    tmp = path + ".tmp.png"
-    row.save(tmp)
-    os.replace(tmp, path)
-    return path
+__all__ = ["stylize_optim", "stylize_net", "PixelAdam", "load_content_and_style"]
 
 
 def load_content_and_style(content_path, style_path, size):

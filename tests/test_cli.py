@@ -40,10 +40,14 @@ def test_train_and_generate_dry_run(cli, tmp_path, nietzsche_path):
     # bad prompt
     bad = cli("generate", "--checkpoint", out, "--prompt", "\u2603 snow")
     _assert_clean_error(bad, "not in the vocabulary", "'\u2603'")
-    # resume continues from the dry run's checkpoint
+    # a dry run of a resume continues from the run's checkpoint, but writes
+    # elsewhere: the run itself is left exactly as it was
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     resumed = cli("train-text", "--out", out, "--resume", "--dry-run", "--no-progress")
     assert resumed.returncode == 0, resumed.stderr
-    assert "resuming from" in resumed.stdout
+    assert "resuming from" in resumed.stdout and "dry run: writing to" in resumed.stdout
+    after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
 
 
 def test_default_corpus_dry_run(cli, tmp_path):
@@ -97,9 +101,13 @@ def test_train_and_sample_gan_dry_run(cli, tmp_path):
     one = cli("sample-gan", "--checkpoint", out, "--num", 9, "--grid", grid, "--seed", 4)
     assert one.returncode == 0, one.stderr
     first = grid.read_bytes()
+    _assert_clean_error(cli("sample-gan", "--checkpoint", out, "--num", 9, "--grid", grid,
+                            "--seed", 5), "exists; pass --force")
+    assert grid.read_bytes() == first                        # not replaced unasked
     assert cli("sample-gan", "--checkpoint", out, "--num", 9, "--grid", grid,
-               "--seed", 4).returncode == 0
+               "--seed", 4, "--force").returncode == 0
     assert grid.read_bytes() == first                        # reproducible under a seed
+    assert not [p for p in os.listdir(tmp_path) if ".tmp" in p]     # no temporary file left
     singles = cli("sample-gan", "--checkpoint", out, "--num", 3, "--out-dir", tmp_path / "s")
     assert singles.returncode == 0 and len(os.listdir(tmp_path / "s")) == 3
     strip = tmp_path / "walk.png"

@@ -168,7 +168,7 @@ def test_native_export_needs_the_library_and_the_default_does_not(tmp_path, niet
 
 def test_export_bad_input(runs, tmp_path):
     export(str(runs / "gan"), str(tmp_path / "out"))
-    with pytest.raises(MXGenError, match="exists; pass --force"):
+    with pytest.raises(MXGenError, match="holds an earlier export; pass --force"):
         export(str(runs / "gan"), str(tmp_path / "out"))
     export(str(runs / "gan"), str(tmp_path / "out"), force=True)          # replaced
     assert os.path.isfile(tmp_path / "out" / "generator-symbol.json")

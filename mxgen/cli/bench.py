@@ -27,6 +27,7 @@ NEEDED = {"pytest": "pytest", "pytest_benchmark": "pytest-benchmark"}
 def get_parser(parser):
     parser.add_argument("--quick", action="store_true", help="small settings (CI smoke run)")
     parser.add_argument("--json", default=None, help="save pytest-benchmark JSON here")
+    parser.add_argument("--force", action="store_true", help="replace --json if it exists")
     parser.add_argument("--compare", default=None, metavar="BASELINE_JSON",
                         help="compare with a saved run; exit 1 on a regression")
     parser.add_argument("--threshold", type=float, default=0.25,
@@ -149,8 +150,14 @@ def compare(current, baseline, threshold):
 
 
 def main(args):
+    from ..utils.files import atomic_output, check_outputs
     check_requirements()
     bench_dir = _bench_dir(args.suite)
+    if args.compare and not os.path.isfile(args.compare):
+        raise MXGenError("benchmark results not found: %s" % args.compare)
+    if not args.threshold >= 0:
+        raise MXGenError("--threshold must be >= 0, got %s" % args.threshold)
+    check_outputs({args.json: "--json"}, inputs={args.compare: "--compare"}, force=args.force)
     files = sorted(f for f in os.listdir(bench_dir) if f.startswith("test_") and f.endswith(".py"))
     if args.list:
         cases = list_cases(bench_dir, files, args.select)
@@ -159,10 +166,11 @@ def main(args):
         print("\n".join(os.path.relpath(os.path.join(os.path.dirname(bench_dir), c))
                         if not os.path.isabs(c) else c for c in cases))
         return 0
-    out = args.json or os.path.join(tempfile.mkdtemp(prefix="mxgen-bench-"), "bench.json")
+    parts = tempfile.mkdtemp(prefix="mxgen-bench-")
+    out = args.json or os.path.join(parts, "bench.json")
     merged = None
     for name in files:
-        part = out + "." + name + ".json"
+        part = os.path.join(parts, name + ".json")
         cmd = [sys.executable, "-m", "pytest", os.path.join(bench_dir, name), "-vv", "-rfE",
                "--tb=short", "-p", "no:cacheprovider", "--benchmark-json", part,
                "--benchmark-columns=median,rounds"]
@@ -184,7 +192,7 @@ def main(args):
             merged["benchmarks"].extend(data["benchmarks"])
     if merged is None:
         raise MXGenError("no benchmark case selected")
-    with open(out, "w", encoding="utf-8") as f:
+    with atomic_output(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(merged, f, indent=1)
     results, machine = load_results(out)
     print()

@@ -15,7 +15,8 @@ def get_parser(parser):
                         help="run directory (its best checkpoint) or a checkpoint directory")
     parser.add_argument("--out", required=True, help="new folder for the export")
     parser.add_argument("--format", dest="fmt", choices=FORMATS, default="mxnet")
-    parser.add_argument("--force", action="store_true", help="replace --out if it exists")
+    parser.add_argument("--force", action="store_true",
+                        help="replace --out if it holds an earlier export (and nothing else)")
     parser.add_argument("--native", action="store_true",
                         help="keep mxgen's native recurrent op where the model uses it (the"
                              " export then needs mxgen's library to load)")

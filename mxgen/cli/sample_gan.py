@@ -14,8 +14,12 @@ def get_parser(parser):
     source.add_argument("--exported", metavar="DIR",
                         help="a folder written by mxgen export (its generator graph)")
     parser.add_argument("--num", type=int, default=64, help="images to sample (default: 64)")
-    parser.add_argument("--grid", default=None, help="write a grid PNG here")
-    parser.add_argument("--out-dir", default=None, help="write single PNGs into this folder")
+    parser.add_argument("--grid", default=None,
+                        help="write a grid PNG here (default: samples.png in the run folder)")
+    parser.add_argument("--out-dir", default=None,
+                        help="write single PNGs (sample_0000.png, ...) into this folder")
+    parser.add_argument("--force", action="store_true",
+                        help="replace output files that exist")
     parser.add_argument("--interpolate", action="store_true",
                         help="latent interpolation between --seed and --seed2")
     parser.add_argument("--steps", type=int, default=10, help="interpolation steps")
@@ -26,6 +30,39 @@ def get_parser(parser):
     return parser
 
 
+def _check(args):
+    from ..errors import MXGenError
+    from ..utils.files import check_image_extension
+    for name in ("seed", "seed2"):
+        value = getattr(args, name)
+        if value is not None and not 0 <= value < 2 ** 32:
+            raise MXGenError("--%s must be in [0, 2**32), got %d" % (name, value))
+    if args.num < 1:
+        raise MXGenError("--num must be >= 1, got %d" % args.num)
+    if args.steps < 2:
+        raise MXGenError("--steps must be >= 2, got %d" % args.steps)
+    if args.grid is not None:
+        check_image_extension(args.grid, "--grid")
+    if args.out_dir is not None and os.path.exists(args.out_dir) and \
+            not os.path.isdir(args.out_dir):
+        raise MXGenError("--out-dir %s is a file, not a folder" % args.out_dir)
+
+
+def _outputs(args, base, num):
+    """``{path: what}`` of every file this call writes."""
+    if args.interpolate:
+        strip = args.grid or os.path.join(base, "interpolation.png")
+        return {strip: "--grid", os.path.splitext(strip)[0] + ".gif": "the animation"}
+    outputs = {}
+    grid = args.grid or (None if args.out_dir else os.path.join(base, "samples.png"))
+    if grid:
+        outputs[grid] = "--grid"
+    if args.out_dir:
+        for k in range(num):
+            outputs[os.path.join(args.out_dir, "sample_%04d.png" % k)] = "--out-dir file"
+    return outputs
+
+
 def main(args):
     import numpy as np
     from PIL import Image
@@ -34,7 +71,9 @@ def main(args):
     from ..errors import MXGenError
     from ..models.dcgan import generate_images, load_generator, slerp
     from ..utils.context import parse_ctx
+    from ..utils.files import atomic_output, check_outputs
 
+    _check(args)
     ctx = parse_ctx(args.ctx)[0]
     if args.exported:
         from ..export import load_exported
@@ -48,40 +87,42 @@ def main(args):
         gen, cfg, ckpt_dir = load_generator(args.checkpoint, ctx=ctx, prefer="best")
         base = os.path.join(ckpt_dir, "..", "..")     # ... or into the run directory
     num = 4 if args.dry_run else args.num
-    if num < 1:
-        raise MXGenError("--num must be >= 1, got %d" % num)
+    outputs = _outputs(args, base, num)
+    check_outputs(outputs, force=args.force)
 
     def noise_for(seed, n):
         return np.random.RandomState(seed).normal(size=(n, cfg.latent_size, 1, 1)) \
             .astype(np.float32)
 
+    def save_png(pixels, path):
+        with atomic_output(path) as tmp:
+            Image.fromarray(pixels).save(tmp)
+        return path
+
     written = []
     if args.interpolate:
+        strip, gif = list(outputs)
         a, b = noise_for(args.seed, 1)[0], noise_for(
             args.seed2 if args.seed2 is not None else args.seed + 1, 1)[0]
-        steps = max(2, args.steps)
-        z = np.stack([slerp(a, b, t) for t in np.linspace(0, 1, steps)])
+        z = np.stack([slerp(a, b, t) for t in np.linspace(0, 1, args.steps)])
         frames = generate_images(gen, z)
-        strip = args.grid or os.path.join(base, "interpolation.png")
-        written.append(save_grid(frames, strip, nrow=steps))
-        gif = os.path.splitext(strip)[0] + ".gif"
+        written.append(save_grid(frames, strip, nrow=args.steps))
         pictures = [Image.fromarray(make_grid(f[None], nrow=1, padding=0).squeeze())
                     for f in frames]
-        pictures[0].save(gif, save_all=True, append_images=pictures[1:] + pictures[-2:0:-1],
-                         duration=120, loop=0)
+        with atomic_output(gif) as tmp:
+            pictures[0].save(tmp, save_all=True, append_images=pictures[1:] + pictures[-2:0:-1],
+                             duration=120, loop=0)
         written.append(gif)
     else:
         images = generate_images(gen, noise_for(args.seed, num))
-        grid = args.grid or (None if args.out_dir else
-                             os.path.join(base, "samples.png"))
-        if grid:
-            written.append(save_grid(images, grid))
+        for path, what in outputs.items():
+            if what == "--grid":
+                written.append(save_grid(images, path))
         if args.out_dir:
             os.makedirs(args.out_dir, exist_ok=True)
             for k, img in enumerate(images):
-                path = os.path.join(args.out_dir, "sample_%04d.png" % k)
-                Image.fromarray(make_grid(img[None], nrow=1, padding=0).squeeze()).save(path)
-                written.append(path)
+                written.append(save_png(make_grid(img[None], nrow=1, padding=0).squeeze(),
+                                        os.path.join(args.out_dir, "sample_%04d.png" % k)))
     for path in written[:5]:
         print(os.path.normpath(path))
     if len(written) > 5:

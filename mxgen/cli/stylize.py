@@ -34,7 +34,10 @@ def get_parser(parser):
                         help="optimise at the output size only (default: coarse to fine)")
     parser.add_argument("--feature-net", choices=FEATURE_NETS, default=RANDOM_NET)
     parser.add_argument("--vgg-params", default=None, help="VGG weights file")
-    parser.add_argument("--out", default="stylized.png", help="output image")
+    parser.add_argument("--out", default="stylized.png",
+                        help="output image; OUT's side-by-side and metrics go beside it")
+    parser.add_argument("--force", action="store_true",
+                        help="replace outputs that exist (never an input)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ctx", default="cpu", help="device, e.g. cpu or gpu:0")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
@@ -44,7 +47,10 @@ def get_parser(parser):
 
 
 def _check(args):
+    """Every flag and every output, before any image is read or optimised:
+    returns ``(side-by-side path, metrics path or None)``."""
     from ..errors import MXGenError
+    from ..utils.files import check_image_extension, check_outputs
     if args.size < 16:
         raise MXGenError("--size must be >= 16, got %d" % args.size)
     if args.iterations < 1:
@@ -57,20 +63,27 @@ def _check(args):
         raise MXGenError("--method optim needs --style IMG")
     if args.method == "net" and not args.model:
         raise MXGenError("--method net needs --model RUN_DIR (a run of mxgen train-style)")
+    check_image_extension(args.out)
+    stem = os.path.splitext(args.out)[0]
+    side = stem + "-side.png"
+    metrics = stem + ".metrics.jsonl" if args.method == "optim" else None
+    check_outputs({args.out: "--out", side: "the side-by-side image",
+                   metrics: "the metrics file"},
+                  inputs={args.content: "--content", args.style: "--style"}, force=args.force)
+    return side, metrics
 
 
 def main(args):
     import mxnet as mx
 
-    from ..stylize import (LOSS_NAMES, load_content_and_style, read_image, save_image,
-                           save_side_by_side, stylize_net, stylize_optim)
+    from ..data.images import read_image, save_image, save_side_by_side
+    from ..stylize import LOSS_NAMES, load_content_and_style, stylize_net, stylize_optim
     from ..utils.context import parse_ctx
+    from ..utils.files import atomic_output
 
-    _check(args)
+    side_path, metrics_path = _check(args)
     ctx = parse_ctx(args.ctx)[0]
     size, iterations = (64, 5) if args.dry_run else (args.size, args.iterations)
-    stem, ext = os.path.splitext(args.out)
-    side_path = stem + "-side.png"
     if args.method == "net":
         from ..models.style import load_style_net
         net, meta, ckpt_dir = load_style_net(args.model, ctx=ctx)
@@ -97,7 +110,6 @@ def main(args):
     feature_net, description = get_feature_net(args.feature_net, args.vgg_params, ctx=ctx)
     content, style = load_content_and_style(args.content, args.style, size)
     print("feature network: %s" % description, file=sys.stderr)
-    metrics_path = stem + ".metrics.jsonl"
     bars = {}
     records = []
 
@@ -128,11 +140,9 @@ def main(args):
     summary = {"kind": "summary", "feature_net": description, "seconds": round(seconds, 2),
                "scales": history, "content": args.content, "style": args.style,
                "size": [int(result.shape[3]), int(result.shape[2])]}
-    tmp = metrics_path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_output(metrics_path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for record in records + [summary]:
             f.write(json.dumps(record) + "\n")
-    os.replace(tmp, metrics_path)
     first, last = history[0]["before"], history[-1]["after"]
     print("losses (total / content / style / tv): %.4f / %.4f / %.4f / %.4f before, "
           "%.4f / %.4f / %.4f / %.4f after (%d scale%s, %.1f s)"

@@ -11,8 +11,8 @@ import re
 import numpy as np
 
 from ..errors import MXGenError
-from .corpus import (STDLIB, STDLIB_NAMES, list_text_files, read_text_file, stdlib_files,
-                     stdlib_names)
+from .corpus import (STDLIB, STDLIB_NAMES, check_corpus_size, list_text_files, read_text_file,
+                     stdlib_files, stdlib_names)
 
 __all__ = ["load_samples", "BucketIterator", "padding_optimal_keys", "token_batch_sizes",
            "SAMPLE_UNITS"]
@@ -20,11 +20,12 @@ __all__ = ["load_samples", "BucketIterator", "padding_optimal_keys", "token_batc
 SAMPLE_UNITS = ("line", "paragraph", "file")
 
 
-def load_samples(spec, per="line"):
+def load_samples(spec, per="line", max_chars=None):
     """Read independent samples: one per non-empty line, per paragraph
     (text between blank lines, stripped), or per file.  ``spec`` is a file,
     folder or glob, ``"stdlib"`` (the standard-library sources) or
-    ``"stdlib-names"`` (its function names, one sample each)."""
+    ``"stdlib-names"`` (its function names, one sample each).  With
+    ``max_chars``, files stop being read once that many characters are in."""
     if per not in SAMPLE_UNITS:
         raise MXGenError("samples are split per %s, not %r" % (", ".join(SAMPLE_UNITS), per))
     if spec == STDLIB_NAMES:
@@ -32,10 +33,16 @@ def load_samples(spec, per="line"):
     samples = []
     paths, errors = (stdlib_files(), "skip") if spec == STDLIB else (list_text_files(spec),
                                                                       "strict")
+    total, read = 0, []
     for path in paths:
+        if max_chars is not None and total >= max_chars:
+            break
+        read.append(path)
+        check_corpus_size(spec, read)          # whole files: samples are never cut
         text = read_text_file(path, errors=errors)
         if text is None:
             continue
+        total += len(text)
         text = text.replace("\r\n", "\n")
         if per == "file":
             samples.append(text.strip("\n"))

@@ -3,6 +3,7 @@
 Every loader checks its input and raises :class:`~mxgen.MXGenError` naming the
 file and what is wrong (missing, empty, binary, undecodable at byte N).
 """
+import codecs
 import glob
 import os
 import re
@@ -11,7 +12,8 @@ import sysconfig
 from ..errors import MXGenError
 
 __all__ = ["load_text", "read_text_file", "list_text_files", "stdlib_files", "stdlib_names",
-           "split_train_val", "STDLIB", "STDLIB_NAMES"]
+           "split_train_val", "check_corpus_size", "max_corpus_bytes", "STDLIB",
+           "STDLIB_NAMES"]
 
 # The name that selects the embedded default corpus on the command line.
 STDLIB = "stdlib"
@@ -28,7 +30,39 @@ _STDLIB_SKIP_DIRS = {"site-packages", "dist-packages", "test", "tests", "idlelib
 _BINARY_SNIFF_BYTES = 8192
 
 
-def read_text_file(path, errors="strict"):
+def max_corpus_bytes():
+    """The largest corpus read whole (bytes): 1 GiB, or ``MXGEN_MAX_CORPUS_BYTES``.
+
+    A character corpus is held in memory as text and as ids (several bytes
+    per character), so a larger one is refused with a clear error instead of
+    failing later with a MemoryError; ``--max-chars`` reads only the
+    beginning of any corpus, whatever its size."""
+    value = os.environ.get("MXGEN_MAX_CORPUS_BYTES")
+    if value:
+        try:
+            return int(value)
+        except ValueError:
+            raise MXGenError("MXGEN_MAX_CORPUS_BYTES must be a number of bytes, got %r" % value) \
+                from None
+    return 1 << 30
+
+
+def check_corpus_size(spec, paths):
+    """Refuse a corpus whose files add up to more than :func:`max_corpus_bytes`."""
+    limit, total = max_corpus_bytes(), 0
+    for path in paths:
+        try:
+            total += os.path.getsize(path)
+        except OSError:
+            continue                  # reported by the reader, with its reason
+        if total > limit:
+            raise MXGenError("corpus %s is larger than %d bytes (%d bytes up to %s), the limit"
+                             " of what is read whole (MXGEN_MAX_CORPUS_BYTES); pass --max-chars"
+                             " N to train on its first N characters"
+                             % (spec, limit, total, path))
+
+
+def read_text_file(path, errors="strict", max_chars=None):
     """Read one UTF-8 text file.
 
     Parameters
@@ -37,10 +71,17 @@ def read_text_file(path, errors="strict"):
     errors : {'strict', 'skip'}
         'strict' raises on undecodable bytes, naming the byte offset;
         'skip' returns None for such a file.
+    max_chars : int or None
+        Read only what the first ``max_chars`` characters need (at most 4
+        bytes each), never the whole of a large file.
     """
     try:
         with open(path, "rb") as f:
-            raw = f.read()
+            if max_chars is None:
+                raw, complete = f.read(), True
+            else:
+                raw = f.read(4 * max_chars)
+                complete = len(raw) < 4 * max_chars or not f.read(1)
     except FileNotFoundError:
         raise MXGenError("corpus file not found: %s" % path) from None
     except IsADirectoryError:
@@ -53,13 +94,15 @@ def read_text_file(path, errors="strict"):
         raise MXGenError("%s looks like a binary file (NUL byte at offset %d), not text"
                          % (path, raw.index(b"\x00")))
     try:
-        return raw.decode("utf-8")
+        # a cut read may end inside a character: the decoder keeps those bytes back
+        text = codecs.getincrementaldecoder("utf-8")().decode(raw, final=complete)
     except UnicodeDecodeError as err:
         if errors == "skip":
             return None
         line = raw.count(b"\n", 0, err.start) + 1
         raise MXGenError("%s: undecodable byte 0x%02x at byte offset %d (line %d): not UTF-8 text"
                          % (path, raw[err.start], err.start, line)) from None
+    return text if max_chars is None else text[:max_chars]
 
 
 def list_text_files(spec):
@@ -139,9 +182,12 @@ def load_text(spec, max_chars=None):
         paths, errors = stdlib_files(), "skip"
     else:
         paths, errors = list_text_files(spec), "strict"
+    if max_chars is None:
+        check_corpus_size(spec, paths)
     parts, total = [], 0
     for path in paths:
-        text = read_text_file(path, errors=errors)
+        text = read_text_file(path, errors=errors,
+                              max_chars=None if max_chars is None else max_chars - total)
         if text is None:
             continue
         parts.append(text)
@@ -149,8 +195,6 @@ def load_text(spec, max_chars=None):
         if max_chars is not None and total >= max_chars:
             break
     text = "".join(parts)
-    if max_chars is not None:
-        text = text[:max_chars]
     if not text:
         raise MXGenError("corpus %s is empty" % spec)
     return text

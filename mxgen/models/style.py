@@ -35,7 +35,7 @@ import mxnet as mx
 import numpy as np
 from mxnet.gluon import HybridBlock, nn
 
-from ..errors import MXGenError
+from ..errors import MXGenError, one_line
 
 __all__ = ["FEATURE_NETS", "FeatureNet", "get_feature_net", "gram_matrix", "StyleLoss",
            "TransformerNet", "RANDOM_NET", "vgg_weights_in_cache", "content_features",
@@ -175,9 +175,7 @@ def _vgg(name, params, ctx):
         full.load_parameters(path, ctx=ctx)
     except (AssertionError, mx.base.MXNetError, ValueError, KeyError, RuntimeError,
             IndexError) as err:
-        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-        reason = lines[-1] if lines else type(err).__name__      # MXNet's last line says why
-        raise MXGenError("%s does not hold %s weights (%s)" % (path, name, reason[:200])) \
+        raise MXGenError("%s does not hold %s weights (%s)" % (path, name, one_line(err, 200))) \
             from None
     taps = VGG_TAPS[name]
     layers = list(full.features)

@@ -115,7 +115,7 @@ def sample_corpus(cfg, vocab=None):
     lengths (those padding the training samples least, the last one
     covering every sample) and a dict for the log.
     """
-    samples = load_samples(cfg.data, UNITS[cfg.samples])
+    samples = load_samples(cfg.data, UNITS[cfg.samples], max_chars=cfg.max_chars)
     if cfg.max_chars:
         total, kept = 0, []
         for s in samples:

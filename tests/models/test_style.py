@@ -8,7 +8,8 @@ import pytest
 from mxgen.errors import MXGenError
 from mxgen.models.style import (RANDOM_NET, StyleLoss, TransformerNet, get_feature_net,
                                 gram_matrix, style_targets)
-from mxgen.stylize import load_content_and_style, read_image, stylize_optim
+from mxgen.data.images import read_image
+from mxgen.stylize import load_content_and_style, stylize_optim
 from tests.conftest import EMOJI_SAMPLE
 
 CONTENT = os.path.join(EMOJI_SAMPLE, "emoji_u0030.png")

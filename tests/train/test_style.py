@@ -7,7 +7,8 @@ from PIL import Image
 
 from mxgen.errors import MXGenError
 from mxgen.models.style import load_style_net
-from mxgen.stylize import read_image, stylize_net
+from mxgen.data.images import read_image
+from mxgen.stylize import stylize_net
 from mxgen.train.style import StyleTrainConfig, train_style
 
 
