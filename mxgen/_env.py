@@ -10,7 +10,7 @@ import os
 import warnings
 
 __all__ = ["configure_threads", "quiet_mxnet_warnings", "num_threads", "cpu_model",
-           "cpu_vector_isa"]
+           "cpu_vector_isa", "child_env"]
 
 
 def _usable_cores():
@@ -67,3 +67,18 @@ def cpu_vector_isa():
     flags = set(flags.split())
     return "avx512f" if "avx512f" in flags else "avx2+fma" if {"avx2", "fma"} <= flags \
         else "no avx2"
+
+
+def child_env(env=None, prepend=None):
+    """An environment for a Python child process that imports nothing from
+    its working folder: ``PYTHONPATH`` keeps only absolute entries (an empty
+    or relative one, such as the empty tail of ``"/a:"``, means the current
+    folder); ``prepend`` goes first."""
+    env = dict(os.environ if env is None else env)
+    parts = ([prepend] if prepend else []) + env.get("PYTHONPATH", "").split(os.pathsep)
+    kept = [p for p in parts if p and os.path.isabs(p)]
+    if kept:
+        env["PYTHONPATH"] = os.pathsep.join(kept)
+    else:
+        env.pop("PYTHONPATH", None)
+    return env

@@ -59,7 +59,8 @@ def load(quiet=False):
             if len(_state["ops"]) != len(OPS):
                 _state["error"] = "library loaded but lacks %s" % (set(OPS) - set(_state["ops"]))
         except Exception as err:  # a broken or incompatible build
-            _state["error"] = "failed to load %s: %s" % (path, str(err).strip().splitlines()[0])
+            from .errors import one_line
+            _state["error"] = "failed to load %s: %s" % (path, one_line(err))
     if _state["error"] and not quiet and not disabled():
         warnings.warn("mxgen native kernels unavailable (%s); using pure MXNet"
                       % _state["error"], stacklevel=2)

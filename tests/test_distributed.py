@@ -241,3 +241,192 @@ def test_horovod_two_processes_match_one_process(tmp_path):
     a, b = _params(tmp_path / "hvd", "model.params"), _params(tmp_path / "one", "model.params")
     for key in a:
         np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-5, err_msg=key)
+
+
+# ---- failures of one process end the whole run, bounded ------------------------------
+
+def _pids_with(env_entry):
+    """Pids of processes whose environment holds ``env_entry`` (b"K=V")."""
+    pids = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open("/proc/%s/environ" % name, "rb") as f:
+                    if env_entry in f.read().split(b"\0"):
+                        pids.append(int(name))
+            except OSError:
+                pass
+    return pids
+
+
+def _tagged_env(tag, **extra):
+    return dict(_env(), MXGEN_TEST_TAG=tag, **extra)
+
+
+def _wait_for(condition, seconds):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+LONG_TEXT = [a if a != "1" or i == 0 or TEXT[i - 1] != "--epochs" else "1000"
+             for i, a in enumerate(TEXT)]
+
+
+@pytest.mark.parametrize("how", ["stopped", "killed"])
+def test_a_lost_worker_ends_the_run_within_the_timeout(tmp_path, how):
+    """Worker 1 stops answering (SIGSTOP: a hung process or a machine gone
+    quiet) or dies (SIGKILL) in the middle of training; the launcher ends
+    the run with exit 2 naming it, within --timeout plus a few seconds, and
+    no process is left behind."""
+    import signal
+    tag = "lost-%s-%d" % (how, os.getpid())
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "mxgen", "launch", "-n", "2", "-s", "1", "--timeout", "8", "--",
+         sys.executable, "-m", "mxgen", *LONG_TEXT, "--kvstore", "dist_sync", "--out",
+         str(tmp_path / "run")], env=_tagged_env(tag), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        worker = b"MXGEN_LAUNCH_INDEX=1"
+        assert _wait_for(lambda: any(p in _pids_with(b"MXGEN_TEST_TAG=" + tag.encode())
+                                     for p in _pids_with(worker)), 60)
+        assert _wait_for(lambda: os.path.isfile(tmp_path / "run" / "metrics.jsonl"), 120)
+        pid = next(p for p in _pids_with(worker)
+                   if p in _pids_with(b"MXGEN_TEST_TAG=" + tag.encode()))
+        os.kill(pid, signal.SIGSTOP if how == "stopped" else signal.SIGKILL)
+        started = time.time()
+        out, err = launcher.communicate(timeout=60)
+        elapsed = time.time() - started
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode == 2, (out[-2000:], err[-2000:])
+    expected = "no heartbeat for" if how == "stopped" else "killed by signal 9"
+    assert "worker 1" in err and expected in err, err
+    assert elapsed < 8 + 15, elapsed
+    assert _wait_for(lambda: not _pids_with(b"MXGEN_TEST_TAG=" + tag.encode()), 15)
+
+
+def test_a_failing_worker_tells_the_cluster(tmp_path):
+    """Rank 0 alone writes metrics; its disk fills (an OSError, not an MXNet
+    error): it exits at once with one line, and the launcher stops the
+    others instead of leaving them waiting in the kvstore forever."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import errno, os\n"
+        "if os.environ.get('DMLC_ROLE') == 'worker':\n"
+        "    from mxgen.utils import metrics\n"
+        "    def full(self, **record):\n"
+        "        if self.enabled:\n"
+        "            raise OSError(errno.ENOSPC, 'No space left on device', self.path)\n"
+        "    metrics.MetricsLog.write = full\n")
+    tag = "fail-%d" % os.getpid()
+    env = _tagged_env(tag)
+    env["PYTHONPATH"] = str(hook) + os.pathsep + env["PYTHONPATH"]
+    started = time.time()
+    proc = subprocess.run([sys.executable, "-m", "mxgen", "launch", "-n", "2", "-s", "1", "--",
+                           sys.executable, "-m", "mxgen", *LONG_TEXT, "--kvstore", "dist_sync",
+                           "--out", str(tmp_path / "run")], env=env, capture_output=True,
+                          text=True, timeout=180)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "mxgen: error: No space left on device" in proc.stdout, proc.stdout[-2000:]
+    assert ", rank 0 died (exit status 2)" in proc.stderr, proc.stderr
+    assert time.time() - started < 120
+    assert _wait_for(lambda: not _pids_with(b"MXGEN_TEST_TAG=" + tag.encode()), 15)
+
+
+def _planted(folder):
+    """A json.py in ``folder`` that leaves a mark when imported."""
+    mark = folder / "imported"
+    (folder / "json.py").write_text("open(%r, 'w').write('ran')\nraise SystemExit(7)\n"
+                                    % str(mark))
+    return mark
+
+
+def test_scheduler_and_servers_import_nothing_from_the_working_folder(tmp_path):
+    """A run started from a folder holding a json.py: neither the scheduler
+    nor the server (``python -c`` would put the folder first on sys.path)
+    imports it."""
+    mark = _planted(tmp_path)
+    env = dict(_env(), PYTHONPATH=REPO)
+    worker = ("import mxnet as mx; kv = mx.kv.create('dist_sync');"
+              " kv.init(0, mx.nd.zeros((1,))); kv.push(0, mx.nd.ones((1,)))")
+    mxgen = os.path.join(os.path.dirname(sys.executable), "mxgen")    # the console script
+    proc = subprocess.run([mxgen, "launch", "-n", "1", "-s", "1", "--",
+                           sys.executable, "-P", "-c", worker], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert not mark.exists()
+
+
+def test_kernel_measurements_import_nothing_from_the_working_folder(tmp_path, monkeypatch):
+    from mxgen import _calibrate
+    mark = _planted(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert _calibrate.run_measure("mxgen._env:cpu_model", {}) is not None
+    assert not mark.exists()
+
+
+FAKE_SSH = '''#!%s
+"""ssh as sshd behaves: the remote command runs in its own session with a
+pipe as standard input, which closes when this client dies."""
+import os, subprocess, sys, threading
+args = sys.argv[1:]
+host, remote = args[args.index("--") + 1:][:2]
+read_end, write_end = os.pipe()
+child = subprocess.Popen(["bash", "-c", remote], stdin=read_end, start_new_session=True)
+os.close(read_end)
+def pump():
+    while True:
+        data = os.read(0, 65536)
+        if not data:
+            break
+        os.write(write_end, data)
+threading.Thread(target=pump, daemon=True).start()
+sys.exit(child.wait())
+'''
+
+
+def test_remote_processes_end_when_the_launcher_dies(tmp_path):
+    """With --launcher ssh, SIGKILL the launcher: its ssh clients die, the
+    connections close, and every remote process ends by itself."""
+    import signal
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "ssh").write_text(FAKE_SSH % sys.executable)
+    (bin_dir / "ssh").chmod(0o755)
+    (tmp_path / "hosts").write_text("localhost\n")
+    tag = "ssh-%d" % os.getpid()
+    env = _tagged_env(tag, PATH=str(bin_dir) + os.pathsep + os.environ["PATH"])
+    launcher = subprocess.Popen([sys.executable, "-m", "mxgen", "launch", "-n", "1", "-s", "1",
+                                 "--launcher", "ssh", "--hosts", str(tmp_path / "hosts"), "--",
+                                 sys.executable, "-c", "import time; time.sleep(300)"],
+                                env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    try:
+        remote = b"DMLC_ROLE=worker"
+        assert _wait_for(lambda: [p for p in _pids_with(remote)
+                                  if p in _pids_with(b"MXGEN_TEST_TAG=" + tag.encode())], 60)
+    finally:
+        launcher.send_signal(signal.SIGKILL)
+        launcher.wait()
+    assert _wait_for(lambda: not _pids_with(b"MXGEN_TEST_TAG=" + tag.encode()), 20), \
+        _pids_with(b"MXGEN_TEST_TAG=" + tag.encode())
+
+
+def test_ssh_commands_check_host_keys_and_never_read_a_host_as_an_option(tmp_path):
+    from mxgen.cli.launch import ssh_command
+    cmd = ssh_command("node-a", {"DMLC_ROLE": "worker"}, ["mxgen", "info"], "/work")
+    assert "StrictHostKeyChecking=no" not in " ".join(cmd)
+    assert cmd[cmd.index("--") + 1] == "node-a"
+
+
+def test_child_environments_drop_path_entries_that_mean_the_working_folder():
+    from mxgen._env import child_env
+    env = child_env({"PYTHONPATH": "/a::relative:/b:", "HOME": "/root"}, prepend="/repo")
+    assert env["PYTHONPATH"] == os.pathsep.join(["/repo", "/a", "/b"])
+    assert "PYTHONPATH" not in child_env({"PYTHONPATH": ":."})

@@ -5,7 +5,7 @@ import os
 import sys
 
 from .. import __version__
-from ..errors import MXGenError
+from ..errors import MXGenError, one_line
 
 __all__ = ["main", "launch", "COMMANDS"]
 
@@ -45,6 +45,8 @@ def _build_parser():
 
 
 def main(argv=None):
+    from .launch import heartbeat
+    heartbeat()              # a no-op unless started by `mxgen launch`
     parser = _build_parser()
     args = parser.parse_args(argv)
     try:
@@ -55,14 +57,21 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("mxgen: interrupted", file=sys.stderr)
         return 130
-    except Exception as err:  # an MXNet error we did not anticipate: keep it to one line
+    except Exception as err:  # not anticipated: keep it to one line where it says enough
         import mxnet as mx
         if isinstance(err, mx.base.MXNetError):
-            lines = [l for l in str(err).strip().splitlines()
-                     if l.strip() and not l.startswith(("Traceback", "  File", "    "))]
-            print("mxgen: error: MXNet failed: %s" % (lines[-1] if lines else err)[:300],
-                  file=sys.stderr)
+            print("mxgen: error: MXNet failed: %s" % one_line(err), file=sys.stderr)
             return _exit_worker(2)
+        if isinstance(err, OSError):         # disk full, permissions, a vanished file
+            where = " (%s)" % err.filename if getattr(err, "filename", None) else ""
+            print("mxgen: error: %s%s" % (err.strerror or err, where), file=sys.stderr)
+            return _exit_worker(2)
+        if os.environ.get("DMLC_ROLE") == "worker":
+            # a bug: show where, then leave at once, so that the launcher
+            # stops the other processes instead of them waiting for this one
+            import traceback
+            traceback.print_exc()
+            return _exit_worker(1)
         raise
 
 
