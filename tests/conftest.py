@@ -130,6 +130,21 @@ def emoji_dir():
     return EMOJI
 
 
+def file_tree(path):
+    """``{relative path: sha256}`` of every file under ``path`` (mxgen's own
+    run-folder lock left out: it holds the pid of its last holder)."""
+    import hashlib
+    found = {}
+    for dirpath, _, files in os.walk(path):
+        for name in files:
+            if name == ".mxgen.lock":
+                continue
+            full = os.path.join(dirpath, name)
+            with open(full, "rb") as f:
+                found[os.path.relpath(full, path)] = hashlib.sha256(f.read()).hexdigest()
+    return found
+
+
 def run_cli(*args, cwd=None, timeout=300):
     """Run ``python -m mxgen ARGS``; returns the CompletedProcess."""
     env = dict(os.environ)

@@ -19,6 +19,7 @@ from mxgen.cli import main
 from mxgen.train.gan import GANTrainConfig, train_gan
 from mxgen.train.text import TextTrainConfig, train_text
 from mxgen.utils.checkpoint import resolve
+from tests.conftest import file_tree
 
 TEXT = ("--num-hidden", 16, "--num-embed", 8, "--seq-len", 10, "--batch-size", 4,
         "--no-progress")
@@ -41,19 +42,6 @@ def finished_runs(tmp_path_factory, nietzsche_path):
                              batch_size=32, max_images=64, epochs=1, fid_samples=32,
                              num_workers=0, progress=False), log=_quiet)
     return root
-
-
-def _tree(path):
-    """{relative path: sha256} of every file under ``path``."""
-    found = {}
-    for dirpath, _, files in os.walk(path):
-        for name in files:
-            if name == ".mxgen.lock":        # mxgen's own lock: holds the pid of its last holder
-                continue
-            full = os.path.join(dirpath, name)
-            with open(full, "rb") as f:
-                found[os.path.relpath(full, path)] = hashlib.sha256(f.read()).hexdigest()
-    return found
 
 
 def _pickle_trainer_state(run, name):
@@ -473,7 +461,7 @@ def test_bad_input(case, run_name, setup, argv, needles, tmp_path, finished_runs
         shutil.copytree(finished_runs / run_name, run)
     held = _prepare(setup, tmp_path, run, monkeypatch)
     capsys.readouterr()
-    before = _tree(root)
+    before = file_tree(root)
     args = [str(a).format(tmp=tmp_path, run=run) for a in argv]
     try:
         code = main(args)
@@ -489,7 +477,7 @@ def test_bad_input(case, run_name, setup, argv, needles, tmp_path, finished_runs
     assert len(errors) == 1 and lines[-1] == errors[0], err
     for needle in needles:
         assert needle in errors[0], (needle, errors[0])
-    after = _tree(root)
+    after = file_tree(root)
     lost = {path for path in before if after.get(path) != before[path]}
     assert not lost, "files changed or lost: %s" % sorted(lost)
 

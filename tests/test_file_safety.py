@@ -5,7 +5,6 @@ Every test here fails when its guarantee is broken: a dry run into the
 default folder, a new run over an old one, two runs on one folder, an
 output written over an input, a temporary file left behind.
 """
-import hashlib
 import os
 import subprocess
 import sys
@@ -15,22 +14,10 @@ import pytest
 
 from mxgen.errors import MXGenError
 from mxgen.utils.files import atomic_output, check_outputs
-from tests.conftest import REPO
+from tests.conftest import REPO, file_tree
 
 SMALL = ["--num-hidden", "16", "--num-embed", "8", "--seq-len", "10", "--batch-size", "4",
          "--no-progress", "--rnn-impl", "fused", "--dropout-impl", "mxnet"]
-
-
-def _tree(path):
-    found = {}
-    for dirpath, _, files in os.walk(path):
-        for name in files:
-            if name == ".mxgen.lock":        # mxgen's own lock: holds the pid of its last holder
-                continue
-            full = os.path.join(dirpath, name)
-            with open(full, "rb") as f:
-                found[os.path.relpath(full, path)] = hashlib.sha256(f.read()).hexdigest()
-    return found
 
 
 def _mxgen(*args, cwd, timeout=300):
@@ -49,30 +36,30 @@ def a_run(tmp_path, nietzsche_path):
 
 
 def test_a_dry_run_never_touches_the_default_run_folder(a_run, nietzsche_path):
-    before = _tree(a_run)
+    before = file_tree(a_run)
     proc = _mxgen("train-text", "--data", nietzsche_path, "--dry-run", *SMALL,
                   cwd=a_run.parent.parent)
     assert proc.returncode == 0, proc.stderr
     line = next(l for l in proc.stdout.splitlines() if l.startswith("dry run: writing to "))
     temp = line.split()[4]
     assert os.path.isfile(os.path.join(temp, "latest")) and not temp.startswith(str(a_run))
-    assert _tree(a_run) == before
+    assert file_tree(a_run) == before
 
 
 def test_a_new_run_over_an_old_one_is_refused_and_overwrite_moves_it_aside(a_run,
                                                                            nietzsche_path):
-    before = _tree(a_run)
+    before = file_tree(a_run)
     refused = _mxgen("train-text", "--data", nietzsche_path, "--max-chars", 3000,
                      "--max-steps", 2, *SMALL, cwd=a_run.parent.parent)
     assert refused.returncode == 2
     assert "runs/text holds a run at step" in refused.stderr
-    assert _tree(a_run) == before
+    assert file_tree(a_run) == before
     replaced = _mxgen("train-text", "--data", nietzsche_path, "--max-chars", 3000,
                       "--max-steps", 2, "--overwrite", *SMALL, cwd=a_run.parent.parent)
     assert replaced.returncode == 0, replaced.stderr
     aside = [d for d in os.listdir(a_run.parent) if d.startswith("text.replaced-")]
     assert len(aside) == 1 and "moved the previous run" in replaced.stdout
-    assert _tree(a_run.parent / aside[0]) == before          # every file kept, as it was
+    assert file_tree(a_run.parent / aside[0]) == before          # every file kept, as it was
     assert os.path.isfile(a_run / "latest")                   # and the new run in its place
 
 
