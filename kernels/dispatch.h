@@ -4,7 +4,7 @@
 // portable x86-64), each copy in its own namespace with its own table;
 // dispatch.cc picks one table when the library loads: the best the CPU runs,
 // or a lower one named by MXGEN_ISA=avx512|avx2|generic.  The operator glue
-// (mxgen_kernels.cc) calls only through kernels(), so every op follows the
+// (kernels/ops/*.cc) calls only through kernels(), so every op follows the
 // one choice.  The types here are plain structs shared by all copies.
 #pragma once
 

@@ -39,8 +39,11 @@ def test_cuda_kernels_compile_and_pass_where_a_gpu_exists(tmp_path):
     assert "all checks passed" in run.stdout
 
 
-def test_gpu_registration_compiles(tmp_path):
-    """mxgen_kernels.cc with its GPU forwards enabled, against the wheel's lib_api.h."""
+@pytest.mark.parametrize("source", sorted(f for f in os.listdir(os.path.join(ROOT, "kernels",
+                                                                             "ops"))
+                                           if f.endswith(".cc")))
+def test_gpu_registration_compiles(tmp_path, source):
+    """Each op's glue with its GPU forwards enabled, against the wheel's lib_api.h."""
     cxx = shutil.which("g++") or shutil.which("c++")
     if cxx is None:
         pytest.skip("no C++ compiler")
@@ -48,6 +51,6 @@ def test_gpu_registration_compiles(tmp_path):
     proc = subprocess.run(
         [cxx, "-std=c++14", "-fsyntax-only", "-fopenmp", "-Wall", "-DMXGEN_WITH_CUDA",
          "-I", include, "-I", os.path.join(ROOT, "kernels"),
-         os.path.join(ROOT, "kernels", "mxgen_kernels.cc")],
+         os.path.join(ROOT, "kernels", "ops", source)],
         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

@@ -1,6 +1,6 @@
 // Host-side entry points of mxgen's CUDA kernels (kernels/cuda/gpu_kernels.cu).
 //
-// Plain C++ types only, so the MXNet operator wrappers in mxgen_kernels.cc
+// Plain C++ types only, so the MXNet operator wrappers in kernels/ops/
 // (compiled by the host compiler) and the standalone CUDA test program share
 // them.  All pointers are device pointers; every launch goes on `stream`
 // (a cudaStream_t) and nothing synchronises with the host, except that

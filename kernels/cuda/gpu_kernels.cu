@@ -1,5 +1,5 @@
 // CUDA versions of mxgen's generation kernels (see gpu_api.h).  Same
-// arithmetic and the same sampling rules as the CPU ops in mxgen_kernels.cc:
+// arithmetic and the same sampling rules as the CPU ops (kernels/ops/):
 // temperature, then top-k, then top-p over the sorted (stable, descending)
 // probabilities, keeping every id >= the last kept probability, then one
 // categorical draw walking ids in order.
