@@ -22,7 +22,8 @@ import mxnet as mx  # noqa: E402
 from mxnet import nd  # noqa: E402
 
 from mxgen.errors import MXGenError  # noqa: E402
-from mxgen.train.text import TextTrainConfig, build_text_step  # noqa: E402
+from mxgen.train.lm import build_lm_step  # noqa: E402
+from mxgen.train.text import TextTrainConfig  # noqa: E402
 
 T, N, V = 100, 32, 85
 
@@ -33,7 +34,7 @@ def make_step(mode, rnn_impl, dropout_impl):
     cfg = TextTrainConfig(mode=mode, num_embed=64, num_hidden=256, num_layers=2, dropout=0.2,
                           seq_len=T, batch_size=N, rnn_impl=rnn_impl, dropout_impl=dropout_impl,
                           lr=1e-3)
-    model, train_step = build_text_step(cfg.model_config(V), cfg, [mx.cpu()])
+    model, train_step = build_lm_step(cfg.model_config(V), cfg, [mx.cpu()])
     data = nd.random.randint(0, V, shape=(T, N)).astype("float32")
     states = [model.begin_state(N)]
 

@@ -25,7 +25,8 @@ from mxnet import autograd, gluon, nd  # noqa: E402
 
 from mxgen.nn.dropout import dropout, training_probe  # noqa: E402
 from mxgen.train.common import global_grad_norm  # noqa: E402
-from mxgen.train.text import TextTrainConfig, build_text_step  # noqa: E402
+from mxgen.train.lm import build_lm_step  # noqa: E402
+from mxgen.train.text import TextTrainConfig  # noqa: E402
 
 
 def median_ms(fn, rounds, warmup=3):
@@ -61,7 +62,7 @@ def main():
     cfg = TextTrainConfig(mode=args.mode, num_embed=E, num_hidden=H, num_layers=L, dropout=0.2,
                           seq_len=T, batch_size=N, rnn_impl=args.rnn_impl,
                           dropout_impl=args.dropout_impl, lr=1e-3)
-    model, train_step = build_text_step(cfg.model_config(V), cfg, [mx.cpu()])
+    model, train_step = build_lm_step(cfg.model_config(V), cfg, [mx.cpu()])
     impl, drop_impl = model.rnn_impl, model.dropout_impl
     print("recurrent kernel: %s; dropout: %s" % (impl, drop_impl))
 

@@ -6,7 +6,8 @@ from mxnet import autograd, gluon, nd
 from mxgen.data.batchify import BPTTBatches
 from mxgen.data.vocab import Vocab
 from mxgen.models import CharRNN, UnrolledRNN
-from mxgen.train.text import TextTrainConfig, build_text_step
+from mxgen.train.lm import build_lm_step
+from mxgen.train.text import TextTrainConfig
 
 from conftest import compare, record_compute
 
@@ -21,7 +22,7 @@ def _batch(text, seq_len, batch_size):
 
 def _fused_step(mode, vocab_size, data, target, hybrid, dropout=0.2, impl="auto",
                 dropout_impl="auto"):
-    """``mxgen train-text``'s own step (:class:`mxgen.train.text.TextStep`, built
+    """``mxgen train-text``'s own step (:class:`mxgen.train.lm.LMStep`, built
     by the same function): forward, summed loss, backward, global-norm sync,
     clipped Adam update.  ``impl`` / ``dropout_impl``: the recurrent and
     dropout kernels (auto = what train-text picks; fused / mxnet = MXNet's
@@ -29,8 +30,8 @@ def _fused_step(mode, vocab_size, data, target, hybrid, dropout=0.2, impl="auto"
     cfg = TextTrainConfig(mode=mode, num_embed=EMBED, num_hidden=HIDDEN, num_layers=LAYERS,
                           dropout=dropout, seq_len=data.shape[0], batch_size=data.shape[1],
                           rnn_impl=impl, dropout_impl=dropout_impl, lr=1e-3)
-    model, train_step = build_text_step(cfg.model_config(vocab_size), cfg, [mx.cpu()],
-                                        hybridize=hybrid)
+    model, train_step = build_lm_step(cfg.model_config(vocab_size), cfg, [mx.cpu()],
+                                      hybridize=hybrid)
     states = [[model.begin_state(data.shape[1])]]
 
     def step():

@@ -12,8 +12,8 @@ from mxgen.data.bucket import BucketIterator, padding_optimal_keys, token_batch_
 from mxgen.data.corpus import stdlib_names
 from mxgen.data.vocab import Vocab
 from mxgen.distributed import Cluster
-from mxgen.train.samples import build_sample_step
-from mxgen.train.text import TextTrainConfig, build_text_step
+from mxgen.train.lm import build_lm_step
+from mxgen.train.text import TextTrainConfig
 
 from conftest import compare
 
@@ -35,13 +35,13 @@ def _bucketed(vocab, samples, cfg, buckets, batches):
                         bucket_keys=keys, pad_last=True, seed=1)
     chosen = [(nd.array(d), nd.array(t), nd.array(m), float(m.sum()))
               for _, (d, t, m) in zip(range(batches), it.epoch(0))]
-    _, step = build_sample_step(cfg.model_config(len(vocab)), cfg, [mx.cpu()],
-                                Cluster(None, [mx.cpu()]),
-                                typical=(keys[len(keys) // 2], sizes[len(keys) // 2]))
+    model, step = build_lm_step(cfg.model_config(len(vocab)), cfg, [mx.cpu()],
+                                Cluster(None, [mx.cpu()]), static_shape=True,
+                                measure=(keys[len(keys) // 2], sizes[len(keys) // 2]))
 
     def run():
         for d, t, m, real in chosen:
-            step(d, t, m, real)
+            step(d, t, [model.begin_state(d.shape[1])], m, real)
     return run, sum(r for _, _, _, r in chosen), it.stats()["padding_ratio"], step
 
 
@@ -50,7 +50,7 @@ def _streaming(vocab, samples, cfg, batches):
     stream = BPTTBatches(vocab.encode(text.replace("\n", Vocab.EOS)), cfg.batch_size,
                          cfg.seq_len)
     chosen = [tuple(nd.array(a) for a in stream[i]) for i in range(min(batches, len(stream)))]
-    model, step = build_text_step(cfg.model_config(len(vocab)), cfg, [mx.cpu()])
+    model, step = build_lm_step(cfg.model_config(len(vocab)), cfg, [mx.cpu()])
     states = [[model.begin_state(cfg.batch_size)]]
 
     def run():

@@ -4,8 +4,9 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd
 
-from mxgen.models.style import (RANDOM_NET, StyleLoss, TransformerNet, get_feature_net,
-                                style_targets)
+from mxgen.models.features import RANDOM_NET, get_feature_net
+from mxgen.models.style import TransformerNet
+from mxgen.nn.style_loss import StyleLoss, style_targets
 from mxgen.stylize import PixelAdam
 
 from conftest import compare, record_compute

@@ -6,6 +6,7 @@ checkpoints) and its generator (temperature, top-k, beam search).
 python examples/char_lstm.py [--data FILE] [--epochs N] [--dry-run]
 """
 import argparse
+import logging
 
 import mxgen  # noqa: F401  (threads before mxnet)
 from mxgen.generation import generate
@@ -21,11 +22,13 @@ def main():
     parser.add_argument("--out", default="runs/example-char-lstm")
     parser.add_argument("--dry-run", action="store_true", help="two steps on a small slice")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")   # mxgen's log lines
     cfg = TextTrainConfig(data=args.data, out=args.out, epochs=args.epochs,
                           max_minutes=args.max_minutes, dry_run=args.dry_run,
                           num_hidden=64 if args.dry_run else 256)
     result = train_text(cfg)
-    model, vocab = load(result["run_dir"])
+    loaded = load(result["run_dir"])
+    model, vocab = loaded.model, loaded.vocab
     model.hybridize(static_alloc=True)
     prompt = "def " if all(c in vocab.index for c in "def ") else vocab.chars[0]
     length = 40 if args.dry_run else 300

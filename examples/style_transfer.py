@@ -12,7 +12,7 @@ import numpy as np
 
 import mxgen  # noqa: F401  (threads before mxnet)
 from mxgen.data.images import draw_shapes
-from mxgen.models.style import FEATURE_NETS, RANDOM_NET, get_feature_net
+from mxgen.models.features import FEATURE_NETS, RANDOM_NET, get_feature_net
 from mxgen.data.images import save_side_by_side
 from mxgen.stylize import load_content_and_style, stylize_optim
 

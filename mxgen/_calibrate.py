@@ -23,7 +23,9 @@ import tempfile
 import time
 from collections import namedtuple
 
-__all__ = ["Decision", "decide", "cache_file", "machine_key", "interleaved_ms", "run_measure",
+from . import _native
+
+__all__ = ["Decision", "decide", "explain_impl", "cache_file", "machine_key", "run_measure",
            "MARGIN"]
 
 MARGIN = 0.03          # native must be >= 3% faster to be chosen
@@ -44,7 +46,6 @@ _DECIDED = {}          # (cache file, key) -> Decision, for repeated questions i
 def machine_key():
     """What a measurement depends on besides the shape."""
     import mxnet as mx
-    from . import _native
     from ._env import cpu_model, num_threads
     path = _native.status()[0]
     if path not in _LIB_DIGEST:
@@ -77,26 +78,9 @@ def _store(path, key, record):
         pass
 
 
-def interleaved_ms(fns, rounds=7, warmup=2):
-    """Fastest ms of each zero-argument function, run round-robin: a busy
-    neighbour or a slow phase of the machine only ever adds time, and hits
-    the candidates alike.  Each function must block until done."""
-    for fn in fns:
-        for _ in range(warmup):
-            fn()
-    times = [[] for _ in fns]
-    for _ in range(rounds):
-        for i, fn in enumerate(fns):
-            start = time.perf_counter()
-            fn()
-            times[i].append(time.perf_counter() - start)
-    return [min(t) * 1e3 for t in times]
-
-
 def run_measure(target, kwargs, timeout=300):
     """``target`` ("module:function") called with ``kwargs`` in a child
     process; returns what it returns (a JSON-able value)."""
-    from . import _native
     from ._env import child_env
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = child_env(prepend=root)
@@ -114,6 +98,43 @@ def run_measure(target, kwargs, timeout=300):
     return json.loads(lines[-1])
 
 
+def explain_impl(setting, impl, choices, fallback, op, subject, contexts=None, why_not=None,
+                 measure=None):
+    """The rule every ``*_impl`` setting follows, with a one-line reason.
+
+    ``fallback`` is MXNet's own operator; ``'native'`` is mxgen's ``op`` (CPU
+    only, loaded); ``'auto'`` is native only where it can run AND measures
+    faster here: ``measure`` is ``(kind, shape, target, native_name,
+    fallback_name)`` for :func:`decide` (without it, ``'auto'`` keeps
+    MXNet's operator).  ``subject`` names the native op(s) in messages;
+    ``why_not`` is a reason the caller's model cannot use them at all.  An
+    impossible ``'native'`` or an unknown value is an error.  Returns
+    ``(impl, reason)``.
+    """
+    import mxnet as mx
+    from .errors import MXGenError
+    if impl not in choices:
+        raise MXGenError("unknown %s %r; choose from %s" % (setting, impl, ", ".join(choices)))
+    if impl == fallback:
+        return fallback, "%s=%s given" % (setting, impl)
+    why = why_not
+    if why is None and not all(c.device_type == "cpu" for c in (contexts or [mx.cpu()])):
+        why = "%s on CPU only" % subject
+    elif why is None and not _native.available(op):
+        why = _native.status()[2] or "%s not loaded" % op
+    if why is not None:
+        if impl == "native":
+            raise MXGenError("%s='native' unavailable: %s" % (setting, why))
+        return fallback, why
+    if impl == "native":
+        return "native", "%s=native given (%s kernels)" % (setting, _native.isa())
+    if measure is None:
+        raise ValueError("%s='auto' measures both kernels and needs the shape to time" % setting)
+    kind, shape, target, native_name, fallback_name = measure
+    decision = decide(kind, shape, target, native_name, fallback_name, fallback)
+    return decision.impl, decision.reason
+
+
 def decide(kind, shape, target, native_name, fallback_name, fallback):
     """Choose ``'native'`` or ``fallback`` for ``kind`` on ``shape`` (a dict).
 
@@ -121,7 +142,6 @@ def decide(kind, shape, target, native_name, fallback_name, fallback):
     arguments, in a child process) returns ``(native_ms, fallback_ms)``; it
     runs only when the cache has no answer for this machine and shape.
     """
-    from . import _native
     key = machine_key() + "|%s|%s" % (kind, json.dumps(shape, sort_keys=True))
     path = cache_file()
     refresh = os.environ.get("MXGEN_CALIBRATE") == "refresh"
@@ -158,8 +178,6 @@ def decide(kind, shape, target, native_name, fallback_name, fallback):
 
 def _main(argv):
     module, func = argv[0].split(":")
-    import mxgen  # noqa: F401  (threads before mxnet, as in the parent)
-    from mxgen import _native
     if not _native.load(quiet=True):
         raise SystemExit("native kernels unavailable: %s" % (_native.status()[2],))
     result = getattr(importlib.import_module(module), func)(**json.loads(argv[1]))

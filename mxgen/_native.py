@@ -16,8 +16,8 @@ import glob
 import os
 import warnings
 
-__all__ = ["load", "available", "status", "OPS", "ISAS", "disabled", "explain_impl", "isa",
-           "build_info", "set_isa", "supported_isas"]
+__all__ = ["load", "available", "status", "OPS", "ISAS", "disabled", "isa", "build_info",
+           "set_isa", "supported_isas"]
 
 OPS = ("mxgen_sample", "mxgen_char_rnn_generate", "mxgen_lstm", "mxgen_gru", "mxgen_dropout")
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -133,40 +133,3 @@ def status():
     load(quiet=True)
     error = "disabled by MXGEN_NATIVE=0" if disabled() else _state["error"]
     return _state["path"], _state["ops"], error
-
-
-def explain_impl(setting, impl, choices, fallback, op, subject, contexts=None, why_not=None,
-                 measure=None):
-    """The rule every ``*_impl`` setting follows, with a one-line reason.
-
-    ``fallback`` is MXNet's own operator; ``'native'`` is mxgen's ``op`` (CPU
-    only, loaded); ``'auto'`` is native only where it can run AND measures
-    faster here: ``measure`` is ``(kind, shape, target, native_name,
-    fallback_name)`` for :func:`mxgen._calibrate.decide` (without it,
-    ``'auto'`` keeps MXNet's operator).  ``subject`` names the native op(s) in messages; ``why_not`` is
-    a reason the caller's model cannot use them at all.  An impossible
-    ``'native'`` or an unknown value is an error.  Returns ``(impl, reason)``.
-    """
-    import mxnet as mx
-    from .errors import MXGenError
-    if impl not in choices:
-        raise MXGenError("unknown %s %r; choose from %s" % (setting, impl, ", ".join(choices)))
-    if impl == fallback:
-        return fallback, "%s=%s given" % (setting, impl)
-    why = why_not
-    if why is None and not all(c.device_type == "cpu" for c in (contexts or [mx.cpu()])):
-        why = "%s on CPU only" % subject
-    elif why is None and not available(op):
-        why = status()[2] or "%s not loaded" % op
-    if why is not None:
-        if impl == "native":
-            raise MXGenError("%s='native' unavailable: %s" % (setting, why))
-        return fallback, why
-    if impl == "native":
-        return "native", "%s=native given (%s kernels)" % (setting, isa())
-    if measure is None:
-        return fallback, "no measurement to choose by"
-    from . import _calibrate
-    kind, shape, target, native_name, fallback_name = measure
-    decision = _calibrate.decide(kind, shape, target, native_name, fallback_name, fallback)
-    return decision.impl, decision.reason

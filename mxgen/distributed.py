@@ -22,6 +22,7 @@ the Trainer, gives each rank its share of a batch, and gathers per-rank
 arrays (the text model's recurrent states) for rank 0's checkpoint.
 """
 import os
+import sys
 
 import mxnet as mx
 
@@ -51,7 +52,9 @@ class Cluster:
                                  % (kind, kind))
             self.kv = mx.kv.create(kind)
             self.rank, self.num_workers = self.kv.rank, self.kv.num_workers
-            print("mxgen-launch-rank: %d" % self.rank, flush=True)     # for the launcher
+            # a line for `mxgen launch`, which labels this worker's output with it
+            sys.stdout.write("mxgen-launch-rank: %d\n" % self.rank)
+            sys.stdout.flush()
         elif kind == "horovod":
             self.hvd = _import_horovod()
             self.hvd.init()

@@ -29,69 +29,37 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
+from typing import Optional
 
 import mxnet as mx
 import numpy as np
 
+from . import _native
 from .errors import MXGenError, one_line
-from .utils import checkpoint as ckpt
+from .fields import field
+from .models import load
+from .models.registry import open_family_checkpoint
 
-__all__ = ["export", "load_exported", "FORMATS", "EXPORT_VERSION"]
+__all__ = ["ExportConfig", "export", "load_exported", "FORMATS", "EXPORT_VERSION"]
 
 FORMATS = ("mxnet", "onnx")
 EXPORT_VERSION = 1
-NATIVE_OPS = ("mxgen_lstm", "mxgen_gru", "mxgen_dropout", "mxgen_sample",
-              "mxgen_char_rnn_generate")
 
 
-def _family(path):
-    """``(ckpt_dir, config)`` of any mxgen checkpoint, with clear errors."""
-    ckpt_dir = ckpt.resolve(path, prefer="best")
-    ckpt.read_manifest(ckpt_dir, required=("config.json",))
-    config = ckpt.read_json(ckpt_dir, "config.json")
-    if not isinstance(config, dict) or config.get("family") not in ckpt.FAMILY_NAMES:
-        found = config.get("family") if isinstance(config, dict) else None
-        raise MXGenError("checkpoint %s holds a %r model; mxgen exports %s"
-                         % (ckpt_dir, found, ", ".join(sorted(ckpt.FAMILY_NAMES))))
-    return ckpt_dir, config
-
-
-def _graphs(ckpt_dir, config, native):
-    """``[(name, block, example inputs, input description)]`` and extra files."""
-    family = config["family"]
-    if family == "char_rnn":
-        from .models.char_rnn import CharRNNStepper, load_char_rnn
-        model, vocab, _, _ = load_char_rnn(ckpt_dir)
-        if not native or model.rnn_impl != "native":
-            model.set_rnn_impl("fused")
-        model.set_dropout_impl("mxnet")
-        model.hybridize(static_alloc=True)
-        states = model.begin_state(1)
-        sequence = (mx.nd.zeros((2, 1)),) + tuple(states)
-        stepper = CharRNNStepper(model)
-        stepper.collect_params().initialize()
-        stepper.hybridize(static_alloc=True)
-        step = (mx.nd.zeros((1,)),) + tuple(states)
-        names = ["data"] + ["state%d" % i for i in range(len(states))]
-        extra = {"vocab.json": vocab.to_dict()}
-        return [("sequence", model, sequence, names, "ids (T, N) float32, states (1, N, H) ->"
-                 " logits (T, N, V), states"),
-                ("step", stepper, step, names, "ids (N,) float32, states (1, N, H) ->"
-                 " log-probabilities (N, V), states")], extra, {
-                     "mode": model.mode, "num_layers": model.num_layers,
-                     "num_hidden": model.num_hidden, "states": len(states),
-                     "vocab_size": len(vocab)}
-    if family == "dcgan":
-        from .models.dcgan import load_generator
-        gen, cfg, _ = load_generator(ckpt_dir)
-        return [("generator", gen, (mx.nd.zeros((1, cfg.latent_size, 1, 1)),), ["data"],
-                 "noise (N, latent, 1, 1) -> images (N, C, S, S) in [-1, 1]")], {}, \
-            cfg.to_dict()
-    from .models.style import load_style_net
-    net, meta, _ = load_style_net(ckpt_dir)
-    return [("transformer", net, (mx.nd.zeros((1, 3, 64, 64)),), ["data"],
-             "images (N, 3, H, W) in [0, 1], H and W multiples of 4 -> stylised images")], {}, \
-        dict(meta.get("model", {}), style=meta.get("style"))
+@dataclass
+class ExportConfig:
+    """What ``mxgen export`` (and :func:`export`) takes."""
+    checkpoint: Optional[str] = field(None, "run directory (its best checkpoint) or a"
+                                            " checkpoint directory", group="export",
+                                      required=True)
+    out: Optional[str] = field(None, "new folder for the export", group="export", required=True)
+    format: str = field("mxnet", "MXNet symbol + params, or ONNX", group="export",
+                        choices=FORMATS)
+    force: bool = field(False, "replace --out if it holds an earlier export (and nothing"
+                               " else)", group="export")
+    native: bool = field(False, "keep mxgen's native recurrent op where the model uses it (the"
+                                " export then needs mxgen's library to load)", group="export")
 
 
 def _ops(symbol_file):
@@ -99,7 +67,8 @@ def _ops(symbol_file):
         return sorted({node["op"] for node in json.load(f)["nodes"] if node["op"] != "null"})
 
 
-def export(checkpoint, out, fmt="mxnet", force=False, native=False):
+def export(checkpoint, out, fmt=ExportConfig.format, force=ExportConfig.force,
+           native=ExportConfig.native):
     """Export ``checkpoint`` (a run or checkpoint directory) into the new
     folder ``out``; returns the metadata written as ``export.json``.
 
@@ -108,28 +77,33 @@ def export(checkpoint, out, fmt="mxnet", force=False, native=False):
     refused unless ``force``."""
     if fmt not in FORMATS:
         raise MXGenError("unknown export format %r; choose from %s" % (fmt, ", ".join(FORMATS)))
-    ckpt_dir, config = _family(checkpoint)
+    ckpt_dir = open_family_checkpoint(checkpoint)[0]
     _check_replaceable(out, force, ckpt_dir)
-    graphs, extra, model_info = _graphs(ckpt_dir, config, native)
+    loaded = load(ckpt_dir)
+    graphs = loaded.family.export_graphs(loaded, native)
+    extra = {"vocab.json": loaded.vocab.to_dict()} if loaded.vocab is not None else {}
     parent = os.path.dirname(os.path.abspath(out))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".tmp-export-", dir=parent)
     try:
-        meta = {"export_version": EXPORT_VERSION, "family": config["family"], "format": fmt,
+        meta = {"export_version": EXPORT_VERSION, "family": loaded.family.name, "format": fmt,
                 "checkpoint": os.path.abspath(ckpt_dir), "mxnet": mx.__version__,
-                "model": model_info, "graphs": {}}
-        for name, block, example, roles, described in graphs:
+                "model": loaded.family.info(loaded), "graphs": {}}
+        for graph in graphs:
+            name, example = graph.name, graph.example
+            graph.block.hybridize(static_alloc=True)       # export needs a traced graph
             with mx.autograd.predict_mode():
-                block(*example)
+                graph.block(*example)
             prefix = os.path.join(tmp, name)
-            block.export(prefix)
+            graph.block.export(prefix)
             symbol_file, params_file = prefix + "-symbol.json", prefix + "-0000.params"
             ops = _ops(symbol_file)
             stored = {k.split(":", 1)[-1] for k in mx.nd.load(params_file)}
             inputs = [n for n in mx.sym.load(symbol_file).list_inputs() if n not in stored]
             entry = {"symbol": name + "-symbol.json", "params": name + "-0000.params",
-                     "inputs": inputs, "input_roles": roles, "describes": described, "ops": ops,
-                     "native_ops": [op for op in ops if op in NATIVE_OPS]}
+                     "inputs": inputs, "input_roles": graph.inputs,
+                     "describes": graph.describes, "ops": ops,
+                     "native_ops": [op for op in ops if op in _native.OPS]}
             if fmt == "onnx":
                 entry = dict(entry, **_to_onnx(name, symbol_file, params_file, example, tmp))
                 os.unlink(symbol_file)
@@ -270,9 +244,10 @@ def generate_exported(folder, prompt, length, temperature=1.0, top_k=0, top_p=1.
     """``mxgen generate --exported``: stateful generation through an export's
     ``step`` graph (a SymbolBlock; no mxgen model class), sampling with
     :class:`~mxgen.generation.Sampler`.  Same arguments and result as
-    :func:`~mxgen.generation.generate`'s stateful method."""
+    :func:`~mxgen.generation.generate`'s stateful method (``prompt=None``:
+    :func:`~mxgen.generation.default_prompt`)."""
     from .data.vocab import Vocab
-    from .generation import Sampler, check_sampling, prompt_ids_for, texts_from
+    from .generation import Sampler, check_sampling, default_prompt, prompt_ids_for, texts_from
     check_sampling(temperature, top_k, top_p)
     ctx = ctx or mx.cpu()
     step, meta = load_exported(folder, "step", ctx)
@@ -283,6 +258,8 @@ def generate_exported(folder, prompt, length, temperature=1.0, top_k=0, top_p=1.
             vocab = Vocab.from_dict(json.load(f))
     except (OSError, ValueError, KeyError) as err:
         raise MXGenError("%s: cannot read vocab.json (%s)" % (folder, err)) from None
+    if prompt is None:
+        prompt = default_prompt(vocab, stop_at_eos)
     ids = prompt_ids_for(vocab, prompt, stop_at_eos)
     if seed is not None:
         mx.random.seed(seed)

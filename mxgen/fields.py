@@ -1,14 +1,15 @@
 """Config dataclass fields that carry their own help text.
 
-One source of truth per option: a training config's fields declare their
-default, help and choices here, and ``mxgen.cli.common.add_config_args``
+One source of truth per option: every config dataclass (a training
+command's, generation's, an export's, ...) declares each setting's default,
+help and choices with :func:`field`, and ``mxgen.cli.common.add_config_args``
 turns every field into a command-line flag that shows the real default.
 """
 import dataclasses
 
 from .errors import MXGenError
 
-__all__ = ["field", "help_of", "check_ranges", "AT_LEAST_1", "AT_LEAST_0", "POSITIVE",
+__all__ = ["field", "check_ranges", "AT_LEAST_1", "AT_LEAST_0", "POSITIVE",
            "FRACTION"]
 
 AT_LEAST_1 = (lambda v: v >= 1, ">= 1")
@@ -17,19 +18,17 @@ POSITIVE = (lambda v: v > 0, "> 0")
 FRACTION = (lambda v: 0 <= v < 1, "in [0, 1)")
 
 
-def field(default, help, group="training", choices=None):
-    """A dataclass field with ``help``, a ``group`` of the ``--help`` listing
-    and optional ``choices`` as metadata."""
-    return dataclasses.field(default=default,
-                             metadata={"help": help, "group": group, "choices": choices})
-
-
-def help_of(config_cls, name):
-    """The help text of one field (empty if it has none)."""
-    for f in dataclasses.fields(config_cls):
-        if f.name == name:
-            return f.metadata.get("help", "")
-    raise KeyError(name)
+def field(default, help, group="training", choices=None, flags=None, positional=False,
+          required=False, exclusive=None):
+    """A dataclass field with its command-line form as metadata: ``help``, a
+    ``group`` of the ``--help`` listing, optional ``choices``, other option
+    strings (``flags``, e.g. ``("-n", "--num-workers")``), ``positional``
+    (a trailing list, e.g. a command line), ``required``, and ``exclusive``:
+    fields naming the same group are mutually exclusive (one of them
+    required when any of them is ``required``)."""
+    return dataclasses.field(default=default, metadata={
+        "help": help, "group": group, "choices": choices, "flags": flags,
+        "positional": positional, "required": required, "exclusive": exclusive})
 
 
 def check_ranges(cfg, rules):

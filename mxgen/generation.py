@@ -22,15 +22,44 @@ character is drawn per sequence.  Draws use MXNet's RNG: ``seed`` makes them
 reproducible.
 """
 import math
+from dataclasses import dataclass
+from typing import Optional
 
 import mxnet as mx
 import numpy as np
 from mxnet.gluon import HybridBlock
 
+from . import _calibrate, _native
 from .errors import MXGenError
-from .models.char_rnn import CharRNNStepper
+from .fields import field
+from .nn.rnn import cell_gates, cell_step, num_gates
 
-__all__ = ["Sampler", "CharRNNStepper", "generate", "generation_kernel", "check_sampling"]
+__all__ = ["GenerateConfig", "Sampler", "CharRNNStepper", "generate", "generation_kernel",
+           "check_sampling", "default_prompt", "prompt_ids_for", "texts_from"]
+
+
+@dataclass
+class GenerateConfig:
+    """How text is generated: the defaults of :func:`generate` and of
+    ``mxgen generate``'s flags."""
+    length: int = field(500, "characters to generate", group="generation")
+    temperature: float = field(1.0, "divides the logits; 0 = greedy", group="generation")
+    top_k: int = field(0, "sample from the k most likely characters (0 = off)",
+                       group="generation")
+    top_p: float = field(1.0, "nucleus: the smallest set of characters holding this much"
+                              " probability (1 = off)", group="generation")
+    num_samples: int = field(1, "continuations, generated together as one batch",
+                             group="generation")
+    beam: int = field(0, "beam width (0 = sample)", group="generation")
+    method: str = field("stateful", "stateful: carry the state; window: re-read the last"
+                                    " --window characters per step (the tutorial's method)",
+                        group="generation", choices=("stateful", "window"))
+    window: int = field(100, "context of the window method", group="generation")
+    seed: Optional[int] = field(None, "random seed (the same text for the same seed)",
+                                group="generation")
+    stop_at_eos: bool = field(False, "for a model trained with --samples: generate whole"
+                                     " samples from their start, each ending at its end"
+                                     " mark; --length is the cap", group="generation")
 
 
 def check_sampling(temperature=1.0, top_k=0, top_p=1.0):
@@ -77,6 +106,82 @@ class Sampler(HybridBlock):
         return F.cast(F.sample_multinomial(probs), "float32")
 
 
+class CharRNNStepper(HybridBlock):
+    """One generation step of a CharRNN: ids ``(N,)`` + states -> (ids, states).
+
+    Built from a model's current weights.  For rnn/lstm each layer's input and
+    recurrent matrices are joined once, here, into ``[W_i2h | W_h2h]`` with
+    summed biases, so a step is one matrix-vector product per layer.  gru keeps
+    them apart (its reset gate scales the recurrent term and its bias).
+
+    With ``sampler=None`` the step returns log-probabilities ``(N, V)``
+    instead of ids (used by beam search).
+    States have the model's shapes, ``(1, N, H)`` each.
+    """
+
+    def __init__(self, model, sampler=None, **kwargs):
+        super().__init__(**kwargs)
+        self.mode, self.num_hidden = model.mode, model.num_hidden
+        self.num_layers, self.per_layer = model.num_layers, model.states_per_layer
+        self.sampler = sampler
+        self.vocab_size, self.num_embed = model.embedding.weight.shape
+        with self.name_scope():
+            self.embed_weight = self.params.get_constant(
+                "embed_weight", model.embedding.weight.data())
+            self.decoder_weight = self.params.get_constant(
+                "decoder_weight", model.decoder.weight.data())
+            self.decoder_bias = self.params.get_constant(
+                "decoder_bias", model.decoder.bias.data())
+            self._layer_params = []
+            for i, layer in enumerate(model.layers):
+                w = layer.unpack()
+                if self.mode == "gru":
+                    names = {"i2h_w": w[("i2h_weight", 0)], "h2h_w": w[("h2h_weight", 0)],
+                             "i2h_b": w[("i2h_bias", 0)], "h2h_b": w[("h2h_bias", 0)]}
+                else:
+                    names = {"w": mx.nd.concat(w[("i2h_weight", 0)], w[("h2h_weight", 0)], dim=1),
+                             "b": w[("i2h_bias", 0)] + w[("h2h_bias", 0)]}
+                for key, value in names.items():
+                    name = "l%d_%s" % (i, key)
+                    setattr(self, name, self.params.get_constant(name, value))
+                self._layer_params.append(sorted("l%d_%s" % (i, key) for key in names))
+            if sampler is not None:
+                self.register_child(sampler)
+
+    def hybrid_forward(self, F, ids, *states, **weights):
+        H, G = self.num_hidden, num_gates(self.mode)
+        x = F.Embedding(ids, weights["embed_weight"], input_dim=self.vocab_size,
+                        output_dim=self.num_embed)                            # (N, E)
+        new_states = []
+        for i in range(self.num_layers):
+            prev = [F.reshape(s, (-3, -2)) for s in
+                    states[i * self.per_layer:(i + 1) * self.per_layer]]     # (N, H) each
+            if self.mode == "gru":
+                layer_states = cell_step(F, "gru", x, prev, weights["l%d_i2h_w" % i],
+                                         weights["l%d_h2h_w" % i], weights["l%d_i2h_b" % i],
+                                         weights["l%d_h2h_b" % i], H)
+            else:
+                gates = F.FullyConnected(F.concat(x, prev[0], dim=1), weights["l%d_w" % i],
+                                         weights["l%d_b" % i], num_hidden=G * H)  # (N, G*H)
+                layer_states = cell_gates(F, self.mode, gates, None, prev)
+            x = layer_states[0]
+            new_states.extend(F.expand_dims(s, axis=0) for s in layer_states)
+        logits = F.FullyConnected(x, weights["decoder_weight"], weights["decoder_bias"],
+                                  num_hidden=self.vocab_size)                 # (N, V)
+        if self.sampler is None:
+            return F.log_softmax(logits, axis=1), new_states
+        return self.sampler(logits), new_states
+
+
+def default_prompt(vocab, stop_at_eos=False):
+    """What generation starts from when no prompt is given: nothing after
+    the end mark for whole samples, else a newline (a line start), else the
+    vocabulary's first character."""
+    if stop_at_eos:
+        return ""
+    return "\n" if "\n" in vocab.index else vocab.chars[0]
+
+
 def _encode_prompt(vocab, prompt):
     if not prompt:
         raise MXGenError("the prompt must contain at least one character")
@@ -93,9 +198,13 @@ def _prime(model, prompt_ids, batch_size, ctx):
     return last, states
 
 
-def generate(model, vocab, prompt, length, temperature=1.0, top_k=0, top_p=1.0,
-             num_samples=1, beam=0, method="stateful", window=100, seed=None, ctx=None,
-             native=None, stop_at_eos=False):
+_D = GenerateConfig
+
+
+def generate(model, vocab, prompt, length, temperature=_D.temperature, top_k=_D.top_k,
+             top_p=_D.top_p, num_samples=_D.num_samples, beam=_D.beam, method=_D.method,
+             window=_D.window, seed=_D.seed, ctx=None, native=None,
+             stop_at_eos=_D.stop_at_eos):
     """Continue ``prompt`` by ``length`` characters.
 
     Parameters
@@ -214,23 +323,21 @@ def generation_kernel(model, num_samples=1, ctx=None):
     native operator for this model and batch here.  Timed against the
     hybridized per-step loop once per machine and shape (see
     :mod:`mxgen._calibrate`)."""
-    from . import _native
     ctx = ctx or model.embedding.weight.list_ctx()[0]
     shape = {"mode": model.mode, "vocab_size": model.config.vocab_size,
              "num_embed": model.config.num_embed, "num_hidden": model.num_hidden,
              "num_layers": model.num_layers, "batch": int(num_samples)}
-    measure = ("generate", shape, "mxgen.generation:time_kernels", "mxgen_char_rnn_generate",
+    measure = ("generate", shape, "mxgen._timing:generation", "mxgen_char_rnn_generate",
                "the hybridized per-step loop")
-    impl, reason = _native.explain_impl("generation", "auto", ("auto", "loop", "native"), "loop",
-                                        "mxgen_char_rnn_generate", "native generation runs",
-                                        [ctx], None, measure)
+    impl, reason = _calibrate.explain_impl(
+        "generation", "auto", ("auto", "loop", "native"), "loop", "mxgen_char_rnn_generate",
+        "native generation runs", [ctx], None, measure)
     return impl == "native", reason
 
 
 def _use_native(native, model, ctx, num_samples):
     if native is False:
         return False
-    from . import _native
     if native:
         ok = ctx.device_type == "cpu" and _native.available("mxgen_char_rnn_generate")
         if not ok:
@@ -238,23 +345,6 @@ def _use_native(native, model, ctx, num_samples):
                              % (_native.status()[2] or "needs a CPU context"))
         return True
     return generation_kernel(model, num_samples, ctx)[0]
-
-
-def time_kernels(mode, vocab_size, num_embed, num_hidden, num_layers, batch, length=64):
-    """Median ms of ``length`` sampled characters for ``batch`` rows,
-    ``(native op, hybridized loop)`` (run by :mod:`mxgen._calibrate` in a
-    child process; random weights)."""
-    from ._calibrate import interleaved_ms
-    from .data.vocab import Vocab
-    from .models import CharRNN
-    vocab = Vocab({chr(0x100 + i) for i in range(vocab_size)})
-    model = CharRNN(vocab_size, num_embed, num_hidden, num_layers, dropout=0.0, mode=mode)
-    model.initialize(mx.init.Xavier())
-    model.hybridize(static_alloc=True)
-    prompt = vocab.decode([0, 1, 2][:vocab_size])
-    return tuple(interleaved_ms([
-        lambda flag=flag: generate(model, vocab, prompt, length, num_samples=batch, seed=0,
-                                   native=flag) for flag in (True, False)]))
 
 
 def _stateful_native(model, prompt_ids, length, temperature, top_k, top_p, num_samples, ctx):

@@ -1,5 +1,6 @@
 """Stylising images: Gatys et al.'s optimisation, or one pass of a trained
-feed-forward network (see :mod:`mxgen.models.style`).
+feed-forward network (see :mod:`mxgen.models.style`); the losses are
+:mod:`mxgen.nn.style_loss`'s.
 
 Images are float32 ``(1, 3, H, W)`` RGB in [0, 1] here.  The style image is
 resized so that its shorter side equals the output's shorter side (its Gram
@@ -8,6 +9,8 @@ than that (under half) is upscaled with a warning, since the upscaled
 strokes look blurred, not refused.
 """
 import warnings
+from dataclasses import dataclass
+from typing import Optional
 
 import mxnet as mx
 import numpy as np
@@ -15,9 +18,38 @@ from mxnet import autograd
 
 from .data.images import read_image
 from .errors import MXGenError
-from .models.style import StyleLoss, style_targets
+from .fields import field
+from .models.features import FEATURE_NETS, RANDOM_NET
+from .nn.style_loss import StyleLoss, StyleWeights, style_targets
 
-__all__ = ["stylize_optim", "stylize_net", "PixelAdam", "load_content_and_style"]
+__all__ = ["StylizeConfig", "stylize_optim", "stylize_net", "PixelAdam",
+           "load_content_and_style", "OPTIMIZERS"]
+
+OPTIMIZERS = ("adam", "lbfgs")
+
+
+@dataclass
+class StylizeConfig(StyleWeights):
+    """How an image is stylised (the defaults of :func:`stylize_optim` and
+    of ``mxgen stylize``'s flags)."""
+    method: str = field("optim", "optim: optimise the pixels (no training); net: one pass of"
+                                 " a network trained by train-style (--model)",
+                        group="stylize", choices=("optim", "net"))
+    size: int = field(512, "longer side of the output", group="stylize")
+    iterations: int = field(300, "optimiser iterations (per scale with multi-scale)",
+                            group="stylize")
+    lr: float = field(0.02, "Adam step on [0, 1] pixels", group="stylize")
+    optimizer: str = field("adam", "adam on the device, or SciPy's L-BFGS-B", group="stylize",
+                           choices=OPTIMIZERS)
+    init: str = field("content", "start from the content image or from noise",
+                      group="stylize", choices=("content", "noise"))
+    multiscale: bool = field(True, "coarse to fine for large images", group="stylize")
+    feature_net: str = field(RANDOM_NET, "feature network of the losses (vgg16/vgg19 need"
+                                         " pretrained weights)", group="stylize",
+                             choices=FEATURE_NETS)
+    vgg_params: Optional[str] = field(None, "VGG weights file (default: gluoncv's in the"
+                                            " MXNet model cache)", group="stylize")
+    seed: int = field(0, "random seed", group="stylize")
 
 
 def load_content_and_style(content_path, style_path, size):
@@ -48,9 +80,14 @@ def _scales(height, width, min_side=128):
     return sizes[::-1]
 
 
-def stylize_optim(content, style, feature_net, iterations=300, content_weight=1.0,
-                  style_weight=10.0, tv_weight=1.0, lr=0.02, optimizer="adam", init="content",
-                  multiscale=True, seed=0, ctx=None, hybridize=True, on_iteration=None):
+_D = StylizeConfig
+
+
+def stylize_optim(content, style, feature_net, iterations=_D.iterations,
+                  content_weight=_D.content_weight, style_weight=_D.style_weight,
+                  tv_weight=_D.tv_weight, lr=_D.lr, optimizer=_D.optimizer, init=_D.init,
+                  multiscale=_D.multiscale, seed=_D.seed, ctx=None, hybridize=True,
+                  on_iteration=None):
     """Gatys et al.'s method: optimise the pixels of an image, starting from
     the content image (``init="content"``) or noise, to lower ``content_weight
     * content + style_weight * style + tv_weight * tv``.

@@ -42,7 +42,7 @@ JOBS = {
              "--rnn-impl", "fused", "--dropout-impl", "mxnet"],
     "gan": ["train-gan", "--data", "shapes", "--image-size", "32", "--ngf", "8", "--ndf", "8",
             "--batch-size", "16", "--max-images", "192", "--epochs", "2", "--fid-samples", "32",
-            "--num-workers", "0", "--save-every", "1", "--log-interval", "4", "--seed", "7"],
+            "--decode-workers", "0", "--save-every", "1", "--log-interval", "4", "--seed", "7"],
 }
 
 

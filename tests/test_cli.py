@@ -3,6 +3,8 @@ import os
 
 import pytest
 
+from mxgen.cli import COMMANDS
+
 
 def _assert_clean_error(proc, *needles):
     assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
@@ -153,7 +155,7 @@ def test_stylize_and_train_style_dry_run(cli, tmp_path, emoji_sample_dir):
         assert os.path.isfile(path), path
     run = tmp_path / "style-run"
     train = cli("train-style", "--content-dir", emoji_sample_dir, "--style", style, "--out", run,
-                "--dry-run", "--no-progress", "--width", 8, "--residual", 1, "--num-workers", 0)
+                "--dry-run", "--no-progress", "--width", 8, "--residual", 1, "--decode-workers", 0)
     assert train.returncode == 0, train.stderr
     assert "checkpoint:" in train.stdout and "sample:" in train.stdout
     net_out = tmp_path / "net.png"
@@ -163,29 +165,35 @@ def test_stylize_and_train_style_dry_run(cli, tmp_path, emoji_sample_dir):
     assert os.path.isfile(net_out) and os.path.isfile(tmp_path / "net-side.png")
 
 
-@pytest.mark.parametrize("command,config", [("train-text", "TextTrainConfig"),
-                                            ("train-gan", "GANTrainConfig"),
-                                            ("train-style", "StyleTrainConfig")])
-def test_every_config_field_has_a_flag_with_its_real_default(command, config):
-    """Flags are generated from the config dataclass: each field has one, and
-    --help shows the default the dataclass really has."""
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_takes_its_flags_from_its_config(command):
+    """Each command's flags are generated from its config dataclass(es): every
+    field has a flag, and --help shows the default the dataclass really has
+    (or that the flag is required); --quiet and --verbose come with all."""
     import dataclasses
     import importlib
+    import typing
 
     from mxgen.cli import _build_parser
-    module = importlib.import_module("mxgen.train." + command.split("-")[1])
-    config_cls = getattr(module, config)
+    from mxgen.cli.common import OutputConfig
+    module = importlib.import_module("mxgen.cli." + COMMANDS[command])
+    configs = module.CONFIG if isinstance(module.CONFIG, tuple) else (module.CONFIG,)
     parser = _build_parser()
     sub = next(a for a in parser._actions if hasattr(a, "choices") and a.choices
                and command in a.choices).choices[command]
     actions = {a.dest: a for a in sub._actions}
-    for f in dataclasses.fields(config_cls):
-        assert f.name in actions, "%s has no flag for %s" % (command, f.name)
-        action = actions[f.name]
-        assert action.help, f.name
-        if f.type is not bool:
-            shown = "none" if f.default is None else str(f.default)
-            assert "(default: %s)" % shown in action.help, (f.name, action.help)
+    for config_cls in configs + (OutputConfig,):
+        for f in dataclasses.fields(config_cls):
+            assert f.name in actions, "%s has no flag for %s" % (command, f.name)
+            action = actions[f.name]
+            assert action.help, f.name
+            base = [t for t in typing.get_args(f.type) if t is not type(None)] or [f.type]
+            if base[0] is bool or f.metadata.get("positional"):
+                continue
+            if f.metadata.get("required"):
+                assert action.required or f.metadata.get("exclusive"), f.name
+            else:
+                shown = "none" if f.default is None else str(f.default)
+                assert "(default: %s)" % shown in action.help, (f.name, action.help)
     help_text = sub.format_help()
-    assert "--max-bad-steps" in help_text or command != "train-text"
-    assert "--no-progress" in help_text and "--log-interval" in help_text
+    assert "--quiet" in help_text and "--verbose" in help_text

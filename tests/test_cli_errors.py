@@ -24,7 +24,7 @@ from tests.conftest import file_tree
 TEXT = ("--num-hidden", 16, "--num-embed", 8, "--seq-len", 10, "--batch-size", 4,
         "--no-progress")
 GAN = ("--image-size", 32, "--ngf", 8, "--ndf", 8, "--batch-size", 32, "--fid-samples", 32,
-       "--num-workers", 0, "--no-progress")
+       "--decode-workers", 0, "--no-progress")
 
 
 def _quiet(*_):
@@ -40,7 +40,7 @@ def finished_runs(tmp_path_factory, nietzsche_path):
                                progress=False), log=_quiet)
     train_gan(GANTrainConfig(data="shapes", out=str(root / "gan"), image_size=32, ngf=8, ndf=8,
                              batch_size=32, max_images=64, epochs=1, fid_samples=32,
-                             num_workers=0, progress=False), log=_quiet)
+                             decode_workers=0, progress=False), log=_quiet)
     return root
 
 
@@ -338,7 +338,7 @@ CASES = [
      ["--style IMG is required"]),
     ("train-style-missing-style", None, None,
      ["train-style", "--content-dir", "shapes", "--style", "{tmp}/nope.jpg", "--out",
-      "{tmp}/run", "--dry-run", "--num-workers", 0], ["style image not found"]),
+      "{tmp}/run", "--dry-run", "--decode-workers", 0], ["style image not found"]),
     # ---- run folders: never someone else's, never two runs at once ------------------
     ("text-out-is-a-file", None, "short",
      ["train-text", "--out", "{tmp}/corpus.txt", *TEXT], ["is a file, not a run folder"]),

@@ -16,7 +16,7 @@ TEXT = ["train-text", "--data", NIETZSCHE_HEAD, "--max-chars", "6000", "--num-hi
         "--no-progress", "--lr", "0.01"]
 GAN = ["train-gan", "--data", "shapes", "--image-size", "32", "--ngf", "8", "--ndf", "8",
        "--batch-size", "16", "--max-images", "64", "--epochs", "1", "--fid-samples", "16",
-       "--num-workers", "0", "--seed", "3", "--no-progress"]
+       "--decode-workers", "0", "--seed", "3", "--no-progress"]
 
 
 def _env():

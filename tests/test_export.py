@@ -13,9 +13,9 @@ from mxgen import _native
 from mxgen.errors import MXGenError
 from mxgen.export import export, generate_exported, load_exported
 from mxgen.generation import generate
-from mxgen.models.char_rnn import CharRNNStepper, load_char_rnn
-from mxgen.models.dcgan import generate_images, load_generator
-from mxgen.models.style import load_style_net
+from mxgen.generation import CharRNNStepper
+from mxgen.models import load
+from mxgen.models.dcgan import generate_images
 from mxgen.train.gan import GANTrainConfig, train_gan
 from mxgen.train.style import StyleTrainConfig, train_style
 from mxgen.train.text import TextTrainConfig, train_text
@@ -33,11 +33,11 @@ def runs(tmp_path_factory, nietzsche_path, emoji_sample_dir):
                                num_hidden=16, num_embed=8, seq_len=10, batch_size=4,
                                dry_run=True, progress=False, rnn_impl="fused"), log=_quiet)
     train_gan(GANTrainConfig(data="shapes", out=str(root / "gan"), image_size=32, ngf=8, ndf=8,
-                             batch_size=16, max_images=32, fid_samples=16, num_workers=0,
+                             batch_size=16, max_images=32, fid_samples=16, decode_workers=0,
                              dry_run=True, progress=False), log=_quiet)
     train_style(StyleTrainConfig(content_dir=emoji_sample_dir, out=str(root / "style"),
                                  style=os.path.join(emoji_sample_dir, "emoji_u002a.png"),
-                                 image_size=32, width=8, residual=1, num_workers=0,
+                                 image_size=32, width=8, residual=1, decode_workers=0,
                                  dry_run=True, progress=False), log=_quiet)
     return root
 
@@ -75,7 +75,8 @@ def test_char_model_export_reloads_without_mxgen_with_identical_logits(runs, tmp
     meta = export(str(runs / "text"), str(tmp_path / "exp"))
     assert meta["requires"] is None and set(meta["graphs"]) == {"sequence", "step"}
     assert not any(g["native_ops"] for g in meta["graphs"].values())
-    model, vocab, _, _ = load_char_rnn(str(runs / "text"))
+    loaded = load(str(runs / "text"))
+    model, vocab = loaded.model, loaded.vocab
     rng = np.random.RandomState(0)
     states = [s.asnumpy() + rng.normal(0, 0.1, s.shape).astype(np.float32)
               for s in model.begin_state(3)]
@@ -101,11 +102,11 @@ def test_generator_and_style_exports_reload_without_mxgen(runs, tmp_path):
     export(str(runs / "gan"), str(tmp_path / "gan"))
     export(str(runs / "style"), str(tmp_path / "style"))
     z = np.random.RandomState(1).normal(size=(5, 100, 1, 1)).astype(np.float32)
-    gen, _, _ = load_generator(str(runs / "gan"))
+    gen = load(str(runs / "gan")).model
     out = _reload_without_mxgen(tmp_path / "gan", {"generator_0": z}, tmp_path)
     np.testing.assert_array_equal(out["generator"], generate_images(gen, z))
     images = np.random.RandomState(2).uniform(0, 1, (2, 3, 36, 44)).astype(np.float32)
-    net, _, _ = load_style_net(str(runs / "style"))
+    net = load(str(runs / "style")).model
     with mx.autograd.predict_mode():
         ref = net(mx.nd.array(images)).asnumpy()
     (tmp_path / "s").mkdir()
@@ -121,7 +122,7 @@ def test_generator_onnx_matches_mxnet(runs, tmp_path):
     meta = export(str(runs / "gan"), str(tmp_path / "onnx"), fmt="onnx")
     model = onnx.load(str(tmp_path / "onnx" / meta["graphs"]["generator"]["onnx"]))
     z = np.random.RandomState(3).normal(size=(4, 100, 1, 1)).astype(np.float32)
-    gen, _, _ = load_generator(str(runs / "gan"))
+    gen = load(str(runs / "gan")).model
     ref = generate_images(gen, z)
     out = ReferenceEvaluator(model).run(None, {"data": z})[0]
     np.testing.assert_allclose(out, ref, atol=1e-5)
@@ -189,7 +190,7 @@ def test_export_bad_input(runs, tmp_path):
     with writer:
         writer.write_json("config.json", {"family": "wavenet"})
     writer.point("latest")
-    with pytest.raises(MXGenError, match="holds a 'wavenet' model; mxgen exports"):
+    with pytest.raises(MXGenError, match="holds a 'wavenet' model; mxgen knows"):
         export(str(tmp_path / "alien"), str(tmp_path / "o5"))
     for name in ("o2", "o4", "o5"):
         assert not os.path.exists(tmp_path / name)
@@ -220,7 +221,7 @@ def test_tensorboard_event_files_hold_scalars_images_and_text(tmp_path, nietzsch
                                dry_run=True, progress=False, tensorboard=True,
                                log_interval=1), log=_quiet)
     train_gan(GANTrainConfig(data="shapes", out=str(tmp_path / "g"), image_size=32, ngf=8,
-                             ndf=8, batch_size=16, max_images=32, fid_samples=16, num_workers=0,
+                             ndf=8, batch_size=16, max_images=32, fid_samples=16, decode_workers=0,
                              dry_run=True, progress=False, tensorboard=True, log_interval=1),
               log=_quiet)
     text = _events(tmp_path / "t" / "tensorboard")

@@ -1,6 +1,6 @@
 import numpy as np
 
-from mxgen.utils.frechet import frechet_distance, get_feature_net
+from mxgen.utils.frechet import frechet_distance, frechet_features
 
 
 def _reference(a, b):
@@ -24,9 +24,9 @@ def test_matches_the_textbook_formula():
 
 
 def test_fallback_feature_net_is_fixed_and_named():
-    net = get_feature_net(3)
+    net = frechet_features(3)
     assert net.name == "random_conv_v1"
     x = np.random.RandomState(1).uniform(-1, 1, size=(8, 3, 32, 32)).astype(np.float32)
     f1 = net.features(x)
     assert f1.shape == (8, 512)
-    np.testing.assert_array_equal(f1, get_feature_net(3).features(x))   # same weights every time
+    np.testing.assert_array_equal(f1, frechet_features(3).features(x))   # same weights every time

@@ -6,6 +6,7 @@ import sys
 
 from .. import __version__
 from ..errors import MXGenError, one_line
+from .common import OutputConfig, add_config_args, configure_logging
 
 __all__ = ["main", "launch", "COMMANDS"]
 
@@ -40,6 +41,7 @@ def _build_parser():
         mod = importlib.import_module("mxgen.cli." + module)
         child = mod.get_parser(sub.add_parser(name, help=mod.__doc__.strip().splitlines()[0],
                                               description=mod.__doc__))
+        add_config_args(child, OutputConfig)
         child.set_defaults(_main=mod.main)
     return parser
 
@@ -49,6 +51,7 @@ def main(argv=None):
     heartbeat()              # a no-op unless started by `mxgen launch`
     parser = _build_parser()
     args = parser.parse_args(argv)
+    configure_logging(args)
     try:
         return args._main(args) or 0
     except MXGenError as err:

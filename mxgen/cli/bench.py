@@ -17,28 +17,40 @@ import os
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
+from typing import Optional
 
 from ..errors import MXGenError
+from ..fields import field
+from .common import add_config_args, config_from_args
 
 # import name -> what pip installs
 NEEDED = {"pytest": "pytest", "pytest_benchmark": "pytest-benchmark"}
 
 
+@dataclass
+class BenchConfig:
+    """``mxgen bench``'s settings."""
+    quick: bool = field(False, "small settings (CI smoke run)", group="bench")
+    json_path: Optional[str] = field(None, "save pytest-benchmark JSON here", group="bench",
+                                     flags=("--json",))
+    force: bool = field(False, "replace --json if it exists", group="bench")
+    compare: Optional[str] = field(None, "compare with a saved run (its JSON); exit 1 on a"
+                                         " regression", group="bench")
+    threshold: float = field(0.25, "allowed relative drop with --compare", group="bench")
+    select: Optional[str] = field(None, "run only the cases matching this pytest -k"
+                                        " expression", group="bench", flags=("-k",))
+    list_cases: bool = field(False, "list the cases (with -k: those it selects) and exit",
+                             group="bench", flags=("--list",))
+    suite: Optional[str] = field(None, "benchmark folder (default: the checkout's"
+                                       " benchmarks/)", group="bench")
+
+
+CONFIG = BenchConfig
+
+
 def get_parser(parser):
-    parser.add_argument("--quick", action="store_true", help="small settings (CI smoke run)")
-    parser.add_argument("--json", default=None, help="save pytest-benchmark JSON here")
-    parser.add_argument("--force", action="store_true", help="replace --json if it exists")
-    parser.add_argument("--compare", default=None, metavar="BASELINE_JSON",
-                        help="compare with a saved run; exit 1 on a regression")
-    parser.add_argument("--threshold", type=float, default=0.25,
-                        help="allowed relative drop with --compare (default: %(default)s)")
-    parser.add_argument("-k", dest="select", default=None,
-                        help="run only the cases matching this pytest -k expression")
-    parser.add_argument("--list", action="store_true", help="list the cases (with -k: those"
-                                                            " it selects) and exit")
-    parser.add_argument("--suite", default=None, metavar="DIR",
-                        help="benchmark folder (default: the checkout's benchmarks/)")
-    return parser
+    return add_config_args(parser, CONFIG)
 
 
 def _bench_dir(suite=None):
@@ -151,15 +163,16 @@ def compare(current, baseline, threshold):
 
 def main(args):
     from ..utils.files import atomic_output, check_outputs
+    args = config_from_args(CONFIG, args)[0]
     check_requirements()
     bench_dir = _bench_dir(args.suite)
     if args.compare and not os.path.isfile(args.compare):
         raise MXGenError("benchmark results not found: %s" % args.compare)
     if not args.threshold >= 0:
         raise MXGenError("--threshold must be >= 0, got %s" % args.threshold)
-    check_outputs({args.json: "--json"}, inputs={args.compare: "--compare"}, force=args.force)
+    check_outputs({args.json_path: "--json"}, inputs={args.compare: "--compare"}, force=args.force)
     files = sorted(f for f in os.listdir(bench_dir) if f.startswith("test_") and f.endswith(".py"))
-    if args.list:
+    if args.list_cases:
         cases = list_cases(bench_dir, files, args.select)
         if not cases:
             raise MXGenError("no benchmark case selected")
@@ -167,7 +180,7 @@ def main(args):
                         if not os.path.isabs(c) else c for c in cases))
         return 0
     parts = tempfile.mkdtemp(prefix="mxgen-bench-")
-    out = args.json or os.path.join(parts, "bench.json")
+    out = args.json_path or os.path.join(parts, "bench.json")
     merged = None
     for name in files:
         part = os.path.join(parts, name + ".json")

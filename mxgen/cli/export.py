@@ -7,30 +7,25 @@ mx.gluon.SymbolBlock.imports (the inputs are listed in export.json);
 `mxgen generate --exported DIR` and `mxgen sample-gan --exported DIR` use
 them directly.  The graphs use MXNet's own operators unless --native.
 """
+from ..export import ExportConfig
+from .common import add_config_args, config_from_args
+
+CONFIG = ExportConfig
 
 
 def get_parser(parser):
-    from ..export import FORMATS
-    parser.add_argument("--checkpoint", required=True,
-                        help="run directory (its best checkpoint) or a checkpoint directory")
-    parser.add_argument("--out", required=True, help="new folder for the export")
-    parser.add_argument("--format", dest="fmt", choices=FORMATS, default="mxnet")
-    parser.add_argument("--force", action="store_true",
-                        help="replace --out if it holds an earlier export (and nothing else)")
-    parser.add_argument("--native", action="store_true",
-                        help="keep mxgen's native recurrent op where the model uses it (the"
-                             " export then needs mxgen's library to load)")
-    return parser
+    return add_config_args(parser, CONFIG)
 
 
 def main(args):
     from ..export import export
-    meta = export(args.checkpoint, args.out, args.fmt, args.force, args.native)
+    cfg = config_from_args(CONFIG, args)[0]
+    meta = export(cfg.checkpoint, cfg.out, cfg.format, cfg.force, cfg.native)
     for name, graph in meta["graphs"].items():
         files = graph.get("onnx") or "%s + %s" % (graph["symbol"], graph["params"])
         print("%s: %s; inputs %s: %s" % (name, files, ", ".join(graph["inputs"]),
                                          graph["describes"]))
     if meta["requires"]:
         print("needs %s" % meta["requires"])
-    print("exported %s (%s) to %s" % (meta["checkpoint"], meta["family"], args.out))
+    print("exported %s (%s) to %s" % (meta["checkpoint"], meta["family"], cfg.out))
     return 0

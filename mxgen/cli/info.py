@@ -2,10 +2,21 @@
 native kernels run (instruction set, build)."""
 import os
 import platform
+from dataclasses import dataclass
+
+from .common import add_config_args
+
+
+@dataclass
+class InfoCommand:
+    """``mxgen info`` has no settings of its own."""
+
+
+CONFIG = InfoCommand
 
 
 def get_parser(parser):
-    return parser
+    return add_config_args(parser, CONFIG)
 
 
 def main(args):

@@ -26,8 +26,12 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
+from typing import Optional
 
 from .._env import child_env
+from ..fields import field
+from .common import add_config_args, config_from_args
 
 __all__ = ["get_parser", "main", "plan", "Launch", "RANK_MARKER", "ALIVE_MARKER", "heartbeat",
            "ssh_command"]
@@ -104,25 +108,31 @@ def heartbeat():
     threading.Thread(target=beat, daemon=True, name="mxgen-heartbeat").start()
 
 
+@dataclass
+class LaunchConfig:
+    """``mxgen launch``'s settings."""
+    num_workers: Optional[int] = field(None, "worker processes", group="launch",
+                                       flags=("-n", "--num-workers"), required=True)
+    num_servers: Optional[int] = field(None, "server processes (default: as many as workers)",
+                                       group="launch", flags=("-s", "--num-servers"))
+    launcher: str = field("local", "local: all processes here on 127.0.0.1; ssh: on the hosts"
+                                   " of --hosts", group="launch", choices=("local", "ssh"))
+    hosts: Optional[str] = field(None, "file with one host per line (ssh launcher)",
+                                 group="launch")
+    port: Optional[int] = field(None, "scheduler port, 1-65535 (default: a free one)",
+                                group="launch")
+    timeout: float = field(60.0, "seconds a process may go without a heartbeat before it"
+                                 " counts as lost and the run is stopped", group="launch")
+    print_commands: bool = field(False, "print the command line of every process and exit",
+                                 group="launch")
+    command: Optional[list] = field(None, "the worker command, after --", positional=True)
+
+
+CONFIG = LaunchConfig
+
+
 def get_parser(parser):
-    parser.add_argument("-n", "--num-workers", type=int, required=True,
-                        help="worker processes")
-    parser.add_argument("-s", "--num-servers", type=int, default=None,
-                        help="server processes (default: as many as workers)")
-    parser.add_argument("--launcher", choices=["local", "ssh"], default="local",
-                        help="local: all processes here on 127.0.0.1 (default); ssh: on the"
-                             " hosts of --hosts")
-    parser.add_argument("--hosts", default=None,
-                        help="file with one host per line (ssh launcher)")
-    parser.add_argument("--port", type=int, default=None,
-                        help="scheduler port, 1-65535 (default: a free one)")
-    parser.add_argument("--timeout", type=float, default=60.0,
-                        help="seconds a process may go without a heartbeat before it counts"
-                             " as lost and the run is stopped (default: %(default)s)")
-    parser.add_argument("--print-commands", action="store_true",
-                        help="print the command line of every process and exit")
-    parser.add_argument("command", nargs="+", help="the worker command, after --")
-    return parser
+    return add_config_args(parser, CONFIG)
 
 
 def _free_port():
@@ -337,6 +347,7 @@ class Launch:
 
 def main(args):
     from ..errors import MXGenError
+    args = config_from_args(CONFIG, args)[0]
     command = [c for c in args.command if c != "--"]
     if args.launcher == "local" and args.hosts:
         raise MXGenError("--hosts needs --launcher ssh")

@@ -5,29 +5,43 @@ noise vectors of --seed and --seed2 (spherical interpolation) and writes a
 strip PNG and an animated GIF.
 """
 import os
+from dataclasses import dataclass
+from typing import Optional
+
+from ..fields import field
+from .common import add_config_args, config_from_args
+
+
+@dataclass
+class SampleCommand:
+    """``mxgen sample-gan``'s settings."""
+    checkpoint: Optional[str] = field(None, "run directory (uses its best checkpoint) or a"
+                                            " checkpoint directory", group="source",
+                                      exclusive="source", required=True)
+    exported: Optional[str] = field(None, "a folder written by mxgen export (its generator"
+                                          " graph)", group="source", exclusive="source",
+                                    required=True)
+    num: int = field(64, "images to sample", group="sampling")
+    grid: Optional[str] = field(None, "write a grid PNG here (default: samples.png in the run"
+                                      " folder)", group="output")
+    out_dir: Optional[str] = field(None, "write single PNGs (sample_0000.png, ...) into this"
+                                         " folder", group="output")
+    force: bool = field(False, "replace output files that exist", group="output")
+    interpolate: bool = field(False, "latent interpolation between --seed and --seed2",
+                              group="sampling")
+    steps: int = field(10, "interpolation steps", group="sampling")
+    seed: int = field(0, "noise seed", group="sampling")
+    seed2: Optional[int] = field(None, "the interpolation's end (default: --seed + 1)",
+                                 group="sampling")
+    ctx: str = field("cpu", "device, e.g. cpu or gpu:0", group="run")
+    dry_run: bool = field(False, "sample 4 images", group="run")
+
+
+CONFIG = SampleCommand
 
 
 def get_parser(parser):
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint",
-                        help="run directory (uses its best checkpoint) or a checkpoint directory")
-    source.add_argument("--exported", metavar="DIR",
-                        help="a folder written by mxgen export (its generator graph)")
-    parser.add_argument("--num", type=int, default=64, help="images to sample (default: 64)")
-    parser.add_argument("--grid", default=None,
-                        help="write a grid PNG here (default: samples.png in the run folder)")
-    parser.add_argument("--out-dir", default=None,
-                        help="write single PNGs (sample_0000.png, ...) into this folder")
-    parser.add_argument("--force", action="store_true",
-                        help="replace output files that exist")
-    parser.add_argument("--interpolate", action="store_true",
-                        help="latent interpolation between --seed and --seed2")
-    parser.add_argument("--steps", type=int, default=10, help="interpolation steps")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--seed2", type=int, default=None, help="default: --seed + 1")
-    parser.add_argument("--ctx", default="cpu")
-    parser.add_argument("--dry-run", action="store_true", help="sample 4 images")
-    return parser
+    return add_config_args(parser, CONFIG)
 
 
 def _check(args):
@@ -69,10 +83,12 @@ def main(args):
 
     from ..data.images import make_grid, save_grid
     from ..errors import MXGenError
-    from ..models.dcgan import generate_images, load_generator, slerp
+    from ..models import load
+    from ..models.dcgan import generate_images, slerp
     from ..utils.context import parse_ctx
     from ..utils.files import atomic_output, check_outputs
 
+    args = config_from_args(CONFIG, args)[0]
     _check(args)
     ctx = parse_ctx(args.ctx)[0]
     if args.exported:
@@ -84,8 +100,9 @@ def main(args):
         cfg = DCGANConfig(**meta["model"])
         base = args.exported                          # default outputs go into the export
     else:
-        gen, cfg, ckpt_dir = load_generator(args.checkpoint, ctx=ctx, prefer="best")
-        base = os.path.join(ckpt_dir, "..", "..")     # ... or into the run directory
+        loaded = load(args.checkpoint, ctx=ctx, family="dcgan")
+        gen, cfg = loaded.model, loaded.config
+        base = os.path.join(loaded.ckpt_dir, "..", "..")   # ... or into the run directory
     num = 4 if args.dry_run else args.num
     outputs = _outputs(args, base, num)
     check_outputs(outputs, force=args.force)

@@ -12,38 +12,35 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
+from typing import Optional
+
+from ..fields import field
+from ..stylize import StylizeConfig
+from .common import add_config_args, config_from_args
+
+
+@dataclass
+class StylizeCommand(StylizeConfig):
+    """``mxgen stylize``'s settings: stylisation's own, inputs and outputs."""
+    content: Optional[str] = field(None, "the content image", group="images", required=True)
+    style: Optional[str] = field(None, "the style image (optim: required; net: shown beside"
+                                       " the result)", group="images")
+    model: Optional[str] = field(None, "run or checkpoint of train-style (--method net)",
+                                 group="images")
+    out: str = field("stylized.png", "output image; OUT's side-by-side and metrics go beside"
+                                     " it", group="images")
+    force: bool = field(False, "replace outputs that exist (never an input)", group="images")
+    ctx: str = field("cpu", "device, e.g. cpu or gpu:0", group="run")
+    progress: bool = field(True, "progress bar", group="run")
+    dry_run: bool = field(False, "64 px, 5 iterations (a smoke test)", group="run")
+
+
+CONFIG = StylizeCommand
 
 
 def get_parser(parser):
-    from ..models.style import FEATURE_NETS, RANDOM_NET
-    parser.add_argument("--content", required=True, help="the content image")
-    parser.add_argument("--style", default=None,
-                        help="the style image (optim: required; net: shown beside the result)")
-    parser.add_argument("--method", choices=("optim", "net"), default="optim")
-    parser.add_argument("--model", default=None, help="run or checkpoint of train-style (net)")
-    parser.add_argument("--size", type=int, default=512, help="longer side of the output")
-    parser.add_argument("--iterations", type=int, default=300,
-                        help="optimiser iterations (per scale with multi-scale)")
-    parser.add_argument("--content-weight", type=float, default=1.0)
-    parser.add_argument("--style-weight", type=float, default=10.0)
-    parser.add_argument("--tv-weight", type=float, default=1.0)
-    parser.add_argument("--lr", type=float, default=0.02, help="Adam step on [0, 1] pixels")
-    parser.add_argument("--optimizer", choices=("adam", "lbfgs"), default="adam")
-    parser.add_argument("--init", choices=("content", "noise"), default="content")
-    parser.add_argument("--no-multiscale", action="store_true",
-                        help="optimise at the output size only (default: coarse to fine)")
-    parser.add_argument("--feature-net", choices=FEATURE_NETS, default=RANDOM_NET)
-    parser.add_argument("--vgg-params", default=None, help="VGG weights file")
-    parser.add_argument("--out", default="stylized.png",
-                        help="output image; OUT's side-by-side and metrics go beside it")
-    parser.add_argument("--force", action="store_true",
-                        help="replace outputs that exist (never an input)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--ctx", default="cpu", help="device, e.g. cpu or gpu:0")
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="64 px, 5 iterations (a smoke test)")
-    return parser
+    return add_config_args(parser, CONFIG)
 
 
 def _check(args):
@@ -75,6 +72,7 @@ def _check(args):
 
 def main(args):
     import mxnet as mx
+    args = config_from_args(CONFIG, args)[0]
 
     from ..data.images import read_image, save_image, save_side_by_side
     from ..stylize import LOSS_NAMES, load_content_and_style, stylize_net, stylize_optim
@@ -85,8 +83,9 @@ def main(args):
     ctx = parse_ctx(args.ctx)[0]
     size, iterations = (64, 5) if args.dry_run else (args.size, args.iterations)
     if args.method == "net":
-        from ..models.style import load_style_net
-        net, meta, ckpt_dir = load_style_net(args.model, ctx=ctx)
+        from ..models import load
+        loaded = load(args.model, ctx=ctx, family="style_net")
+        net, meta, ckpt_dir = loaded.model, loaded.meta, loaded.ckpt_dir
         content, _ = read_image(args.content, size=size, what="content image", multiple=4)
         started = time.time()
         result = stylize_net(net, content, ctx)
@@ -105,7 +104,7 @@ def main(args):
 
     from tqdm import tqdm
 
-    from ..models.style import get_feature_net
+    from ..models.features import get_feature_net
     mx.random.seed(args.seed)
     feature_net, description = get_feature_net(args.feature_net, args.vgg_params, ctx=ctx)
     content, style = load_content_and_style(args.content, args.style, size)
@@ -130,7 +129,7 @@ def main(args):
     started = time.time()
     result, history = stylize_optim(
         content, style, feature_net, iterations, args.content_weight, args.style_weight,
-        args.tv_weight, args.lr, args.optimizer, args.init, not args.no_multiscale,
+        args.tv_weight, args.lr, args.optimizer, args.init, args.multiscale,
         args.seed, ctx, on_iteration=on_iteration)
     for bar in bars.values():
         bar.close()

@@ -5,23 +5,28 @@ Images are converted to --channels, resized and centre-cropped to
 a sample grid from a fixed noise vector, the Frechet distance between real and
 generated images (feature network named in the log), and a checkpoint.
 """
+import logging
+
+from ..train.gan import GANTrainConfig
 from .common import add_config_args, config_from_args
+
+CONFIG = GANTrainConfig
 
 
 def get_parser(parser):
-    from ..train.gan import GANTrainConfig
-    return add_config_args(parser, GANTrainConfig)
+    return add_config_args(parser, CONFIG)
 
 
 def main(args):
+    log = logging.getLogger("mxgen").info
     from ..train.gan import GANTrainConfig, train_gan
 
     cfg, explicit = config_from_args(GANTrainConfig, args)
     result = train_gan(cfg, explicit=explicit)
     if not result["writer"]:          # another rank of a distributed run reports
         return 0
-    print("checkpoint: %s" % result["checkpoint"])
-    print("Frechet distance: %.3f (%s features); best %.3f"
+    log("checkpoint: %s" % result["checkpoint"])
+    log("Frechet distance: %.3f (%s features); best %.3f"
           % (result["frechet_distance"], result["feature_net"], result["best_fd"]))
-    print("sample grid: %s" % result["grid"])
+    log("sample grid: %s" % result["grid"])
     return 0

@@ -7,22 +7,27 @@ feature network named in the log.  After every epoch: a side-by-side sample
 (content | style | result) and a checkpoint; `mxgen stylize --method net
 --model RUN_DIR` then stylises in one pass.
 """
+import logging
+
+from ..train.style import StyleTrainConfig
 from .common import add_config_args, config_from_args
+
+CONFIG = StyleTrainConfig
 
 
 def get_parser(parser):
-    from ..train.style import StyleTrainConfig
-    return add_config_args(parser, StyleTrainConfig)
+    return add_config_args(parser, CONFIG)
 
 
 def main(args):
+    log = logging.getLogger("mxgen").info
     from ..train.style import StyleTrainConfig, train_style
 
     cfg, explicit = config_from_args(StyleTrainConfig, args)
     result = train_style(cfg, explicit=explicit)
     if not result["writer"]:          # another rank of a distributed run reports
         return 0
-    print("checkpoint: %s" % result["checkpoint"])
-    print("feature network: %s" % result["feature_net"])
-    print("sample: %s" % result["sample"])
+    log("checkpoint: %s" % result["checkpoint"])
+    log("feature network: %s" % result["feature_net"])
+    log("sample: %s" % result["sample"])
     return 0

@@ -47,6 +47,17 @@ class Vocab:
     def from_text(cls, text, eos=None, unk=None):
         return cls(set(text), eos=eos, unk=unk)
 
+    @classmethod
+    def build(cls, text, min_count=1, eos=None):
+        """The characters of ``text``; with ``min_count`` > 1 the rarer ones
+        map to an unknown token.  ``eos``: an end-of-sample mark to include."""
+        if not min_count or min_count <= 1:
+            return cls.from_text(text, eos=eos)
+        counts = {}
+        for ch in text:
+            counts[ch] = counts.get(ch, 0) + 1
+        return cls([c for c, n in counts.items() if n >= min_count], eos=eos, unk=cls.UNK)
+
     def __len__(self):
         return len(self.chars)
 

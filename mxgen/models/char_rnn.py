@@ -1,17 +1,17 @@
-"""Character-level RNN language models on MXNet's fused RNN operator."""
-import os
+"""Character-level RNN language models on MXNet's fused RNN operator; the
+``char_rnn`` model family."""
 from dataclasses import asdict, dataclass
 
 import mxnet as mx
 from mxnet.gluon import HybridBlock, nn
 
 from ..errors import MXGenError
+from ..generation import CharRNNStepper, generate
 from ..nn.dropout import dropout, explain_dropout_impl, training_probe
-from ..nn.rnn import MODES, cell_gates, cell_step, explain_impl, make_rnn, num_gates, num_states
+from ..nn.rnn import MODES, cell_step, explain_impl, make_rnn, num_states
+from .registry import ExportGraph, Family, register
 
-__all__ = ["CharRNNConfig", "CharRNN", "CharRNNStepper", "char_rnn", "load_char_rnn", "FAMILY"]
-
-FAMILY = "char_rnn"
+__all__ = ["CharRNNConfig", "CharRNN", "char_rnn", "FAMILY"]
 
 
 @dataclass
@@ -58,8 +58,10 @@ class CharRNN(HybridBlock):
     from :meth:`begin_state`; returns ``(logits (T, N, vocab), new_states)``.
     """
 
-    def __init__(self, vocab_size, num_embed=64, num_hidden=256, num_layers=2, dropout=0.2,
-                 mode="lstm", tie_weights=False, **kwargs):
+    def __init__(self, vocab_size, num_embed=CharRNNConfig.num_embed,
+                 num_hidden=CharRNNConfig.num_hidden, num_layers=CharRNNConfig.num_layers,
+                 dropout=CharRNNConfig.dropout, mode=CharRNNConfig.mode,
+                 tie_weights=CharRNNConfig.tie_weights, **kwargs):
         super().__init__(**kwargs)
         self.config = CharRNNConfig(vocab_size, num_embed, num_hidden, num_layers, dropout,
                                     mode, tie_weights).validate()
@@ -201,75 +203,7 @@ class CharRNN(HybridBlock):
 
     def generate(self, vocab, prompt, length, **kwargs):
         """Generate text; see :func:`mxgen.generation.generate` for options."""
-        from ..generation import generate
         return generate(self, vocab, prompt, length, **kwargs)
-
-
-class CharRNNStepper(HybridBlock):
-    """One generation step of a CharRNN: ids ``(N,)`` + states -> (ids, states).
-
-    Built from a model's current weights.  For rnn/lstm each layer's input and
-    recurrent matrices are joined once, here, into ``[W_i2h | W_h2h]`` with
-    summed biases, so a step is one matrix-vector product per layer.  gru keeps
-    them apart (its reset gate scales the recurrent term and its bias).
-
-    With ``sampler=None`` the step returns log-probabilities ``(N, V)``
-    instead of ids (used by beam search).
-    States have the model's shapes, ``(1, N, H)`` each.
-    """
-
-    def __init__(self, model, sampler=None, **kwargs):
-        super().__init__(**kwargs)
-        self.mode, self.num_hidden = model.mode, model.num_hidden
-        self.num_layers, self.per_layer = model.num_layers, model.states_per_layer
-        self.sampler = sampler
-        self.vocab_size, self.num_embed = model.embedding.weight.shape
-        with self.name_scope():
-            self.embed_weight = self.params.get_constant(
-                "embed_weight", model.embedding.weight.data())
-            self.decoder_weight = self.params.get_constant(
-                "decoder_weight", model.decoder.weight.data())
-            self.decoder_bias = self.params.get_constant(
-                "decoder_bias", model.decoder.bias.data())
-            self._layer_params = []
-            for i, layer in enumerate(model.layers):
-                w = layer.unpack()
-                if self.mode == "gru":
-                    names = {"i2h_w": w[("i2h_weight", 0)], "h2h_w": w[("h2h_weight", 0)],
-                             "i2h_b": w[("i2h_bias", 0)], "h2h_b": w[("h2h_bias", 0)]}
-                else:
-                    names = {"w": mx.nd.concat(w[("i2h_weight", 0)], w[("h2h_weight", 0)], dim=1),
-                             "b": w[("i2h_bias", 0)] + w[("h2h_bias", 0)]}
-                for key, value in names.items():
-                    name = "l%d_%s" % (i, key)
-                    setattr(self, name, self.params.get_constant(name, value))
-                self._layer_params.append(sorted("l%d_%s" % (i, key) for key in names))
-            if sampler is not None:
-                self.register_child(sampler)
-
-    def hybrid_forward(self, F, ids, *states, **weights):
-        H, G = self.num_hidden, num_gates(self.mode)
-        x = F.Embedding(ids, weights["embed_weight"], input_dim=self.vocab_size,
-                        output_dim=self.num_embed)                            # (N, E)
-        new_states = []
-        for i in range(self.num_layers):
-            prev = [F.reshape(s, (-3, -2)) for s in
-                    states[i * self.per_layer:(i + 1) * self.per_layer]]     # (N, H) each
-            if self.mode == "gru":
-                layer_states = cell_step(F, "gru", x, prev, weights["l%d_i2h_w" % i],
-                                         weights["l%d_h2h_w" % i], weights["l%d_i2h_b" % i],
-                                         weights["l%d_h2h_b" % i], H)
-            else:
-                gates = F.FullyConnected(F.concat(x, prev[0], dim=1), weights["l%d_w" % i],
-                                         weights["l%d_b" % i], num_hidden=G * H)  # (N, G*H)
-                layer_states = cell_gates(F, self.mode, gates, None, prev)
-            x = layer_states[0]
-            new_states.extend(F.expand_dims(s, axis=0) for s in layer_states)
-        logits = F.FullyConnected(x, weights["decoder_weight"], weights["decoder_bias"],
-                                  num_hidden=self.vocab_size)                 # (N, V)
-        if self.sampler is None:
-            return F.log_softmax(logits, axis=1), new_states
-        return self.sampler(logits), new_states
 
 
 def char_rnn(**config):
@@ -277,29 +211,50 @@ def char_rnn(**config):
     return CharRNN(**config)
 
 
-def load_char_rnn(path, ctx=None, prefer="best"):
-    """Load a CharRNN checkpoint (a run directory or a checkpoint directory):
-    returns ``(model, vocab, ckpt_dir, config)``; ``config`` is its config.json."""
-    from ..data.vocab import Vocab
-    from ..utils import checkpoint as ckpt
-    ckpt_dir, meta = ckpt.open_checkpoint(path, FAMILY, prefer=prefer,
-                                          required=("vocab.json", "model.params"))
-    vocab = Vocab.from_dict(ckpt.read_json(ckpt_dir, "vocab.json"))
-    try:
-        config = CharRNNConfig(**meta["model"]).validate()
-    except (TypeError, KeyError) as err:
-        raise MXGenError("checkpoint %s has a malformed model config: %s" % (ckpt_dir, err)) \
-            from None
-    if config.vocab_size != len(vocab):
-        raise MXGenError("checkpoint %s: model vocab_size %d does not match vocab.json (%d chars)"
-                         % (ckpt_dir, config.vocab_size, len(vocab)))
-    model = CharRNN.from_config(config)
-    # the recurrent kernel it was trained with, where it can run (the same
-    # numbers as at the end of training); MXNet's fused op otherwise
-    if meta.get("kernels", {}).get("rnn_impl") == "native":
+def _prepare(loaded, ctx):
+    """After loading: the vocabulary must fit, and the recurrent kernel the
+    model was trained with runs where it can (the same numbers as at the end
+    of training); MXNet's fused op otherwise."""
+    if loaded.config.vocab_size != len(loaded.vocab):
+        raise MXGenError("checkpoint %s: model vocab_size %d does not match vocab.json (%d"
+                         " chars)" % (loaded.ckpt_dir, loaded.config.vocab_size,
+                                      len(loaded.vocab)))
+    if loaded.meta.get("kernels", {}).get("rnn_impl") == "native":
         try:
-            model.set_rnn_impl("native", [ctx or mx.cpu()])
+            loaded.model.set_rnn_impl("native", [ctx])
         except MXGenError:   # not loaded here, or not a CPU context
             pass
-    ckpt.load_parameters(model, os.path.join(ckpt_dir, "model.params"), ctx or mx.cpu())
-    return model, vocab, ckpt_dir, meta
+
+
+def _graphs(loaded, native):
+    """The export graphs: ``sequence`` (the model over a sequence) and
+    ``step`` (one generation step), MXNet's own operators unless
+    ``native`` keeps the native recurrent op the model trained with."""
+    model = loaded.model
+    if not native or model.rnn_impl != "native":
+        model.set_rnn_impl("fused")
+    model.set_dropout_impl("mxnet")
+    model.hybridize(static_alloc=True)
+    states = model.begin_state(1)
+    names = ["data"] + ["state%d" % i for i in range(len(states))]
+    stepper = CharRNNStepper(model)
+    stepper.collect_params().initialize()
+    stepper.hybridize(static_alloc=True)
+    return [ExportGraph("sequence", model, (mx.nd.zeros((2, 1)),) + tuple(states), names,
+                        "ids (T, N) float32, states (1, N, H) -> logits (T, N, V), states"),
+            ExportGraph("step", stepper, (mx.nd.zeros((1,)),) + tuple(states), names,
+                        "ids (N,) float32, states (1, N, H) -> log-probabilities (N, V),"
+                        " states")]
+
+
+def _export_info(loaded):
+    model = loaded.model
+    return {"mode": model.mode, "num_layers": model.num_layers, "num_hidden": model.num_hidden,
+            "states": model.states_per_layer * model.num_layers,
+            "vocab_size": len(loaded.vocab)}
+
+
+FAMILY = register(Family(
+    name="char_rnn", title="character RNN", config=CharRNNConfig,
+    build=CharRNN.from_config, params="model.params",
+    vocab=True, prepare=_prepare, graphs=_graphs, export_info=_export_info))

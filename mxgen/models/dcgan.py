@@ -21,7 +21,6 @@ convolution has a bias (a BatchNorm follows most of them, and the paper's
 reference code has none on the others either); weights start from
 N(0, 0.02) and BatchNorm scales from N(1, 0.02), as in the paper.
 """
-import os
 from dataclasses import asdict, dataclass
 
 import mxnet as mx
@@ -29,12 +28,10 @@ import numpy as np
 from mxnet.gluon import HybridBlock, nn
 
 from ..errors import MXGenError
+from .registry import Family, register
 
 __all__ = ["DCGANConfig", "Generator", "Discriminator", "dcgan_generator",
-           "dcgan_discriminator", "dcgan_init", "generate_images", "load_generator", "slerp",
-           "FAMILY"]
-
-FAMILY = "dcgan"
+           "dcgan_discriminator", "dcgan_init", "generate_images", "slerp", "FAMILY"]
 
 
 @dataclass
@@ -70,10 +67,10 @@ class Generator(HybridBlock):
     ``sync_bn_devices`` > 1: BatchNorm statistics synchronised across that
     many GPUs (training over several ``--ctx`` GPUs with ``--sync-bn``)."""
 
-    def __init__(self, image_size=64, latent_size=100, ngf=64, nc=3, sync_bn_devices=0,
-                 **kwargs):
+    def __init__(self, image_size=DCGANConfig.image_size, latent_size=DCGANConfig.latent_size,
+                 ngf=DCGANConfig.ngf, nc=DCGANConfig.nc, sync_bn_devices=0, **kwargs):
         super().__init__(**kwargs)
-        self.config = DCGANConfig(image_size, latent_size, ngf, 64, nc).validate()
+        self.config = DCGANConfig(image_size, latent_size, ngf, DCGANConfig.ndf, nc).validate()
         widths = [ngf * 2 ** i for i in reversed(range(self.config.stages))]   # e.g. 8,4,2,1
         with self.name_scope():
             self.body = nn.HybridSequential()
@@ -121,9 +118,11 @@ class _FirstChannel(HybridBlock):
 class Discriminator(HybridBlock):
     """Images ``(N, nc, S, S)`` -> one real/fake logit per image ``(N,)``."""
 
-    def __init__(self, image_size=64, ndf=64, nc=3, sync_bn_devices=0, **kwargs):
+    def __init__(self, image_size=DCGANConfig.image_size, ndf=DCGANConfig.ndf,
+                 nc=DCGANConfig.nc, sync_bn_devices=0, **kwargs):
         super().__init__(**kwargs)
-        self.config = DCGANConfig(image_size, 100, 64, ndf, nc).validate()
+        self.config = DCGANConfig(image_size, DCGANConfig.latent_size, DCGANConfig.ngf, ndf,
+                                  nc).validate()
         widths = [ndf * 2 ** i for i in range(self.config.stages)]             # e.g. 1,2,4,8
         with self.name_scope():
             self.body = nn.HybridSequential()
@@ -178,20 +177,13 @@ def slerp(a, b, t):
     return (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
 
 
-def load_generator(path, ctx=None, prefer="best"):
-    """Load a DCGAN generator from a checkpoint (a run directory or a checkpoint
-    directory): returns ``(generator, config, ckpt_dir)``, hybridized."""
-    from ..utils import checkpoint as ckpt
-    ckpt_dir, meta = ckpt.open_checkpoint(path, FAMILY, prefer=prefer,
-                                          required=("generator.params",))
-    try:
-        config = DCGANConfig(**meta["model"]).validate()
-    except (TypeError, KeyError) as err:
-        raise MXGenError("checkpoint %s has a malformed model config: %s" % (ckpt_dir, err)) \
-            from None
-    gen = Generator(config.image_size, config.latent_size, config.ngf, config.nc,
-                    prefix="generator_")
-    ckpt.load_parameters(gen, os.path.join(ckpt_dir, "generator.params"), ctx or mx.cpu(),
-                         "this generator")
-    gen.hybridize(static_alloc=True)
-    return gen, config, ckpt_dir
+def _prepare(loaded, ctx):
+    loaded.model.hybridize(static_alloc=True)
+
+
+FAMILY = register(Family(
+    name="dcgan", title="DCGAN", config=DCGANConfig,
+    build=lambda c: Generator(c.image_size, c.latent_size, c.ngf, c.nc, prefix="generator_"),
+    params="generator.params", resume_files=("discriminator.params", "fixed_noise.nd"),
+    prepare=_prepare, example=lambda c: (mx.nd.zeros((1, c.latent_size, 1, 1)),),
+    describes="noise (N, latent, 1, 1) -> images (N, C, S, S) in [-1, 1]"))

@@ -16,6 +16,8 @@ the masks and a resumed run redraws them exactly.  ``salt`` tells apart
 several dropouts that share one probe.
 """
 
+from .. import _calibrate
+
 __all__ = ["DROPOUT_IMPLS", "PROBE_SIZE", "resolve_dropout_impl", "explain_dropout_impl",
            "training_probe", "dropout"]
 
@@ -33,32 +35,14 @@ def explain_dropout_impl(impl, contexts=None, shape=None, p=0.2):
 
     ``'auto'`` is native only on CPU where the op is loaded and measures
     faster than MXNet's Dropout here, forward+backward on an activation of
-    ``shape`` (default (100, 32, 256)); see :mod:`mxgen._calibrate`.
+    ``shape`` (``(T, N, H)``, needed where it has to measure); see
+    :mod:`mxgen._calibrate`.
     """
-    from .. import _native
-    shape = tuple(shape or (100, 32, 256))
-    measure = ("dropout", {"shape": list(shape), "p": p}, "mxgen.nn.dropout:time_kernels",
-               "mxgen_dropout", "MXNet's Dropout")
-    return _native.explain_impl("dropout_impl", impl, DROPOUT_IMPLS, "mxnet", "mxgen_dropout",
-                                "the native dropout op runs", contexts, None, measure)
-
-
-def time_kernels(shape, p):
-    """Median ms of dropout forward+backward on ``shape``, ``(native, MXNet's)``
-    (run by :mod:`mxgen._calibrate` in a child process)."""
-    import mxnet as mx
-    from mxnet import autograd
-    from .._calibrate import interleaved_ms
-    x = mx.nd.random.normal(shape=shape)
-    x.attach_grad()
-
-    def run(native):
-        with autograd.record():
-            probe = training_probe(mx.nd) if native else None
-            y = dropout(mx.nd, x, p, probe)
-        y.backward()
-        mx.nd.waitall()
-    return tuple(interleaved_ms([lambda: run(True), lambda: run(False)], rounds=9))
+    measure = None if shape is None else (
+        "dropout", {"shape": list(shape), "p": p}, "mxgen._timing:dropout", "mxgen_dropout",
+        "MXNet's Dropout")
+    return _calibrate.explain_impl("dropout_impl", impl, DROPOUT_IMPLS, "mxnet", "mxgen_dropout",
+                                   "the native dropout op runs", contexts, None, measure)
 
 
 def training_probe(F):

@@ -20,8 +20,10 @@ import math
 import mxnet as mx
 from mxnet.gluon import HybridBlock
 
-__all__ = ["MODES", "IMPLS", "FusedRNN", "make_rnn", "cell_step", "cell_gates", "num_gates", "num_states",
-           "FusedRNNInit", "resolve_impl", "explain_impl", "DEFAULT_SHAPE"]
+from .. import _calibrate
+
+__all__ = ["MODES", "IMPLS", "FusedRNN", "make_rnn", "cell_step", "cell_gates", "num_gates",
+           "num_states", "FusedRNNInit", "resolve_impl", "explain_impl"]
 
 IMPLS = ("auto", "fused", "native")
 NATIVE_OPS = {"lstm": "mxgen_lstm", "gru": "mxgen_gru"}   # mode -> mxgen's training op
@@ -53,65 +55,26 @@ def resolve_impl(impl, mode, num_layers=1, contexts=None, shape=None):
     return explain_impl(impl, mode, num_layers, contexts, shape)[0]
 
 
-# the shape 'auto' measures when the caller gives none: mxgen's default model
-DEFAULT_SHAPE = {"input_size": 64, "num_hidden": 256, "num_layers": 2, "seq_len": 100,
-                 "batch": 32}
-
-
 def explain_impl(impl, mode, num_layers=1, contexts=None, shape=None):
     """:func:`resolve_impl` with its one-line reason, ``(impl, reason)``.
 
     ``shape``: ``{'input_size', 'num_hidden', 'num_layers', 'seq_len',
-    'batch'}`` of the stack to be trained (default :data:`DEFAULT_SHAPE`);
-    ``'auto'`` times a training step of that stack (up to 100 time steps) on
-    both kernels: a few seconds the first time, then cached per machine (see
-    :mod:`mxgen._calibrate`).
+    'batch'}`` of the stack to be trained, needed where ``'auto'`` has to
+    measure: it times a training step of that stack (up to 100 time steps)
+    on both kernels, a few seconds the first time, then cached per machine
+    (see :mod:`mxgen._calibrate`).
     """
-    from .. import _native
     why_not = None
     if mode not in NATIVE_OPS or num_layers != 1:
         why_not = ("the native recurrent ops cover single-layer lstm and gru only (got %s)"
                    % mode)
-    shape = dict(DEFAULT_SHAPE, **(shape or {}))
-    shape["seq_len"] = min(int(shape["seq_len"]), 100)   # longer runs cost the same per step
-    measure = ("rnn", dict(shape, mode=mode), "mxgen.nn.rnn:time_kernels",
-               NATIVE_OPS.get(mode), "MXNet's fused RNN op")
-    return _native.explain_impl("rnn_impl", impl, IMPLS, "fused", NATIVE_OPS.get(mode),
-                                "the native recurrent ops run", contexts, why_not, measure)
-
-
-def time_kernels(mode, input_size, num_hidden, num_layers, seq_len, batch):
-    """Median ms of a training step through a fresh stack of layers of this
-    shape, ``(native, fused)``, interleaved (run by :mod:`mxgen._calibrate`
-    in a child process): forward, backward and a weight update, as in
-    training; without the update oneDNN's fused op would keep its weights
-    packed between calls and look faster than it is in training."""
-    from mxnet import autograd, gluon
-    from .._calibrate import interleaved_ms
-    x = mx.nd.random.uniform(-1, 1, shape=(seq_len, batch, input_size))
-    runs = []
-    for impl in ("native", "fused"):
-        layers = gluon.nn.HybridSequential()
-        for i in range(num_layers):
-            layers.add(FusedRNN(mode, num_hidden, input_size if i == 0 else num_hidden))
-        layers.initialize(mx.init.Uniform(0.1), ctx=mx.cpu())
-        for layer in layers:
-            layer.set_impl(impl)
-            layer.hybridize(static_alloc=True)
-        trainer = gluon.Trainer(layers.collect_params(), "sgd", {"learning_rate": 1e-6})
-        states = layers[0].begin_state(batch)
-
-        def run(layers=layers, states=states, trainer=trainer):
-            with autograd.record():
-                h = x
-                for layer in layers:
-                    h, _ = layer(h, *states)
-                loss = h.sum()
-            loss.backward()
-            trainer.step(1)
-            mx.nd.waitall()
-        runs.append(run)
-    return tuple(interleaved_ms(runs))
+    measure = None
+    if shape is not None:
+        shape = dict(shape, mode=mode, seq_len=min(int(shape["seq_len"]), 100))  # longer: same
+        measure = ("rnn", shape, "mxgen._timing:recurrent", NATIVE_OPS.get(mode),
+                   "MXNet's fused RNN op")
+    return _calibrate.explain_impl("rnn_impl", impl, IMPLS, "fused", NATIVE_OPS.get(mode),
+                                   "the native recurrent ops run", contexts, why_not, measure)
 
 
 def _segments(mode, num_hidden, input_size, num_layers):

@@ -1,28 +1,26 @@
 """What every training loop shares.
 
-:class:`Run` holds a run's life outside the step: resume (verify the
-checkpoint, merge its settings with the command line), dry-run limits, the
-epoch and batch bookkeeping with a progress bar, time and step budgets,
-checkpoints written and restored, the metrics log, and the closing summary.
-A family's loop builds its data and networks, tells the run what a
-checkpoint holds (:meth:`Run.track`), and keeps only its step::
+:class:`Run` holds a run's life outside the step: the run folder (never
+someone else's), resume (verify the checkpoint, merge its settings with the
+command line), dry-run limits, the epoch and batch bookkeeping with a
+progress bar, time and step budgets, checkpoints written and restored, the
+metrics log, the train records, the end-of-epoch work (evaluate, record,
+keep the best, checkpoint, plot) and the closing summary.
 
-    run = Run(cfg, "family", explicit, log)
-    ...build data, networks, trainers...
-    run.track(nets={"model": net}, trainers={"trainer": trainer})
-    run.restore()
-    for epoch in run.epochs():
-        for i in run.batches(num_batches):
-            ...one step...
-        ...evaluate...
-        run.save(point_best=improved)
-    return run.finish(...)
+A family brings a :class:`Task`: it builds its data and networks, tells the
+run what a checkpoint holds (:meth:`Run.track`), and keeps only its step and
+its evaluation; :meth:`Run.train` runs the loop every family shares::
+
+    with Run(cfg, FAMILY, explicit) as run:
+        return run.train(MyTask(run))      # begin_epoch, step, evaluate...
 
 Also here: seeds per step, the global gradient norm, clipping folded into the
-update's normaliser, and learning-rate schedules.
+update's normaliser, learning-rate schedules, and the image batches of the
+image families.
 """
 import dataclasses
 import hashlib
+import logging
 import math
 import os
 import tempfile
@@ -33,17 +31,21 @@ from typing import Optional
 import mxnet as mx
 import numpy as np
 
-from ..config import AT_LEAST_0, AT_LEAST_1, POSITIVE, check_ranges, field
 from ..distributed import KVSTORES, Cluster
 from ..errors import MXGenError
+from ..fields import AT_LEAST_0, AT_LEAST_1, POSITIVE, check_ranges, field
+from ..models.registry import open_family_checkpoint
 from ..utils import checkpoint as ckpt
 from ..utils.context import check_batch_split, parse_ctx
-from ..utils.metrics import MetricsLog, TensorBoard
+from ..utils.metrics import MetricsLog, TensorBoard, plot_curves
 from ..utils.runfolder import claim
 from .schedule import cosine_lr
 
-__all__ = ["Run", "RunConfig", "EpochSampler", "derive_seed", "global_grad_norm", "clip_batch_scale", "LRSchedule",
-           "stop_reason", "merge_resumed"]
+__all__ = ["Run", "RunConfig", "Task", "EpochSampler", "derive_seed", "global_grad_norm",
+           "clip_batch_scale", "LRSchedule", "stop_reason", "merge_resumed", "image_folder",
+           "image_batches"]
+
+logger = logging.getLogger("mxgen")
 
 
 @dataclass
@@ -81,9 +83,14 @@ class RunConfig:
                                      " tensorboardX)", group="run")
 
     # Settings a resumed run may change; everything else comes from the checkpoint.
-    RUN_LENGTH = ("epochs", "max_minutes", "max_steps", "progress", "log_interval", "out",
-                  "resume", "overwrite", "ctx", "save_every", "dry_run", "kvstore",
-                  "tensorboard")
+    CHANGEABLE_ON_RESUME = ("epochs", "max_minutes", "max_steps", "progress", "log_interval",
+                            "out", "resume", "overwrite", "ctx", "save_every", "dry_run",
+                            "kvstore", "tensorboard")
+    # ... of which these belong to the run, not to one invocation: a resume
+    # keeps the checkpoint's value unless the option is given again.
+    KEPT_ON_RESUME = ("epochs", "save_every", "log_interval")
+    # Settings a resume may change when given explicitly (e.g. the data moved).
+    RESUME_OVERRIDABLE = ()
 
     def dry_run_limits(self):
         self.epochs, self.max_steps = 1, 2
@@ -170,35 +177,28 @@ def stop_reason(cfg, started, steps_this_run):
     return None
 
 
-# Run-length settings that belong to the run, not to one invocation: a
-# resume keeps the checkpoint's value unless the option is given again.
-KEPT_ON_RESUME = ("epochs", "save_every", "log_interval")
-
-
 def merge_resumed(config_cls, saved, cfg, explicit, log=None):
     """The configuration of a resumed run.
 
-    The checkpoint's settings win.  Run-length settings
-    (``config_cls.RUN_LENGTH``) come from this invocation, except the run's
-    own budget and cadence (:data:`KEPT_ON_RESUME`: a 100-epoch run resumed
-    without ``--epochs`` still has 100 epochs), which change only when given
-    explicitly, as do the overridable ones (``RESUME_OVERRIDABLE``); any other
+    The checkpoint's settings win.  The settings of this invocation
+    (``config_cls.CHANGEABLE_ON_RESUME``) come from the command line, except
+    the run's own budget and cadence (``KEPT_ON_RESUME``: a 100-epoch run
+    resumed without ``--epochs`` still has 100 epochs), which change only
+    when given explicitly, as do ``RESUME_OVERRIDABLE`` ones; any other
     explicit setting that differs from the checkpoint's is an error naming
     it.  ``log`` gets one line per setting the user changed.
     """
+    kept, changeable = config_cls.KEPT_ON_RESUME, config_cls.CHANGEABLE_ON_RESUME
     merged = dict(saved)
-    for key in config_cls.RUN_LENGTH:
-        if key in KEPT_ON_RESUME and key in saved and key not in explicit:
+    for key in changeable:
+        if key in kept and key in saved and key not in explicit:
             continue
         merged[key] = getattr(cfg, key)
-    overridable = getattr(config_cls, "RESUME_OVERRIDABLE", ())
     for key in explicit:
         value = getattr(cfg, key)
-        if key in config_cls.RUN_LENGTH:
-            if key in KEPT_ON_RESUME and key in saved and saved[key] != value and log:
-                log("resuming with %s=%r (the run had %r)" % (key, value, saved[key]))
+        if key in changeable and key not in kept:
             continue
-        if key in overridable:
+        if key in kept or key in config_cls.RESUME_OVERRIDABLE:
             if key in saved and saved[key] != value and log:
                 log("resuming with %s=%r (the run had %r)" % (key, value, saved[key]))
             merged[key] = value
@@ -210,22 +210,109 @@ def merge_resumed(config_cls, saved, cfg, explicit, log=None):
     return config_cls(**{k: v for k, v in merged.items() if k in names})
 
 
+class Task:
+    """What a family's training brings to :meth:`Run.train`.
+
+    A task builds its data, networks and trainers in its constructor, tells
+    the run what a checkpoint holds (:meth:`Run.track`) and restores it
+    (:meth:`Run.restore`).  Then, for the shared loop:
+
+    * ``num_batches``: batches per epoch;
+    * :meth:`begin_epoch`: set up the epoch's batches (from the saved
+      position ``run.progress["batch"]``);
+    * :meth:`step`: one update; returns ``(sums, count, extra)`` -- device
+      sums of the logged values over this step's ``count`` samples
+      (``metrics``, not read back), and the step's host-side numbers
+      (``extra``, e.g. the gradient norm) -- or None when the step was
+      skipped;
+    * :meth:`evaluate`: the end-of-epoch (or end-of-run) evaluation;
+      returns ``(record for metrics.jsonl or None, improved)``, where
+      ``improved`` says the checkpoint is the best so far (see
+      :meth:`Run.improves`);
+    * ``plot``: ``plot_curves`` arguments for OUT/loss.png, or None;
+    * :meth:`summary`: what :meth:`Run.finish` adds to the result.
+
+    ``metrics`` names the logged values; ``unit`` what ``count`` counts
+    (``tokens``, ``images``); ``always_best``: every checkpoint is the best
+    (nothing is evaluated).
+    """
+    metrics = ("loss",)
+    unit = "samples"
+    plot = None
+    always_best = False
+
+    def __init__(self, run):
+        self.run = run
+
+    def begin_epoch(self, epoch):
+        pass
+
+    def step(self):
+        raise NotImplementedError
+
+    def train_record(self, means, speed, extra):
+        """``(fields of the train record, progress-bar postfix)``."""
+        fields = dict(zip(self.metrics, (float(m) for m in means)))
+        fields["%s_per_s" % self.unit] = speed
+        fields.update(extra or {})
+        return fields, {self.metrics[0]: "%.4f" % means[0], "%s_s" % self.unit[:3]:
+                        "%.0f" % speed}
+
+    def evaluate(self, epoch_done):
+        return None, False
+
+    def summary(self):
+        return {}
+
+
+class _Meter:
+    """Device sums and counts between log lines: one host sync per line."""
+
+    def __init__(self, run, task):
+        self.run, self.task = run, task
+        self.sums, self.count, self.extra = None, 0, None
+        self.since, self.first = time.time(), run.step + 1
+
+    def add(self, sums, count, extra=None):
+        self.sums = sums if self.sums is None else self.sums + sums
+        self.count += count
+        self.extra = extra
+
+    def write(self, epoch):
+        run = self.run
+        if not self.count:
+            return
+        means = self.sums.asnumpy() / self.count          # the one host sync per log line
+        if not np.isfinite(means).all():
+            raise MXGenError(
+                "training stopped: non-finite %s loss in steps %d-%d (%s); try a lower --lr."
+                " Last good checkpoint: %s" % (
+                    run.family.title, self.first, run.step,
+                    ", ".join("%s %s" % kv for kv in zip(self.task.metrics, means)),
+                    run.last_ckpt or "none"))
+        speed = self.count * run.cluster.num_workers / (time.time() - self.since)   # global
+        fields, postfix = self.task.train_record(means, speed, self.extra)
+        run.bar.set_postfix(**postfix)
+        run.metrics.write(kind="train", step=run.step, epoch=epoch + 1, **fields)
+        self.sums, self.count = None, 0
+        self.since, self.first = time.time(), run.step + 1
+
+
 class Run:
     """One training run of one model family (see the module docstring).
 
-    ``cfg`` is the family's config dataclass: it needs ``out``, ``ctx``,
-    ``resume``, ``dry_run``, ``epochs``, ``batch_size``, ``max_steps``,
-    ``max_minutes``, ``save_every``, ``progress``, ``seed``, the class
-    attribute ``RUN_LENGTH`` and a method ``dry_run_limits()``.  ``explicit``
-    names the settings the user gave (checked against a resumed run's).
+    ``cfg`` is the family's config dataclass (a :class:`RunConfig`);
+    ``family`` its :class:`~mxgen.models.registry.Family`; ``explicit``
+    names the settings the user gave (checked against a resumed run's);
+    ``log`` takes each log line (default: the ``mxgen`` logger, at INFO).
     """
 
-    def __init__(self, cfg, family, explicit=(), log=print, required=()):
+    def __init__(self, cfg, family, explicit=(), log=None):
         self.started, self.family, self.explicit = time.time(), family, tuple(explicit)
         self.ctxs = parse_ctx(cfg.ctx)
         self.cluster = Cluster(cfg.kvstore, self.ctxs)
         # one voice: the other ranks of a distributed run say nothing but errors
-        self.log = log if self.cluster.is_writer else (lambda *_: None)
+        self.log = (log or logger.info) if self.cluster.is_writer else (lambda *_: None)
         self.resume_from, self.lock = None, None
         # a dry run never writes into a run it resumes, nor into the default folder
         to_temp = cfg.dry_run and (cfg.resume or not _chose_out(cfg, explicit))
@@ -234,15 +321,16 @@ class Run:
         if self.cluster.is_writer and not to_temp:
             self.lock = claim(cfg.out, cfg.resume, cfg.overwrite, self.log)
         try:
-            self._open(cfg, family, explicit, required, to_temp)
+            self._open(cfg, explicit, to_temp)
         except BaseException:
             self.close()
             raise
 
-    def _open(self, cfg, family, explicit, required, to_temp):
+    def _open(self, cfg, explicit, to_temp):
         if cfg.resume:
-            self.resume_from, saved = ckpt.open_checkpoint(
-                cfg.out, family, prefer="latest", required=("progress.json",) + tuple(required))
+            self.resume_from, saved, _ = open_family_checkpoint(
+                cfg.out, self.family.name, prefer="latest",
+                required=("progress.json",) + self.family.resume_files)
             if "train" not in saved:
                 raise MXGenError("cannot resume from %s: it holds no training settings"
                                  % self.resume_from)
@@ -370,7 +458,7 @@ class Run:
                 ckpt.save_trainer(trainer, writer, name)
             for name, group in arrays.items():
                 ckpt.save_arrays(writer.path(name + ".nd"), group)
-            writer.write_json("config.json", dict(meta, family=self.family,
+            writer.write_json("config.json", dict(meta, family=self.family.name,
                                                   train=asdict(self.cfg)))
             writer.write_json("progress.json", self.progress)
             for name, obj in files.items():
@@ -381,6 +469,44 @@ class Run:
         writer.prune()
         self.last_ckpt = writer.final_dir
         return self.last_ckpt
+
+    # ---- the loop every family runs ------------------------------------------------
+    def train(self, task):
+        """Run ``task`` (a :class:`Task`) to the end of the run: its steps,
+        a train record every ``log_interval`` steps (and at a stop or an
+        epoch end), and after every epoch (or a stop) its evaluation, a
+        checkpoint and the loss plot.  Returns :meth:`finish`'s summary."""
+        for epoch in self.epochs():
+            task.begin_epoch(epoch)
+            meter = _Meter(self, task)
+            for _ in self.batches(task.num_batches):
+                result = task.step()
+                if result is not None:
+                    meter.add(*result)
+                if self.log_due():
+                    meter.write(epoch)
+            self.end_epoch(task)
+        return self.finish(**task.summary())
+
+    def end_epoch(self, task):
+        """Evaluate, record, checkpoint (pointing ``best`` when it improved)
+        and plot: at every epoch end, and where a budget stops the run."""
+        record, improved = task.evaluate(self.progress["batch"] == 0)
+        if record is not None:
+            self.metrics.write(**record)
+        self.save(point_best=improved or task.always_best)
+        if self.cluster.is_writer and task.plot:
+            plot_curves(self.metrics.read(), os.path.join(self.cfg.out, "loss.png"),
+                        **task.plot)
+
+    def improves(self, key, score):
+        """Whether ``score`` (lower is better) beats the run's best so far,
+        kept under ``progress[key]``; a finite better score is recorded."""
+        best = self.progress.get(key)
+        better = score is not None and math.isfinite(score) and (best is None or score < best)
+        if better:
+            self.progress[key] = score
+        return better
 
     # ---- epochs and batches -------------------------------------------------------
     def epochs(self):
@@ -414,31 +540,12 @@ class Run:
                 bar.update(1)
                 if self.stop:
                     break
-                if getattr(cfg, "save_every", 0) and self.step % cfg.save_every == 0:
+                if cfg.save_every and self.step % cfg.save_every == 0:
                     self.save()
         finally:
             bar.close()
         if self.progress["batch"] >= total:
             self.progress.update(epoch=self.epoch + 1, batch=0)
-
-    def step_finite(self, norm, epoch):
-        """Whether this step's gradient norm is finite.  If not: count it,
-        log it and, after ``max_bad_steps`` in a row, stop with an error
-        naming the last good checkpoint (the caller skips the update)."""
-        progress = self.progress
-        if math.isfinite(norm):
-            progress["bad_steps"] = 0
-            return True
-        progress["bad_steps"] = progress.get("bad_steps", 0) + 1
-        self.log("step %d: non-finite loss/gradient (%s); update skipped (%d in a row)"
-                 % (self.step, norm, progress["bad_steps"]))
-        self.metrics.write(kind="bad_step", step=self.step, epoch=epoch + 1)
-        if progress["bad_steps"] >= self.cfg.max_bad_steps:
-            raise MXGenError("training stopped: %d steps in a row had a non-finite loss or"
-                             " gradient (last at step %d); try a lower --lr. Last good"
-                             " checkpoint: %s" % (progress["bad_steps"], self.step,
-                                                  self.last_ckpt or "none"))
-        return False
 
     def log_due(self):
         """Whether this step ends with a log line (interval, stop or epoch end)."""
@@ -464,8 +571,30 @@ class Run:
                     writer=self.cluster.is_writer, **summary)
 
 
+def image_folder(cfg, root, size, channels):
+    """The image folder of an image family's run: decoded once (``cfg``'s
+    ``decode_workers``, ``max_images``, ``seed``), at least one batch."""
+    from ..data.images import ImageFolder
+    images = ImageFolder(root, size, channels, num_workers=cfg.decode_workers,
+                         limit=cfg.max_images, seed=cfg.seed)
+    if len(images) < cfg.batch_size:
+        raise MXGenError("%s has %d usable images, fewer than one batch (%d); lower"
+                         " --batch-size" % (root, len(images), cfg.batch_size))
+    return images
+
+
+def image_batches(images, batch_size, seed, epoch, start_batch):
+    """An iterator over one epoch's uint8 batches ``(N, C, S, S)``: a seeded
+    permutation per epoch, from ``start_batch`` (exact resume)."""
+    sampler = EpochSampler(len(images), batch_size, seed, epoch, start_batch)
+    return iter(mx.gluon.data.DataLoader(mx.gluon.data.ArrayDataset(images.images),
+                                         batch_size=batch_size, sampler=sampler,
+                                         last_batch="discard"))
+
+
 class EpochSampler(mx.gluon.data.Sampler):
-    """A seeded permutation per epoch, started at ``start`` (for exact resume)."""
+    """A seeded permutation per epoch, started at batch ``start_batch`` (for
+    exact resume); the last partial batch is dropped."""
 
     def __init__(self, length, batch_size, seed, epoch, start_batch):
         order = np.random.RandomState(seed + epoch).permutation(length)

@@ -20,9 +20,7 @@ counter are checkpointed; MXNet's RNG is re-seeded from ``(seed, step)`` before
 every iteration, so noise draws after a resume are the ones an uninterrupted
 run makes.
 """
-import math
 import os
-import time
 from dataclasses import dataclass
 from typing import Optional
 
@@ -30,17 +28,17 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from ..config import AT_LEAST_0, AT_LEAST_1, FRACTION, check_ranges, field
-from ..data.images import SHAPES, ImageFolder, save_grid, to_float
+from ..data.images import SHAPES, save_grid, to_float
+from ..distributed import Cluster
 from ..errors import MXGenError
+from ..fields import AT_LEAST_0, AT_LEAST_1, FRACTION, check_ranges, field
 from ..models import get_model
 from ..models.dcgan import FAMILY, DCGANConfig, dcgan_init, generate_images
-from ..utils.frechet import frechet_distance, get_feature_net
-from ..utils.metrics import plot_curves
-from ..distributed import Cluster
-from .common import EpochSampler, Run, RunConfig
+from ..utils.frechet import frechet_distance, frechet_features
+from .common import Run, RunConfig, Task, image_batches, image_folder
 
-__all__ = ["GANTrainConfig", "GANStep", "build_gan_step", "train_gan", "gan_flops_per_image"]
+__all__ = ["GANTrainConfig", "GANStep", "GANTask", "build_gan_step", "train_gan",
+           "gan_flops_per_image"]
 
 
 @dataclass
@@ -50,15 +48,16 @@ class GANTrainConfig(RunConfig):
     out: str = field("runs/gan", "run directory", group="run")
     batch_size: int = field(64, "global batch size (split over --ctx devices)", group="run")
     log_interval: int = field(10, "iterations between log lines", group="run")
-    image_size: int = field(64, "image size: 64, or 32 (one stage fewer)", group="model",
-                            choices=(32, 64))
-    latent_size: int = field(100, "noise vector size", group="model")
-    ngf: int = field(64, "generator width", group="model")
-    ndf: int = field(64, "discriminator width", group="model")
-    channels: int = field(3, "3 (colour) or 1 (grayscale)", group="model", choices=(1, 3))
+    image_size: int = field(DCGANConfig.image_size, "image size: 64, or 32 (one stage fewer)",
+                            group="model", choices=(32, 64))
+    latent_size: int = field(DCGANConfig.latent_size, "noise vector size", group="model")
+    ngf: int = field(DCGANConfig.ngf, "generator width", group="model")
+    ndf: int = field(DCGANConfig.ndf, "discriminator width", group="model")
+    channels: int = field(DCGANConfig.nc, "3 (colour) or 1 (grayscale)", group="model",
+                          choices=(1, 3))
     lr: float = field(2e-4, "Adam learning rate of both networks")
     beta1: float = field(0.5, "Adam beta1")
-    num_workers: int = field(2, "image-decoding processes")
+    decode_workers: int = field(2, "image-decoding processes (0: decode in this one)")
     fid_samples: int = field(500, "real and generated images for the Frechet distance")
     grid_size: int = field(64, "images in each epoch's sample grid")
     max_images: Optional[int] = field(None, "use only the first N images")
@@ -66,7 +65,7 @@ class GANTrainConfig(RunConfig):
                                  " (MXNet's SyncBatchNorm; GPUs only; within each worker of"
                                  " a distributed run)", group="model")
 
-    RUN_LENGTH = RunConfig.RUN_LENGTH + ("num_workers",)
+    CHANGEABLE_ON_RESUME = RunConfig.CHANGEABLE_ON_RESUME + ("decode_workers",)
 
     def dry_run_limits(self):
         super().dry_run_limits()
@@ -77,7 +76,7 @@ class GANTrainConfig(RunConfig):
         super().validate()
         check_ranges(self, dict(
             {k: AT_LEAST_1 for k in ("latent_size", "ngf", "ndf", "grid_size", "max_images")},
-            lr=AT_LEAST_0, beta1=FRACTION, num_workers=AT_LEAST_0,
+            lr=AT_LEAST_0, beta1=FRACTION, decode_workers=AT_LEAST_0,
             fid_samples=(lambda v: v >= 2, ">= 2")))
         return self
 
@@ -203,126 +202,117 @@ def build_gan_step(model_cfg, lr, beta1, ctxs, hybridize=True, skip_d_weight_gra
                               skip_d_weight_grads, cluster.rank, cluster.num_workers)
 
 
-def train_gan(cfg, log=print, explicit=()):
+class GANTask(Task):
+    """The shared loop's hooks for a DCGAN: the step is :class:`GANStep`;
+    after every epoch a sample grid from the fixed noise and the Frechet
+    distance (rank 0), the best checkpoint by that distance."""
+    metrics = ("loss_d", "loss_g", "d_real", "d_fake")
+    unit = "images"
+
+    def __init__(self, run):
+        super().__init__(run)
+        cfg, ctxs, progress = run.cfg, run.ctxs, run.progress
+        self.model_cfg = model_cfg = cfg.model_config()
+        self.images = image_folder(cfg, cfg.data, cfg.image_size, cfg.channels)
+        self.num_batches = len(self.images) // cfg.batch_size
+        fid_idx = np.random.RandomState(cfg.seed + 7).choice(
+            len(self.images), min(cfg.fid_samples, len(self.images)), replace=False)
+        self.fid_real = to_float(self.images.images[np.sort(fid_idx)])
+        mx.random.seed(cfg.seed)
+        self.gen, self.disc, self.step_fn = build_gan_step(
+            model_cfg, cfg.lr, cfg.beta1, ctxs, cluster=run.cluster, batch_size=cfg.batch_size,
+            sync_bn=cfg.sync_bn)
+        self.lo, self.hi = run.cluster.shard(cfg.batch_size)   # this rank's images of a batch
+        noise = self.noise = {"noise": mx.nd.random.normal(
+            shape=(max(cfg.grid_size, len(self.fid_real)), cfg.latent_size, 1, 1),
+            ctx=ctxs[0])}
+        self.features = frechet_features(cfg.channels, ctx=ctxs[0])
+        progress.setdefault("best_fd", None)
+        run.track(nets={"generator": self.gen, "discriminator": self.disc},
+                  trainers={"trainer_g": self.step_fn.trainer_g,
+                            "trainer_d": self.step_fn.trainer_d},
+                  arrays=lambda: {"fixed_noise": noise},
+                  meta=lambda: {"model": model_cfg.to_dict(), "feature_net": self.features.name})
+        if run.restore():
+            noise["noise"] = run.load_arrays("fixed_noise")["noise"].as_in_context(ctxs[0])
+        self.real_features = self.features.features(self.fid_real)
+        self.flops = gan_flops_per_image(model_cfg)
+        self.fd, self.grid = progress["best_fd"], None
+        run.log("data %s: %d images %dx%d, %d batches of %d per epoch; Frechet distance"
+                " features: %s" % (cfg.data, len(self.images), cfg.image_size, cfg.image_size,
+                                   self.num_batches, cfg.batch_size, self.features.name))
+        if run.cluster.is_writer:
+            os.makedirs(os.path.join(cfg.out, "samples"), exist_ok=True)
+            if not run.resume_from:      # the baseline later distances are compared with
+                fd0 = self._frechet()[0]
+                run.metrics.write(kind="eval", step=0, epoch=0, frechet_distance=fd0,
+                                  feature_net=self.features.name)
+                run.log("Frechet distance at initialisation: %.3f" % fd0)
+        self.plot = dict(series={"loss_d": "train", "loss_g": "train"},
+                         title="DCGAN %dx%d on %s" % (cfg.image_size, cfg.image_size,
+                                                      os.path.basename(cfg.data.rstrip("/"))))
+
+    def _frechet(self):
+        fake = generate_images(self.gen, self.noise["noise"][:len(self.fid_real)])
+        return frechet_distance(self.real_features, self.features.features(fake)), fake
+
+    def begin_epoch(self, epoch):
+        cfg = self.run.cfg
+        self.batches = image_batches(self.images, cfg.batch_size, cfg.seed, epoch,
+                                     self.run.progress["batch"])
+
+    def step(self):
+        self.run.seed_step()
+        sums = self.step_fn(to_float(next(self.batches)[self.lo:self.hi]))   # this rank's
+        return sums, self.hi - self.lo, None
+
+    def train_record(self, means, speed, extra):
+        fields, _ = super().train_record(means, speed, extra)
+        fields["gflop_per_s"] = speed * self.flops / 1e9
+        return fields, {"loss_d": "%.3f" % means[0], "loss_g": "%.3f" % means[1],
+                        "img_s": "%.0f" % speed}
+
+    def evaluate(self, epoch_done):
+        run, cfg = self.run, self.run.cfg
+        if not run.cluster.is_writer:            # rank 0 alone evaluates
+            return None, False
+        self.fd, fake = self._frechet()
+        self.grid = save_grid(fake[:cfg.grid_size], os.path.join(
+            cfg.out, "samples", "epoch_%03d_step_%07d.png" % (run.epoch, run.step)))
+        if run.tensorboard is not None:
+            run.tensorboard.image("samples", self.grid, run.step)
+        improved = run.improves("best_fd", self.fd)
+        run.log("epoch %d step %d: Frechet distance %.3f (%s features, %d samples)%s; grid %s"
+                % (run.epoch, run.step, self.fd, self.features.name, len(self.fid_real),
+                   " *best*" if improved else "", self.grid))
+        return dict(kind="eval", step=run.step, epoch=run.epoch, frechet_distance=self.fd,
+                    feature_net=self.features.name, grid=self.grid,
+                    elapsed_s=run.elapsed()), improved
+
+    def summary(self):
+        return dict(frechet_distance=self.fd, best_fd=self.run.progress["best_fd"],
+                    grid=self.grid, feature_net=self.features.name, generator=self.gen,
+                    discriminator=self.disc)
+
+
+def train_gan(cfg, log=None, explicit=()):
     """Train (or resume) a DCGAN; returns a summary dict."""
-    with Run(cfg, FAMILY, explicit, log,
-             required=("generator.params", "discriminator.params", "fixed_noise.nd")) as run:
-        return _train_gan(run)
-
-
-def _train_gan(run):
-    cfg, ctxs, progress = run.cfg, run.ctxs, run.progress
-    model_cfg = cfg.model_config()
-    if run.cluster.is_writer:
-        os.makedirs(os.path.join(cfg.out, "samples"), exist_ok=True)
-
-    # ---- data -------------------------------------------------------------
-    images = ImageFolder(cfg.data, cfg.image_size, cfg.channels, num_workers=cfg.num_workers,
-                         limit=cfg.max_images, seed=cfg.seed)
-    if len(images) < cfg.batch_size:
-        raise MXGenError("%s has %d usable images, fewer than one batch (%d); lower"
-                         " --batch-size" % (cfg.data, len(images), cfg.batch_size))
-    batches_per_epoch = len(images) // cfg.batch_size
-    fid_idx = np.random.RandomState(cfg.seed + 7).choice(
-        len(images), min(cfg.fid_samples, len(images)), replace=False)
-    fid_real = to_float(images.images[np.sort(fid_idx)])
-
-    # ---- networks, trainers, checkpoint contents -----------------------------
-    mx.random.seed(cfg.seed)
-    gen, disc, step_fn = build_gan_step(model_cfg, cfg.lr, cfg.beta1, ctxs, cluster=run.cluster,
-                                       batch_size=cfg.batch_size, sync_bn=cfg.sync_bn)
-    lo, hi = run.cluster.shard(cfg.batch_size)          # this rank's images of each batch
-    writer = run.cluster.is_writer
-    noise = {"noise": mx.nd.random.normal(shape=(max(cfg.grid_size, len(fid_real)),
-                                                 cfg.latent_size, 1, 1), ctx=ctxs[0])}
-    feature_net = get_feature_net(cfg.channels, ctx=ctxs[0])
-    progress.setdefault("best_fd", None)
-    run.track(nets={"generator": gen, "discriminator": disc},
-              trainers={"trainer_g": step_fn.trainer_g, "trainer_d": step_fn.trainer_d},
-              arrays=lambda: {"fixed_noise": noise},
-              meta=lambda: {"model": model_cfg.to_dict(), "feature_net": feature_net.name})
-    if run.restore():
-        noise["noise"] = run.load_arrays("fixed_noise")["noise"].as_in_context(ctxs[0])
-    real_features = feature_net.features(fid_real)
-    flops = gan_flops_per_image(model_cfg)
-    run.log("data %s: %d images %dx%d, %d batches of %d per epoch; Frechet distance features:"
-            " %s" % (cfg.data, len(images), cfg.image_size, cfg.image_size, batches_per_epoch,
-                     cfg.batch_size, feature_net.name))
-
-    def frechet():
-        fake = generate_images(gen, noise["noise"][:len(fid_real)])
-        return frechet_distance(real_features, feature_net.features(fake)), fake
-
-    if writer and not run.resume_from:      # the baseline later distances are compared with
-        fd0 = frechet()[0]
-        run.metrics.write(kind="eval", step=0, epoch=0, frechet_distance=fd0,
-                          feature_net=feature_net.name)
-        run.log("Frechet distance at initialisation: %.3f" % fd0)
-    fd, grid_path = progress["best_fd"], None
-    for epoch in run.epochs():
-        sampler = EpochSampler(len(images), cfg.batch_size, cfg.seed, epoch, progress["batch"])
-        batches = iter(gluon.data.DataLoader(gluon.data.ArrayDataset(images.images),
-                                             batch_size=cfg.batch_size, sampler=sampler,
-                                             last_batch="discard"))
-        sums, count, t_log, first_step = 0, 0, time.time(), run.step + 1
-        for _ in run.batches(batches_per_epoch):
-            run.seed_step()
-            sums = sums + step_fn(to_float(next(batches)[lo:hi]))     # (4,) sums, this rank's
-            count += hi - lo
-            if run.log_due():
-                values = sums.asnumpy() / count            # the only sync, per log line
-                if not np.isfinite(values).all():
-                    raise MXGenError(
-                        "training stopped: non-finite GAN loss in steps %d-%d (loss_D %s,"
-                        " loss_G %s); try a lower --lr. Last good checkpoint: %s"
-                        % (first_step, run.step, values[0], values[1], run.last_ckpt or "none"))
-                speed = count * run.cluster.num_workers / (time.time() - t_log)    # global
-                t_log = time.time()
-                run.bar.set_postfix(loss_d="%.3f" % values[0], loss_g="%.3f" % values[1],
-                                    img_s="%.0f" % speed)
-                run.metrics.write(kind="train", step=run.step, epoch=epoch + 1,
-                                  loss_d=float(values[0]), loss_g=float(values[1]),
-                                  d_real=float(values[2]), d_fake=float(values[3]),
-                                  images_per_s=speed, gflop_per_s=speed * flops / 1e9)
-                sums, count, first_step = 0, 0, run.step + 1
-        # ---- end of epoch (or run): sample grid, Frechet distance (rank 0), checkpoint
-        improved = False
-        if writer:
-            fd, fake = frechet()
-            grid_path = save_grid(fake[:cfg.grid_size], os.path.join(
-                cfg.out, "samples", "epoch_%03d_step_%07d.png" % (run.epoch, run.step)))
-            if run.tensorboard is not None:
-                run.tensorboard.image("samples", grid_path, run.step)
-            improved = math.isfinite(fd) and (progress["best_fd"] is None
-                                              or fd < progress["best_fd"])
-            progress["best_fd"] = fd if improved else progress["best_fd"]
-            run.log("epoch %d step %d: Frechet distance %.3f (%s features, %d samples)%s; grid"
-                    " %s" % (run.epoch, run.step, fd, feature_net.name, len(fid_real),
-                             " *best*" if improved else "", grid_path))
-            run.metrics.write(kind="eval", step=run.step, epoch=run.epoch, frechet_distance=fd,
-                              feature_net=feature_net.name, grid=grid_path,
-                              elapsed_s=run.elapsed())
-        run.save(point_best=improved)
-        if writer:
-            plot_curves(run.metrics.read(), os.path.join(cfg.out, "loss.png"),
-                        {"loss_d": "train", "loss_g": "train"}, title="DCGAN %dx%d on %s"
-                        % (cfg.image_size, cfg.image_size,
-                           os.path.basename(cfg.data.rstrip("/"))))
-    return run.finish(frechet_distance=fd, best_fd=progress["best_fd"], grid=grid_path,
-                      feature_net=feature_net.name, generator=gen, discriminator=disc)
+    with Run(cfg, FAMILY, explicit, log) as run:
+        return run.train(GANTask(run))
 
 
 class _no_weight_grads:
-    """Temporarily set ``grad_req='null'`` on parameters that need a gradient."""
+    """Temporarily set ``grad_req='null'`` on parameters that need a
+    gradient; each gets its own request (``write`` or ``add``) back."""
 
     def __init__(self, params):
-        self.params = [p for p in params if p.grad_req != "null"]
+        self.saved = [(p, p.grad_req) for p in params if p.grad_req != "null"]
 
     def __enter__(self):
-        for p in self.params:
+        for p, _ in self.saved:
             p.grad_req = "null"
 
     def __exit__(self, *exc):
-        for p in self.params:
-            p.grad_req = "write"
+        for p, req in self.saved:
+            p.grad_req = req
         return False

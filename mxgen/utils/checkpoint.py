@@ -41,13 +41,12 @@ import numpy as np
 
 from ..errors import MXGenError, one_line
 
-__all__ = ["CheckpointWriter", "resolve", "open_checkpoint", "read_manifest", "require_files",
+__all__ = ["CheckpointWriter", "resolve", "read_manifest", "require_files",
            "read_json", "atomic_write_text", "save_trainer", "load_trainer", "save_parameters",
            "load_parameters", "params_finite", "save_arrays", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 2       # 1: optimizer states were pickles (still readable for parameters)
 READABLE_FORMATS = (1, 2)
-FAMILY_NAMES = {"char_rnn": "character RNN", "dcgan": "DCGAN", "style_net": "style network"}
 MANIFEST = "MANIFEST.json"
 _TEMP_PREFIXES = (".tmp-ckpt-", ".trash-")
 
@@ -297,24 +296,6 @@ def read_json(ckpt_dir, name):
         raise MXGenError("checkpoint %s is missing %s" % (ckpt_dir, name)) from None
     except ValueError as err:
         raise MXGenError("checkpoint file %s is not valid JSON: %s" % (full, err)) from None
-
-
-def open_checkpoint(path, family, prefer="best", required=()):
-    """Resolve, verify and identify a checkpoint of ``family``.
-
-    Returns ``(ckpt_dir, config)`` where ``config`` is ``config.json``;
-    raises MXGenError naming the checkpoint when it is missing, damaged, or
-    of another family.
-    """
-    ckpt_dir = resolve(path, prefer=prefer)
-    manifest = read_manifest(ckpt_dir, required=("config.json",))
-    config = read_json(ckpt_dir, "config.json")
-    if not isinstance(config, dict) or config.get("family") != family:
-        found = config.get("family") if isinstance(config, dict) else None
-        raise MXGenError("checkpoint %s holds a %r model, not a %s"
-                         % (ckpt_dir, found, FAMILY_NAMES.get(family, family)))
-    require_files(manifest, ckpt_dir, required)
-    return ckpt_dir, config
 
 
 # ---- parameters ---------------------------------------------------------------

@@ -22,7 +22,7 @@ import mxnet as mx
 import numpy as np
 from mxnet.gluon import HybridBlock, nn
 
-__all__ = ["frechet_distance", "FeatureNet", "RandomConvFeatures", "get_feature_net"]
+__all__ = ["frechet_distance", "FrechetFeatures", "RandomConvFeatures", "frechet_features"]
 
 
 def frechet_distance(feats_a, feats_b):
@@ -58,9 +58,10 @@ class RandomConvFeatures(HybridBlock):
         return F.concat(F.mean(h, axis=(2, 3)), F.max(h, axis=(2, 3)), dim=1)   # (N, 512)
 
 
-class FeatureNet:
-    """Wraps a feature network (a block or a callable on NDArrays):
-    ``features(images in [-1, 1]) -> (N, d) numpy``."""
+class FrechetFeatures:
+    """The feature space of the Frechet distance, named (``name``): wraps a
+    network (a block or a callable on NDArrays), ``features(images in
+    [-1, 1]) -> (N, d) numpy``."""
 
     def __init__(self, name, block, input_size=None, ctx=None):
         self.name, self.block, self.input_size = name, block, input_size
@@ -85,7 +86,7 @@ def _inception_weights_on_disk():
     return sorted(glob.glob(os.path.join(root, "inceptionv3-*.params")))
 
 
-def get_feature_net(channels=3, ctx=None, prefer="inception_v3", allow_download=False):
+def frechet_features(channels=3, ctx=None, prefer="inception_v3", allow_download=False):
     """Inception-v3 when its weights are present (or downloads are allowed),
     else the random-conv fallback."""
     ctx = ctx or mx.cpu()
@@ -100,7 +101,7 @@ def get_feature_net(channels=3, ctx=None, prefer="inception_v3", allow_download=
         def pooled(x):                   # [-1, 1] -> ImageNet normalisation -> (N, 2048)
             x = mx.nd.broadcast_div(mx.nd.broadcast_sub((x + 1) / 2, mean), std)
             return mx.nd.flatten(features(x))
-        return FeatureNet("inception_v3", pooled, input_size=299, ctx=ctx)
+        return FrechetFeatures("inception_v3", pooled, input_size=299, ctx=ctx)
     net = RandomConvFeatures(channels)
     rng = np.random.RandomState(0)      # fixed weights, without touching MXNet's RNG stream
     net.initialize(mx.init.Zero(), ctx=ctx)
@@ -111,4 +112,4 @@ def get_feature_net(channels=3, ctx=None, prefer="inception_v3", allow_download=
             else np.zeros(shape)
         param.set_data(mx.nd.array(value, ctx=ctx))
     net.hybridize(static_alloc=True)
-    return FeatureNet(RandomConvFeatures.NAME, net, ctx=ctx)
+    return FrechetFeatures(RandomConvFeatures.NAME, net, ctx=ctx)

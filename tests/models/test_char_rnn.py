@@ -8,7 +8,7 @@ from mxgen.data.vocab import Vocab
 from mxgen.errors import MXGenError
 from mxgen.models import CharRNN, get_model
 from mxgen.nn.rnn import MODES
-from mxgen.train.text import LMLoss
+from mxgen.train.lm import LMLoss
 
 
 def _batch(nietzsche, seq_len=30, batch_size=4):
@@ -88,7 +88,7 @@ def test_tied_weights_share_the_embedding():
 
 def test_get_model_lists_valid_names():
     assert isinstance(get_model("char_rnn", vocab_size=10, num_hidden=8, num_embed=4), CharRNN)
-    with pytest.raises(MXGenError, match="valid names: char_rnn, dcgan_discriminator, dcgan_generator, unrolled_rnn"):
+    with pytest.raises(MXGenError, match="valid names: char_rnn, dcgan_discriminator, dcgan_generator, style_net, unrolled_rnn"):
         get_model("transformer")
 
 

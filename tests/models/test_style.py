@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from mxgen.errors import MXGenError
-from mxgen.models.style import (RANDOM_NET, StyleLoss, TransformerNet, get_feature_net,
-                                gram_matrix, style_targets)
+from mxgen.models.features import RANDOM_NET, get_feature_net
+from mxgen.models.style import TransformerNet
+from mxgen.nn.style_loss import StyleLoss, gram_matrix, style_targets
 from mxgen.data.images import read_image
 from mxgen.stylize import load_content_and_style, stylize_optim
 from tests.conftest import EMOJI_SAMPLE
@@ -166,7 +167,7 @@ def test_instance_norm_matches_mxnets_operator(shape):
     forward and gradients, eager and hybridized."""
     from mxnet import autograd
 
-    from mxgen.models.style import InstanceNorm
+    from mxgen.nn.norm import InstanceNorm
     rng = np.random.RandomState(0)
     x = mx.nd.array(rng.normal(1.5, 2.0, shape).astype(np.float32))
     gamma = mx.nd.array(rng.uniform(0.5, 1.5, shape[1]).astype(np.float32))

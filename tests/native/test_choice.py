@@ -106,7 +106,9 @@ def test_generic_kernels_lose_to_onednn_and_auto_says_so():
         pytest.skip("this CPU has no AVX2: the portable path is its best")
     previous = _native.set_isa("generic")
     try:
-        impl, reason = explain_impl("auto", "lstm")
+        impl, reason = explain_impl("auto", "lstm", shape={"input_size": 64, "num_hidden": 256,
+                                                           "num_layers": 2, "seq_len": 100,
+                                                           "batch": 32})
     finally:
         _native.set_isa(previous)
     assert impl == "fused" and "slower than MXNet's fused RNN op" in reason, reason

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from mxgen.errors import MXGenError
-from mxgen.models.dcgan import load_generator
+from mxgen.models import load
 from mxgen.train.gan import GANTrainConfig, train_gan
 from mxgen.utils.checkpoint import resolve
 
 def _cfg(data, out, **kw):
     base = dict(data=data, out=str(out), image_size=32, ngf=16, ndf=16, batch_size=32,
-                epochs=3, progress=False, fid_samples=256, max_images=512, num_workers=0,
+                epochs=3, progress=False, fid_samples=256, max_images=512, decode_workers=0,
                 log_interval=5, seed=2)
     base.update(kw)
     return GANTrainConfig(**base)
@@ -51,7 +51,8 @@ def test_resume_is_bit_exact(tmp_path):
         for key in a[name]:
             np.testing.assert_array_equal(a[name][key].asnumpy(), b[name][key].asnumpy(),
                                           err_msg=key)
-    gen, config, _ = load_generator(str(tmp_path / "b"))
+    loaded = load(str(tmp_path / "b"), family="dcgan")
+    gen, config = loaded.model, loaded.config
     assert config.image_size == 32
     assert gen(mx.nd.zeros((1, 100, 1, 1))).shape == (1, 3, 32, 32)
 
@@ -85,7 +86,7 @@ def test_wrong_checkpoints(tmp_path):
         train_text(TextTrainConfig(data="stdlib", out=str(tmp_path / "t"), dry_run=True,
                                    num_hidden=16, num_embed=8, seq_len=10, batch_size=4,
                                    progress=False), log=_quiet)
-        load_generator(str(tmp_path / "t"))
+        load(str(tmp_path / "t"), family="dcgan")
 
 
 def test_non_finite_loss_stops_without_saving_it(tmp_path, monkeypatch):
@@ -104,7 +105,7 @@ def test_non_finite_loss_stops_without_saving_it(tmp_path, monkeypatch):
         return out * mx.nd.sqrt(mx.nd.ones_like(out) * (-1 if calls["n"] > 21 else 1))
 
     monkeypatch.setattr(real_loss, "__call__", poisoned_call)
-    with pytest.raises(MXGenError, match=r"non-finite GAN loss in steps 7-10"):
+    with pytest.raises(MXGenError, match=r"non-finite DCGAN loss in steps 7-10"):
         train_gan(_cfg("shapes", tmp_path, epochs=2, max_images=192, batch_size=32), log=_quiet)
     # epoch 1 (6 iterations) was checkpointed before the NaN and is finite
     saved = resolve(str(tmp_path), "latest")
@@ -214,3 +215,17 @@ def test_every_configuration_trains(size, channels):
         changed = [k for k, v in _values(net).items() if not np.array_equal(v, old[k])]
         assert changed, "no parameter of %s changed" % net.name
     assert gen(mx.nd.zeros((2, 100, 1, 1))).shape == (2, channels, size, size)
+
+
+def test_skipping_d_weight_grads_gives_each_parameter_its_request_back():
+    """G's update runs through D with D's weight gradients off; afterwards a
+    parameter that accumulated (grad_req 'add') accumulates again."""
+    from mxnet import gluon
+    from mxgen.train.gan import _no_weight_grads
+    net = gluon.nn.Dense(2, in_units=3)
+    net.initialize()
+    net.weight.grad_req, net.bias.grad_req = "add", "write"
+    params = list(net.collect_params().values())
+    with _no_weight_grads(params):
+        assert [p.grad_req for p in params] == ["null", "null"]
+    assert (net.weight.grad_req, net.bias.grad_req) == ("add", "write")

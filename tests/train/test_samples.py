@@ -10,8 +10,8 @@ from mxgen.distributed import Cluster
 from mxgen.errors import MXGenError
 from mxgen.generation import generate
 from mxgen.models import CharRNN
-from mxgen.models.char_rnn import load_char_rnn
-from mxgen.train.samples import SampleStep
+from mxgen.models import load
+from mxgen.train.lm import LMStep
 from mxgen.train.text import TextTrainConfig, train_text
 
 WORDS = ["a", "to", "cat", "bird", "horse", "giraffe", "hippopotamus", "be", "dog", "zebra"]
@@ -29,19 +29,23 @@ def _model(vocab, ctxs, seed=5):
 
 
 def _sgd_step(ctxs, batch, seed=5):
-    """One SampleStep with plain SGD (lr 1): the parameter change IS minus
+    """One masked LMStep with plain SGD (lr 1): the parameter change IS minus
     the update's gradient."""
     vocab = Vocab.from_text("".join(WORDS), eos=Vocab.EOS)
     model = _model(vocab, ctxs, seed)
     trainer = Cluster(None, ctxs).trainer(model.collect_params(), "sgd", {"learning_rate": 1.0})
-    step = SampleStep(model, trainer, ctxs, clip=0)
+    step = LMStep(model, trainer, ctxs, clip=0, static_shape=True)
     before = {k: p.data(ctxs[0]).asnumpy() for k, p in
               model._collect_params_with_prefix().items()}
     data, target, mask = batch
-    losses, _ = step(data, target, mask, mask.sum())
+    losses, _, _ = step(data, target, _fresh(model, ctxs, data.shape[1]), mask, mask.sum())
     loss = sum(float(x.asscalar()) for x in losses)
     after = {k: p.data(ctxs[0]).asnumpy() for k, p in model._collect_params_with_prefix().items()}
     return model, vocab, loss, {k: before[k] - after[k] for k in before}, before
+
+
+def _fresh(model, ctxs, columns):
+    return [model.begin_state(columns // len(ctxs), ctx=c) for c in ctxs]
 
 
 def _batch(vocab, samples, batch_size):
@@ -99,16 +103,16 @@ def test_one_graph_per_bucket_built_once_over_an_epoch(nietzsche_path):
                         pad_last=True, seed=2)
     model = _model(vocab, [mx.cpu()])
     trainer = gluon.Trainer(model.collect_params(), "adam", {"learning_rate": 1e-3})
-    step = SampleStep(model, trainer, [mx.cpu()], clip=5.0)
+    step = LMStep(model, trainer, [mx.cpu()], clip=5.0, static_shape=True)
     first_op = {}
     for data, target, mask in it.epoch(0):
         assert data.shape[1] == 16                      # the last short batches filled up
-        step(data, target, mask, mask.sum())
-        block = step.graphs[data.shape[0]]
+        step(data, target, _fresh(model, [mx.cpu()], 16), mask, mask.sum())
+        block = step.graphs[(data.shape[0], True)]
         first_op.setdefault(data.shape[0], block._cached_op)
         assert block._cached_op is first_op[data.shape[0]]     # never rebuilt
     assert len(step.graphs) <= len(it.bucket_keys) == 4
-    assert set(step.graphs) == {key for key, _ in it._shapes()}
+    assert {length for length, _ in step.graphs} == {key for key, _ in it._shapes()}
 
 
 def _names_file(tmp_path, n=400):
@@ -133,7 +137,8 @@ def test_training_on_samples_learns_to_end_them(tmp_path):
     result = train_text(_cfg(data, tmp_path / "run"), log=_quiet)
     assert result["graphs"] <= 4
     assert result["best_val_bpc"] < 1.5                 # the ten words are easy
-    model, vocab, _, _ = load_char_rnn(str(tmp_path / "run"))
+    loaded = load(str(tmp_path / "run"))
+    model, vocab = loaded.model, loaded.vocab
     texts = generate(model, vocab, "", 40, temperature=0.5, num_samples=20, seed=1,
                      stop_at_eos=True)
     ended = [t for t in texts if len(t) < 40]
@@ -174,8 +179,8 @@ def test_resume_on_samples_is_bit_exact(tmp_path):
     first = train_text(_cfg(data, tmp_path / "b", max_steps=23, **kw), log=_quiet)
     assert first["stopped"] == "max_steps"
     train_text(_cfg(data, tmp_path / "b", resume=True, **kw), log=_quiet)
-    a, b = load_char_rnn(str(tmp_path / "a"), prefer="latest")[0], \
-        load_char_rnn(str(tmp_path / "b"), prefer="latest")[0]
+    a, b = load(str(tmp_path / "a"), prefer="latest").model, \
+        load(str(tmp_path / "b"), prefer="latest").model
     pa, pb = a._collect_params_with_prefix(), b._collect_params_with_prefix()
     for key in pa:
         np.testing.assert_array_equal(pa[key].data().asnumpy(), pb[key].data().asnumpy(),

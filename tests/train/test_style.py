@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from mxgen.errors import MXGenError
-from mxgen.models.style import load_style_net
+from mxgen.models import load
 from mxgen.data.images import read_image
 from mxgen.stylize import stylize_net
 from mxgen.train.style import StyleTrainConfig, train_style
@@ -28,7 +28,7 @@ def style_png(tmp_path_factory):
 
 def _cfg(content, style, out, **kw):
     base = dict(content_dir=content, style=style, out=str(out), image_size=32, width=8,
-                residual=1, batch_size=4, epochs=3, lr=5e-3, num_workers=0, progress=False,
+                residual=1, batch_size=4, epochs=3, lr=5e-3, decode_workers=0, progress=False,
                 log_interval=2, seed=3, max_images=16)
     base.update(kw)
     return StyleTrainConfig(**base)
@@ -43,7 +43,8 @@ def test_training_lowers_the_loss_and_stylises_in_one_pass(emoji_sample_dir, sty
     assert len(losses) >= 10
     assert np.mean(losses[-3:]) < 0.6 * np.mean(losses[:3]), losses
     assert result["sample"].endswith(".png")
-    net, meta, _ = load_style_net(str(tmp_path / "run"))
+    loaded = load(str(tmp_path / "run"), family="style_net")
+    net, meta = loaded.model, loaded.meta
     assert meta["feature_net"].startswith("random_multiscale_v1")
     content, _ = read_image(emoji_sample_dir + "/emoji_u0030.png", size=40, multiple=4)
     out = stylize_net(net, content)
@@ -57,8 +58,8 @@ def test_resume_is_exact(emoji_sample_dir, style_png, tmp_path):
     assert first["stopped"] == "max_steps"
     train_style(_cfg(emoji_sample_dir, style_png, tmp_path / "b", epochs=2, resume=True),
                 log=_quiet)
-    a = load_style_net(str(tmp_path / "a"), prefer="latest")[0]._collect_params_with_prefix()
-    b = load_style_net(str(tmp_path / "b"), prefer="latest")[0]._collect_params_with_prefix()
+    a = load(str(tmp_path / "a"), prefer="latest").model._collect_params_with_prefix()
+    b = load(str(tmp_path / "b"), prefer="latest").model._collect_params_with_prefix()
     for key in a:
         np.testing.assert_array_equal(a[key].data().asnumpy(), b[key].data().asnumpy(),
                                       err_msg=key)
@@ -106,4 +107,4 @@ def test_loading_another_family_is_a_clear_error(tmp_path, nietzsche_path):
                                num_hidden=8, num_embed=4, seq_len=10, batch_size=4,
                                dry_run=True, progress=False), log=_quiet)
     with pytest.raises(MXGenError, match="holds a 'char_rnn' model, not a style network"):
-        load_style_net(str(tmp_path / "text"))
+        load(str(tmp_path / "text"), family="style_net")

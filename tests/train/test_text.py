@@ -8,8 +8,9 @@ from mxnet import autograd, gluon
 
 from mxgen.errors import MXGenError
 from mxgen.models import CharRNN
-from mxgen.models.char_rnn import load_char_rnn
-from mxgen.train.text import LMLoss, TextTrainConfig, train_text
+from mxgen.models import load
+from mxgen.train.lm import LMLoss
+from mxgen.train.text import TextTrainConfig, train_text
 from mxgen.utils.checkpoint import resolve
 
 
@@ -22,7 +23,7 @@ def _cfg(path, out, **kw):
 
 
 def _params(run_dir, prefer="latest"):
-    model, _, _, _ = load_char_rnn(run_dir, prefer=prefer)
+    model = load(run_dir, prefer=prefer).model
     # structural names (embedding.weight, layers.0.weights, ...), not prefixes
     return {k: v.data().asnumpy() for k, v in model._collect_params_with_prefix().items()}
 
@@ -152,7 +153,7 @@ def test_metrics_of_steps_after_the_checkpoint_are_dropped_on_resume(nietzsche_p
 def test_non_finite_loss_skips_updates_then_stops(nietzsche_path, tmp_path, monkeypatch):
     """A loss that turns NaN from step 4 on: updates are skipped, training stops
     after max_bad_steps, and the checkpoint on disk stays finite."""
-    import mxgen.train.text as text_mod
+    import mxgen.train.lm as text_mod
     real_forward = text_mod.LMLoss.hybrid_forward
     calls = {"n": 0}
 
@@ -202,12 +203,12 @@ def test_damaged_checkpoints_are_named(nietzsche_path, tmp_path):
     with open(params, "wb") as f:
         f.write(original[:len(original) // 2])
     with pytest.raises(MXGenError, match="model.params is truncated"):
-        load_char_rnn(str(tmp_path))
+        load(str(tmp_path))
     os.unlink(params)
     with pytest.raises(MXGenError, match="missing model.params"):
-        load_char_rnn(str(tmp_path))
+        load(str(tmp_path))
     with pytest.raises(MXGenError, match="not a checkpoint"):
-        load_char_rnn(str(tmp_path / "checkpoints"))
+        load(str(tmp_path / "checkpoints"))
 
 
 def test_checkpoint_from_other_shape_or_vocab(nietzsche_path, tmp_path):
@@ -238,7 +239,8 @@ def test_checkpoint_round_trip_is_exact(nietzsche_path, tmp_path):
     for key in live:
         np.testing.assert_array_equal(live[key], loaded[key], err_msg=key)
     # and the loaded model computes exactly what the trained one does
-    model, vocab, _, _ = load_char_rnn(str(tmp_path), prefer="latest")
+    loaded = load(str(tmp_path), prefer="latest")
+    model, vocab = loaded.model, loaded.vocab
     data = mx.nd.array(vocab.encode("The free spirit")[:, None])
     with mx.autograd.predict_mode():
         a = result["model"](data, *result["model"].begin_state(1))[0].asnumpy()
