@@ -1,9 +1,14 @@
 // The kernels mxgen's operators call, one table per instruction set.
 //
-// kernels_isa.cc compiles the kernel headers three times (AVX-512, AVX2+FMA,
-// portable x86-64), each copy in its own namespace with its own table;
-// dispatch.cc picks one table when the library loads: the best the CPU runs,
-// or a lower one named by MXGEN_ISA=avx512|avx2|generic.  The operator glue
+// kernels_isa.cc compiles the kernel headers five times (AMX with
+// AVX512_BF16, AVX-512 with AVX512_BF16, AVX-512, AVX2+FMA, portable
+// x86-64), each copy in its own namespace with its own table; dispatch.cc
+// picks one table when the library loads: the best the CPU (and the OS, for
+// AMX) runs, or a lower one named by
+// MXGEN_ISA=amx_bf16|avx512_bf16|avx512|avx2|generic.  The float32 kernels
+// are the same from avx512 up; the bfloat16 GEMMs (the layers' `bf16`
+// shapes) run on AMX tiles in amx_bf16, on VDPBF16PS in avx512_bf16, and are
+// emulated with float32 FMAs below.  The operator glue
 // (kernels/ops/*.cc) calls only through kernels(), so every op follows the
 // one choice.  The types here are plain structs shared by all copies.
 #pragma once
@@ -14,13 +19,17 @@
 
 namespace mxgen {
 
-enum class Isa { kGeneric = 0, kAvx2 = 1, kAvx512 = 2 };
+enum class Isa { kGeneric = 0, kAvx2 = 1, kAvx512 = 2, kAvx512Bf16 = 3, kAmxBf16 = 4 };
 
+// bf16: the layer's GEMMs multiply bfloat16 operands (float32 accumulation);
+// everything else stays float32.
 struct LstmShape {
   int T, N, I, H;
+  bool bf16;
 };
 struct GruShape {
   int T, N, I, H;
+  bool bf16;
 };
 
 struct Sampling {
@@ -37,6 +46,7 @@ enum RnnMode { kRnnRelu = 0, kRnnTanh = 1, kGru = 2, kLstm = 3 };
 struct GenArgs {
   RnnMode mode;
   int layers, per_layer, gates, N, E, H, V, length;
+  bool bf16;                        // bfloat16 products (weights converted once per call)
   Sampling sampling;
   const int* ids_in;
   float* const* states;
@@ -69,13 +79,17 @@ struct Kernels {
                  float* ids_out);
   // generate.h
   void (*char_rnn_generate)(const GenArgs& args);
-  // gemm.h, for tests: C (M, N) = A (M, K) B (K, N), row-major, plain operands
+  // gemm.h, for tests: C (M, N) = A (M, K) B (K, N), row-major, plain operands;
+  // bf16: through the bfloat16 GEMM (operands rounded, float32 accumulation)
   void (*sgemm)(int M, int N, int K, const float* A, const float* B, float* C);
+  void (*sgemm_bf16)(int M, int N, int K, const float* A, const float* B, float* C);
 };
 
 namespace generic { extern const Kernels kTable; }
 namespace avx2 { extern const Kernels kTable; }
 namespace avx512 { extern const Kernels kTable; }
+namespace avx512_bf16 { extern const Kernels kTable; }
+namespace amx_bf16 { extern const Kernels kTable; }
 
 // The table in use (chosen once at load; see dispatch.cc).
 const Kernels& kernels();

@@ -28,6 +28,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -297,6 +298,446 @@ inline std::vector<float>& scratch(int slot, size_t n) {
   return bufs[slot];
 }
 
+// ===================================================================== bfloat16
+// The same GEMM with bfloat16 operands and float32 accumulation (mixed
+// precision: the callers keep float32 everywhere else).  A bfloat16 is the
+// top half of a float (8 exponent bits, 8 significand bits), stored as
+// uint16_t.  Both AVX512_BF16's VDPBF16PS and AMX's TDPBF16PS multiply
+// pairs of them along K and add both products into a float32, so the packed
+// B operand holds K pairs:
+//
+//   packed B panel j: Bp[j * Kp * kNR + kp * 2 * kNR + 2 * c + e]
+//                     = bf16(op(B)(2 kp + e, j * kNR + c))
+//
+// with Kp = pad_k(K) (K rounded up to 2, or to 32 for AMX, the pad zero).
+// The A operand: rows of Kp bfloat16 values (converted from float32 as they
+// are multiplied), and for VDPBF16PS's packed form K pairs again:
+//
+//   packed A panel i: Ap[i * Kp * kMR + kp * 2 * kMR + 2 * r + e]
+//                     = bf16(op(A)(i * kMR + r, 2 kp + e))
+//
+// (the AMX path packs A as plain rows instead: its tiles load 16 rows of 32
+// values).  Below the avx512_bf16 level the micro-kernel widens the pairs to
+// float32 and uses FMAs: the same numbers (a product of two bfloat16 is
+// exact in float32), slower than float32 itself, so mxgen never chooses
+// bfloat16 there by itself.
+using bf16_t = uint16_t;
+
+#if MXGEN_ISA_LEVEL >= 4
+constexpr int kKPad = 32;      // a tile row of A: 32 bfloat16
+constexpr int kAmxRows = 32;   // rows of C a block computes (two tiles)
+#else
+constexpr int kKPad = 2;
+#endif
+
+inline int even_up(int k) { return k + (k & 1); }
+inline int pad_k(int k) { return ceil_div(k, kKPad) * kKPad; }
+
+// float32 -> bfloat16, round to nearest even (NaN stays NaN).
+inline bf16_t to_bf16(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, sizeof(bits));
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<bf16_t>((bits >> 16) | 0x40);
+  bits += 0x7fffu + ((bits >> 16) & 1u);
+  return static_cast<bf16_t>(bits >> 16);
+}
+
+inline float from_bf16(bf16_t h) {
+  const uint32_t bits = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof(f));
+  return f;
+}
+
+// n floats -> bfloat16.
+inline void floats_to_bf16(const float* src, bf16_t* dst, int n) {
+  int i = 0;
+#if MXGEN_ISA_LEVEL >= 3
+  for (; i + 32 <= n; i += 32) {
+    const __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + i + 16),
+                                           _mm512_loadu_ps(src + i));
+    _mm512_storeu_si512(dst + i, reinterpret_cast<const __m512i&>(v));
+  }
+#endif
+  for (; i < n; ++i) dst[i] = to_bf16(src[i]);
+}
+
+// out[c] = bf16(r1[c]) << 16 | bf16(r0[c]) for c in [0, n): two rows of K
+// interleaved into K-pair words (a null row is zeros: the pad of K).
+inline void interleave_rows_bf16(const float* r0, const float* r1, int n, uint32_t* out) {
+  if (!r0) {
+    std::fill(out, out + n, 0u);
+    return;
+  }
+  int c = 0;
+#if MXGEN_ISA_LEVEL >= 3
+  const __m512i pairs = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9,
+                                         24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1,
+                                         16, 0);
+  for (; c + 16 <= n; c += 16) {
+    const __m512 hi = r1 ? _mm512_loadu_ps(r1 + c) : _mm512_setzero_ps();
+    const __m512bh both = _mm512_cvtne2ps_pbh(hi, _mm512_loadu_ps(r0 + c));
+    _mm512_storeu_si512(out + c, _mm512_permutexvar_epi16(
+        pairs, reinterpret_cast<const __m512i&>(both)));
+  }
+#endif
+  for (; c < n; ++c)
+    out[c] = static_cast<uint32_t>(r1 ? to_bf16(r1[c]) : 0) << 16 | to_bf16(r0[c]);
+}
+
+inline size_t packed_b_size_bf16(int K, int N) {
+  return static_cast<size_t>(ceil_div(N, kNR)) * pad_k(K) * kNR;
+}
+inline size_t packed_a_size_bf16(int M, int K) {
+  // AMX reads rows in blocks of 32 from wherever a thread's rows begin: slack
+  // so that a block past the last row is still in the buffer
+  return (static_cast<size_t>(ceil_div(M, 32)) * 32 + 32) * pad_k(K);
+}
+
+// pack_b_panels for bfloat16: panels [j0, j1) of op(B) (K x N) in K pairs.
+inline void pack_b_panels_bf16(bool tb, int K, int N, const float* B, int ldb, bf16_t* Bp,
+                               int j0, int j1) {
+  const int Kp = pad_k(K), KP = Kp / 2;
+  std::vector<bf16_t> row(tb ? Kp : 0);
+  for (int j = j0; j < j1; ++j) {
+    uint32_t* dst = reinterpret_cast<uint32_t*>(Bp + static_cast<size_t>(j) * Kp * kNR);
+    const int n0 = j * kNR, nn = std::min(kNR, N - n0);
+    if (tb) {   // column c of op(B) is row n0 + c of B: its K pairs are adjacent floats
+      for (int c = 0; c < kNR; ++c) {
+        if (c < nn) {
+          floats_to_bf16(B + static_cast<size_t>(n0 + c) * ldb, row.data(), K);
+          std::fill(row.begin() + K, row.end(), bf16_t{0});
+        }
+        const uint32_t* words = reinterpret_cast<const uint32_t*>(row.data());
+        for (int kp = 0; kp < KP; ++kp)
+          dst[static_cast<size_t>(kp) * kNR + c] = c < nn ? words[kp] : 0u;
+      }
+    } else {    // rows 2 kp and 2 kp + 1 of B, interleaved
+      for (int kp = 0; kp < KP; ++kp) {
+        const float* r0 = 2 * kp < K ? B + static_cast<size_t>(2 * kp) * ldb + n0 : nullptr;
+        const float* r1 = 2 * kp + 1 < K ? r0 + ldb : nullptr;
+        uint32_t* d = dst + static_cast<size_t>(kp) * kNR;
+        interleave_rows_bf16(r0, r1, nn, d);
+        for (int c = nn; c < kNR; ++c) d[c] = 0u;
+      }
+    }
+  }
+}
+
+// Rows [m0, m1) of a float32 (M, K) A (row stride lda) as bfloat16 rows of
+// ldd values in `dst` (row m at dst + (m - m0) * ldd), zero past K.
+inline void rows_to_bf16(const float* A, int lda, int K, int m0, int m1, bf16_t* dst, int ldd) {
+  for (int m = m0; m < m1; ++m) {
+    bf16_t* d = dst + static_cast<size_t>(m - m0) * ldd;
+    floats_to_bf16(A + static_cast<size_t>(m) * lda, d, K);
+    std::fill(d + K, d + ldd, bf16_t{0});
+  }
+}
+
+// pack_at_rows for bfloat16: rows [k_begin, k_begin + k_count) of op(A) =
+// S^T, panels [i0, i1); a block may start at an odd k.  Whoever writes row
+// K - 1 also zeroes the pad past K.
+#if MXGEN_ISA_LEVEL >= 4
+// AMX: plain rows of Kp values (panel i's rows are rows i * kMR.. of one
+// row-major matrix).
+inline void pack_at_rows_bf16(const float* S, int lds, int M, int K, int k_begin, int k_count,
+                              bf16_t* Ap, int i0, int i1) {
+  const int Kp = pad_k(K);
+  for (int i = i0; i < i1; ++i) {
+    const int m0 = i * kMR, mm = std::min(kMR, M - m0);
+    bf16_t* rows = Ap + static_cast<size_t>(m0) * Kp;
+    for (int k = 0; k < k_count; ++k) {
+      const float* src = S + static_cast<size_t>(k) * lds + m0;
+      for (int r = 0; r < kMR; ++r)
+        rows[static_cast<size_t>(r) * Kp + k_begin + k] = r < mm ? to_bf16(src[r]) : 0;
+    }
+    if (k_begin + k_count == K)
+      for (int r = 0; r < kMR; ++r)
+        std::fill(rows + static_cast<size_t>(r) * Kp + K, rows + static_cast<size_t>(r + 1) * Kp,
+                  bf16_t{0});
+  }
+}
+#else
+inline void pack_at_rows_bf16(const float* S, int lds, int M, int K, int k_begin, int k_count,
+                              bf16_t* Ap, int i0, int i1) {
+  const int Kp = pad_k(K), k_end = k_begin + k_count;
+  for (int i = i0; i < i1; ++i) {
+    bf16_t* panel = Ap + static_cast<size_t>(i) * Kp * kMR;
+    uint32_t* words = reinterpret_cast<uint32_t*>(panel);
+    const int m0 = i * kMR, mm = std::min(kMR, M - m0);
+    int kk = k_begin;
+    if (kk & 1) {   // the odd half of a pair the previous block began
+      bf16_t* d = panel + static_cast<size_t>(kk / 2) * 2 * kMR + 1;
+      for (int r = 0; r < kMR; ++r) d[2 * r] = r < mm ? to_bf16(S[m0 + r]) : 0;
+      ++kk;
+    }
+    for (; kk < k_end; kk += 2) {
+      const float* r0 = S + static_cast<size_t>(kk - k_begin) * lds + m0;
+      const float* r1 = kk + 1 < k_end ? r0 + lds : nullptr;
+      uint32_t* d = words + static_cast<size_t>(kk / 2) * kMR;
+      if (!r1 && kk + 1 < K) {   // the block ends inside a pair: leave its odd half
+        for (int r = 0; r < kMR; ++r)
+          panel[(static_cast<size_t>(kk / 2) * kMR + r) * 2] = r < mm ? to_bf16(r0[r]) : 0;
+        continue;
+      }
+      interleave_rows_bf16(r0, r1, mm, d);
+      for (int r = mm; r < kMR; ++r) d[r] = 0u;
+    }
+  }
+}
+#endif
+
+// C[mm x nn] = (accumulate ? C : 0) + A (mm x 2 KP) Bp (2 KP x kNR), A in K
+// pairs: packed (kPacked) or plain rows of lda bfloat16 values.
+#if MXGEN_ISA_LEVEL >= 3
+template <bool kPacked>
+void micro_kernel_bf16(int KP, const bf16_t* A, int lda, const bf16_t* Bp, float* C, int ldc,
+                       int mm, int nn, bool accumulate) {
+  __m512 c0[kMR], c1[kMR];
+  const uint32_t* row[kMR];
+#pragma GCC unroll 8
+  for (int r = 0; r < kMR; ++r) {
+    c0[r] = _mm512_setzero_ps();
+    c1[r] = _mm512_setzero_ps();
+    row[r] = reinterpret_cast<const uint32_t*>(A + static_cast<size_t>(r < mm ? r : 0) * lda);
+  }
+  const uint32_t* ap = reinterpret_cast<const uint32_t*>(A);
+  for (int kp = 0; kp < KP; ++kp) {
+    const __m512i b0 = _mm512_loadu_si512(Bp + static_cast<size_t>(kp) * 2 * kNR);
+    const __m512i b1 = _mm512_loadu_si512(Bp + static_cast<size_t>(kp) * 2 * kNR + 32);
+    const __m512bh b0h = reinterpret_cast<const __m512bh&>(b0);
+    const __m512bh b1h = reinterpret_cast<const __m512bh&>(b1);
+#pragma GCC unroll 8
+    for (int r = 0; r < kMR; ++r) {
+      const __m512i a = _mm512_set1_epi32(static_cast<int>(
+          kPacked ? ap[static_cast<size_t>(kp) * kMR + r] : row[r][kp]));
+      const __m512bh ah = reinterpret_cast<const __m512bh&>(a);
+      c0[r] = _mm512_dpbf16_ps(c0[r], ah, b0h);
+      c1[r] = _mm512_dpbf16_ps(c1[r], ah, b1h);
+    }
+  }
+  const __mmask16 m0 = nn >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << nn) - 1);
+  const __mmask16 m1 = nn >= 32 ? 0xFFFF
+                       : nn <= 16 ? 0 : static_cast<__mmask16>((1u << (nn - 16)) - 1);
+#pragma GCC unroll 8
+  for (int r = 0; r < kMR; ++r) {
+    if (r >= mm) break;
+    float* cr = C + static_cast<size_t>(r) * ldc;
+    if (accumulate) {
+      c0[r] = _mm512_add_ps(c0[r], _mm512_maskz_loadu_ps(m0, cr));
+      c1[r] = _mm512_add_ps(c1[r], _mm512_maskz_loadu_ps(m1, cr + 16));
+    }
+    _mm512_mask_storeu_ps(cr, m0, c0[r]);
+    _mm512_mask_storeu_ps(cr + 16, m1, c1[r]);
+  }
+}
+#else
+template <bool kPacked>
+void micro_kernel_bf16(int KP, const bf16_t* A, int lda, const bf16_t* Bp, float* C, int ldc,
+                       int mm, int nn, bool accumulate) {
+  float acc[kMR][kNR];
+  for (int r = 0; r < kMR; ++r)
+    for (int c = 0; c < kNR; ++c) acc[r][c] = 0.f;
+  for (int kp = 0; kp < KP; ++kp) {
+    const bf16_t* b = Bp + static_cast<size_t>(kp) * 2 * kNR;
+    float b0[kNR], b1[kNR];
+    for (int c = 0; c < kNR; ++c) {
+      b0[c] = from_bf16(b[2 * c]);
+      b1[c] = from_bf16(b[2 * c + 1]);
+    }
+    for (int r = 0; r < mm; ++r) {
+      const bf16_t* a = kPacked ? A + (static_cast<size_t>(kp) * kMR + r) * 2
+                                : A + static_cast<size_t>(r) * lda + 2 * kp;
+      const float a0 = from_bf16(a[0]), a1 = from_bf16(a[1]);
+#pragma omp simd
+      for (int c = 0; c < kNR; ++c) acc[r][c] += a0 * b0[c] + a1 * b1[c];
+    }
+  }
+  for (int r = 0; r < mm; ++r) {
+    float* cr = C + static_cast<size_t>(r) * ldc;
+    for (int c = 0; c < nn; ++c) cr[c] = (accumulate ? cr[c] : 0.f) + acc[r][c];
+  }
+}
+#endif
+
+#if MXGEN_ISA_LEVEL >= 4
+// AMX: C rows [r0, r1) x column panels [j0, j1) = (accumulate ? C : 0) + A
+// Bp, A plain bfloat16 rows of stride lda (>= Kp; rows up to the next
+// multiple of 32 past r1 must be readable: their results are dropped).  A
+// block of 32 x 32 in four 16 x 16 float32 tiles, K in steps of 32.
+struct TileConfig {
+  uint8_t palette, start_row, reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+};
+
+inline void gemm_amx(int N, int K, const bf16_t* A, int lda, const bf16_t* Bp, int r0, int r1,
+                     int j0, int j1, float* C, int ldc, bool accumulate) {
+  if (r1 <= r0 || j1 <= j0) return;
+  TileConfig cfg;
+  std::memset(&cfg, 0, sizeof(cfg));
+  cfg.palette = 1;
+  for (int t = 0; t < 8; ++t) {     // C 0-3 (16 float32), A 4-5 (32 bf16), B 6-7 (16 pairs)
+    cfg.rows[t] = 16;
+    cfg.colsb[t] = 64;
+  }
+  _tile_loadconfig(&cfg);
+  const int Kp = pad_k(K);
+  alignas(64) float block[kAmxRows * 32];
+  for (int j = j0; j < j1; ++j) {
+    const bf16_t* b = Bp + static_cast<size_t>(j) * Kp * kNR;
+    const int nn = std::min(kNR, N - j * kNR);
+    for (int m = r0; m < r1; m += kAmxRows) {
+      const int mm = std::min(kAmxRows, r1 - m);
+      const bf16_t* a = A + static_cast<size_t>(m) * lda;
+      _tile_zero(0);
+      _tile_zero(1);
+      if (mm > 16) {
+        _tile_zero(2);
+        _tile_zero(3);
+      }
+      for (int k = 0; k < Kp; k += 32) {
+        const bf16_t* bk = b + static_cast<size_t>(k) * kNR;   // k / 2 pair rows of 2 kNR
+        _tile_loadd(4, a + k, lda * 2);
+        _tile_loadd(6, bk, 2 * kNR * 2);
+        _tile_loadd(7, bk + 32, 2 * kNR * 2);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        if (mm > 16) {
+          _tile_loadd(5, a + static_cast<size_t>(16) * lda + k, lda * 2);
+          _tile_dpbf16ps(2, 5, 6);
+          _tile_dpbf16ps(3, 5, 7);
+        }
+      }
+      _tile_stored(0, block, 32 * 4);
+      _tile_stored(1, block + 16, 32 * 4);
+      if (mm > 16) {
+        _tile_stored(2, block + 16 * 32, 32 * 4);
+        _tile_stored(3, block + 16 * 32 + 16, 32 * 4);
+      }
+      const __mmask16 q0 = nn >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << nn) - 1);
+      const __mmask16 q1 = nn >= 32 ? 0xFFFF
+                           : nn <= 16 ? 0 : static_cast<__mmask16>((1u << (nn - 16)) - 1);
+      for (int r = 0; r < mm; ++r) {
+        float* cr = C + static_cast<size_t>(m + r) * ldc + j * kNR;
+        __m512 v0 = _mm512_load_ps(block + r * 32), v1 = _mm512_load_ps(block + r * 32 + 16);
+        if (accumulate) {
+          v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(q0, cr));
+          v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(q1, cr + 16));
+        }
+        _mm512_mask_storeu_ps(cr, q0, v0);
+        _mm512_mask_storeu_ps(cr + 16, q1, v1);
+      }
+    }
+  }
+  _tile_release();
+}
+#endif
+
+// gemm_panels with bfloat16 operands: A packed in pairs (lda < 0) or plain
+// bfloat16 rows of stride lda (>= Kp), Bp from pack_b_panels_bf16.
+inline void gemm_panels_bf16(int M, int N, int K, const bf16_t* A, int lda, const bf16_t* Bp,
+                             int i0, int i1, int j0, int j1, float* C, int ldc, bool accumulate) {
+  const int Kp = pad_k(K);
+#if MXGEN_ISA_LEVEL >= 4
+  // AMX: the packed A is plain rows too
+  gemm_amx(N, K, A, lda < 0 ? Kp : lda, Bp, std::min(M, i0 * kMR), std::min(M, i1 * kMR), j0,
+           j1, C, ldc, accumulate);
+#else
+  const bool packed = lda < 0;
+  constexpr int kMC = 16;
+  for (int k0 = 0; k0 < Kp; k0 += kKC) {          // kKC is even: chunks keep the pairs
+    const int kc = std::min(kKC, Kp - k0);
+    const bool acc = accumulate || k0 > 0;
+    for (int ib = i0; ib < i1; ib += kMC) {
+      const int ie = std::min(i1, ib + kMC);
+      for (int j = j0; j < j1; ++j) {
+        const bf16_t* b = Bp + static_cast<size_t>(j) * Kp * kNR + static_cast<size_t>(k0) * kNR;
+        const int nn = std::min(kNR, N - j * kNR);
+        for (int i = ib; i < ie; ++i) {
+          const int mm = std::min(kMR, M - i * kMR);
+          float* c = C + static_cast<size_t>(i) * kMR * ldc + j * kNR;
+          if (packed)
+            micro_kernel_bf16<true>(kc / 2, A + static_cast<size_t>(i) * Kp * kMR +
+                                    static_cast<size_t>(k0) * kMR, 0, b, c, ldc, mm, nn, acc);
+          else
+            micro_kernel_bf16<false>(kc / 2, A + static_cast<size_t>(i) * kMR * lda + k0, lda, b,
+                                     c, ldc, mm, nn, acc);
+        }
+      }
+    }
+  }
+#endif
+}
+
+// A bfloat16 buffer of the calling thread (slot 0: plain A rows; 1: packed
+// A blocks).
+inline bf16_t* scratch_bf16(int slot, size_t n) {
+  static thread_local std::vector<bf16_t> bufs[2];
+  if (bufs[slot].size() < n) bufs[slot].resize(n);
+  return bufs[slot].data();
+}
+
+// ------------------------------------------------------------ precision policy
+// The recurrent loops (recurrent.h) are written once for both precisions:
+// F32 multiplies float32 operands, BF16 converts them (weights packed once
+// per call, activations and gradients as they are multiplied) and
+// accumulates in float32.  Both take float32 in and give float32 out.
+struct F32 {
+  using Packed = float;
+  static size_t b_size(int K, int N) { return packed_b_size(K, N); }
+  static size_t a_size(int M, int K) { return packed_a_size(M, K); }
+  static Packed* b_buffer(int slot, size_t n) { return scratch(slot, n).data(); }
+  static Packed* a_buffer(size_t n) { return scratch(0, n).data(); }
+  static void pack_b(bool tb, int K, int N, const float* B, int ldb, Packed* Bp, int j0, int j1) {
+    pack_b_panels(tb, K, N, B, ldb, Bp, j0, j1);
+  }
+  static void pack_at(const float* S, int lds, int M, int K, int k_begin, int k_count,
+                      Packed* Ap, int i0, int i1) {
+    pack_at_rows(S, lds, M, K, k_begin, k_count, Ap, i0, i1);
+  }
+  // plain float32 A (rows of stride lda); rows of panels [i0, i1)
+  static void gemm(int M, int N, int K, const float* A, int lda, const Packed* Bp, int i0, int i1,
+                   int j0, int j1, float* C, int ldc, bool accumulate) {
+    gemm_panels(M, N, K, A, lda, Bp, i0, i1, j0, j1, C, ldc, accumulate);
+  }
+  static void gemm_packed(int M, int N, int K, const Packed* Ap, const Packed* Bp, int i0, int i1,
+                          int j0, int j1, float* C, int ldc, bool accumulate) {
+    gemm_panels(M, N, K, Ap, -1, Bp, i0, i1, j0, j1, C, ldc, accumulate);
+  }
+};
+
+struct BF16 {
+  using Packed = bf16_t;
+  static size_t b_size(int K, int N) { return packed_b_size_bf16(K, N); }
+  static size_t a_size(int M, int K) { return packed_a_size_bf16(M, K); }
+  static Packed* b_buffer(int slot, size_t n) {
+    return reinterpret_cast<bf16_t*>(scratch(slot, (n + 1) / 2).data());
+  }
+  static Packed* a_buffer(size_t n) { return scratch_bf16(1, n); }
+  static void pack_b(bool tb, int K, int N, const float* B, int ldb, Packed* Bp, int j0, int j1) {
+    pack_b_panels_bf16(tb, K, N, B, ldb, Bp, j0, j1);
+  }
+  static void pack_at(const float* S, int lds, int M, int K, int k_begin, int k_count,
+                      Packed* Ap, int i0, int i1) {
+    pack_at_rows_bf16(S, lds, M, K, k_begin, k_count, Ap, i0, i1);
+  }
+  static void gemm(int M, int N, int K, const float* A, int lda, const Packed* Bp, int i0, int i1,
+                   int j0, int j1, float* C, int ldc, bool accumulate) {
+    const int m0 = std::min(M, i0 * kMR), m1 = std::min(M, i1 * kMR), Kp = pad_k(K);
+    if (m1 <= m0) return;
+    // whole blocks of 32 rows, so the AMX tiles past the last row stay in the buffer
+    bf16_t* rows = scratch_bf16(0, static_cast<size_t>(ceil_div(m1 - m0, 32)) * 32 * Kp);
+    rows_to_bf16(A, lda, K, m0, m1, rows, Kp);
+    gemm_panels_bf16(M - m0, N, K, rows, Kp, Bp, 0, i1 - i0, j0, j1,
+                     C + static_cast<size_t>(m0) * ldc, ldc, accumulate);
+  }
+  static void gemm_packed(int M, int N, int K, const Packed* Ap, const Packed* Bp, int i0, int i1,
+                          int j0, int j1, float* C, int ldc, bool accumulate) {
+    gemm_panels_bf16(M, N, K, Ap, -1, Bp, i0, i1, j0, j1, C, ldc, accumulate);
+  }
+};
+
 // C = beta * C + op(A) op(B), beta 0 or 1, over the OpenMP team.
 inline void sgemm(bool ta, bool tb, int M, int N, int K, const float* A, int lda, const float* B,
                   int ldb, float beta, float* C, int ldc) {
@@ -331,6 +772,31 @@ inline void sgemm(bool ta, bool tb, int M, int N, int K, const float* A, int lda
     } else {
       split_range(pm, team, rank, &lo, &hi);
       gemm_panels(M, N, K, a_src, a_ld, Bp, lo, hi, 0, pn, C, ldc, beta != 0.f);
+    }
+  }
+}
+
+// C = op(A) B in the bfloat16 GEMM (A plain, B row-major), over the
+// OpenMP team; for tests and the peak benchmark.
+inline void sgemm_bf16(int M, int N, int K, const float* A, int lda, const float* B, int ldb,
+                       float* C, int ldc) {
+  if (M <= 0 || N <= 0) return;
+  const int pm = ceil_div(M, kMR), pn = ceil_div(N, kNR);
+  bf16_t* Bp = BF16::b_buffer(1, BF16::b_size(K, N));
+  const long work = static_cast<long>(M) * N * K;
+#pragma omp parallel if (work > 200000)
+  {
+    const int team = omp_team(), rank = omp_rank();
+    int lo, hi;
+    split_range(pn, team, rank, &lo, &hi);
+    BF16::pack_b(false, K, N, B, ldb, Bp, lo, hi);
+#pragma omp barrier
+    if (pn >= 2 * team || pn >= pm) {
+      split_range(pn, team, rank, &lo, &hi);
+      BF16::gemm(M, N, K, A, lda, Bp, 0, pm, lo, hi, C, ldc, false);
+    } else {
+      split_range(pm, team, rank, &lo, &hi);
+      BF16::gemm(M, N, K, A, lda, Bp, lo, hi, 0, pn, C, ldc, false);
     }
   }
 }

@@ -55,22 +55,85 @@ inline void matvec_rows(const float* W, const float* X, const float* bias, int r
   }
 }
 
+// matvec_rows with bfloat16 weights and inputs (rows of even_up(cols)
+// values, the pad zero) and float32 sums: half the bytes of weights to
+// stream per step, which is what a batch-1 step waits on.
+inline void matvec_rows_bf16(const bf16_t* W, const bf16_t* X, const float* bias, int rows,
+                             int cols, int N, float* Y, bool accumulate) {
+  const int cp = even_up(cols), groups = ceil_div(rows, 4);
+#pragma omp parallel for schedule(static) if (static_cast<long>(rows) * cols * N > 32768)
+  for (int g = 0; g < groups; ++g) {
+    const int r0 = 4 * g, nr = std::min(4, rows - r0);
+    const bf16_t* w[4];
+    for (int i = 0; i < 4; ++i) w[i] = W + static_cast<size_t>(r0 + (i < nr ? i : 0)) * cp;
+    for (int n = 0; n < N; ++n) {
+      const bf16_t* x = X + static_cast<size_t>(n) * cp;
+      float sums[4];
+#if MXGEN_ISA_LEVEL >= 3
+      __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                       _mm512_setzero_ps()};
+      for (int k = 0; k < cp; k += 32) {      // 16 K pairs a vector
+        const int left = (cp - k) / 2;
+        const __mmask16 m = left >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << left) - 1);
+        const __m512i xv = _mm512_maskz_loadu_epi32(m, x + k);
+        for (int i = 0; i < 4; ++i) {
+          const __m512i wv = _mm512_maskz_loadu_epi32(m, w[i] + k);
+          acc[i] = _mm512_dpbf16_ps(acc[i], reinterpret_cast<const __m512bh&>(wv),
+                                    reinterpret_cast<const __m512bh&>(xv));
+        }
+      }
+      for (int i = 0; i < 4; ++i) sums[i] = _mm512_reduce_add_ps(acc[i]);
+#else
+      for (int i = 0; i < 4; ++i) {
+        float a = 0.f;
+        for (int k = 0; k < cp; ++k) a += from_bf16(w[i][k]) * from_bf16(x[k]);
+        sums[i] = a;
+      }
+#endif
+      float* y = Y + static_cast<size_t>(n) * rows + r0;
+      for (int i = 0; i < nr; ++i)
+        y[i] = (accumulate ? y[i] : (bias ? bias[r0 + i] : 0.f)) + sums[i];
+    }
+  }
+}
+
 // A weight matrix used at every generation step.  At a batch worth a GEMM,
-// W^T is packed once (first use) and each step runs gemm.h's kernel on it.
+// W^T is packed once (first use) and each step runs gemm.h's kernel on it;
+// below, a mat-vec per input row.  With bf16, the weights are converted once
+// (first use) and the products are bfloat16 (float32 sums).
 struct Linear {
   const float* W;
   int rows, cols;
+  bool bf16;
   std::vector<float> packed;
+  std::vector<bf16_t> w16, x16;
 
   void apply(const float* X, int N, const float* bias, float* Y, bool accumulate) {
     if (N < kGemmMinBatch) {
-      matvec_rows(W, X, bias, rows, cols, N, Y, accumulate);
+      if (!bf16) {
+        matvec_rows(W, X, bias, rows, cols, N, Y, accumulate);
+        return;
+      }
+      const int cp = even_up(cols);
+      if (w16.empty()) {
+        w16.resize(static_cast<size_t>(rows) * cp);
+        rows_to_bf16(W, cols, cols, 0, rows, w16.data(), cp);
+      }
+      x16.resize(static_cast<size_t>(N) * cp);
+      rows_to_bf16(X, cols, cols, 0, N, x16.data(), cp);
+      matvec_rows_bf16(w16.data(), x16.data(), bias, rows, cols, N, Y, accumulate);
       return;
     }
     const int pn = ceil_div(rows, kNR), pm = ceil_div(N, kMR);
     if (packed.empty()) {
-      packed.resize(packed_b_size(cols, rows));
-      pack_b_panels(true, cols, rows, W, cols, packed.data(), 0, pn);
+      if (bf16) {
+        packed.resize((packed_b_size_bf16(cols, rows) + 1) / 2);
+        pack_b_panels_bf16(true, cols, rows, W, cols, reinterpret_cast<bf16_t*>(packed.data()),
+                           0, pn);
+      } else {
+        packed.resize(packed_b_size(cols, rows));
+        pack_b_panels(true, cols, rows, W, cols, packed.data(), 0, pn);
+      }
     }
     if (!accumulate) {
       for (int n = 0; n < N; ++n) {
@@ -82,7 +145,11 @@ struct Linear {
     {
       int lo, hi;
       split_range(pn, omp_team(), omp_rank(), &lo, &hi);
-      gemm_panels(N, rows, cols, X, cols, packed.data(), 0, pm, lo, hi, Y, rows, true);
+      if (bf16)
+        BF16::gemm(N, rows, cols, X, cols, reinterpret_cast<const bf16_t*>(packed.data()), 0,
+                   pm, lo, hi, Y, rows, true);
+      else
+        gemm_panels(N, rows, cols, X, cols, packed.data(), 0, pm, lo, hi, Y, rows, true);
     }
   }
 };
@@ -96,12 +163,12 @@ inline void char_rnn_generate(const GenArgs& a) {
     const int in_l = l == 0 ? E : H;
     const float* w = a.layer_w[l];
     const float* b_i2h = w + static_cast<size_t>(GH) * (in_l + H);
-    lin_i2h.push_back(Linear{w, GH, in_l, {}});
-    lin_h2h.push_back(Linear{w + static_cast<size_t>(GH) * in_l, GH, H, {}});
+    lin_i2h.push_back(Linear{w, GH, in_l, a.bf16, {}, {}, {}});
+    lin_h2h.push_back(Linear{w + static_cast<size_t>(GH) * in_l, GH, H, a.bf16, {}, {}, {}});
     bias[l].resize(GH);
     for (int g = 0; g < GH; ++g) bias[l][g] = b_i2h[g] + b_i2h[GH + g];
   }
-  Linear lin_dec{a.dec_w, V, H, {}};
+  Linear lin_dec{a.dec_w, V, H, a.bf16, {}, {}, {}};
   std::vector<int> ids(a.ids_in, a.ids_in + N);
   std::vector<float> pre(static_cast<size_t>(N) * GH), hh(static_cast<size_t>(N) * GH);
   std::vector<float> logits(static_cast<size_t>(N) * V), next(N);

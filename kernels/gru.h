@@ -76,7 +76,8 @@ inline void gru_cell_backward(const float* ws, const float* h_prev, const float*
 
 // x (T, N, I), h0 (N, H) -> y (T, N, H), hT (N, H), and for training ws
 // (T, N, 4H) (null: inference, nothing saved).
-inline void gru_forward(const GruShape& s, const float* x, const float* h0, const float* w,
+template <typename P>
+inline void gru_forward_p(const GruShape& s, const float* x, const float* h0, const float* w,
                         float* y, float* hT, float* ws) {
   const int T = s.T, N = s.N, I = s.I, H = s.H, G = 3 * H;
   const float* w_i2h = w;
@@ -84,7 +85,7 @@ inline void gru_forward(const GruShape& s, const float* x, const float* h0, cons
   const float* b_i2h = w_h2h + static_cast<size_t>(G) * H;
   const float* b_h2h = b_i2h + G;
   std::vector<float> hh(static_cast<size_t>(N) * G);   // h_prev W_h2h^T of one step
-  recurrent_forward(T, N, I, H, G, x, h0, w_i2h, w_h2h, y, hh.data(),
+  recurrent_forward<P>(T, N, I, H, G, x, h0, w_i2h, w_h2h, y, hh.data(),
                     [&](int t, const float* pre_t, int u0, int u1) {
     const float* h_prev = t == 0 ? h0 : y + static_cast<size_t>(t - 1) * N * H;
     for (int n = 0; n < N; ++n) {
@@ -105,7 +106,8 @@ inline void gru_forward(const GruShape& s, const float* x, const float* h0, cons
 
 // Gradients of gru_forward.  dy (T, N, H), dhT (N, H) -> dx (T, N, I), dh0
 // (N, H), dw (flat, like w).  Needs the forward's y and ws.
-inline void gru_backward(const GruShape& s, const float* dy, const float* dhT, const float* x,
+template <typename P>
+inline void gru_backward_p(const GruShape& s, const float* dy, const float* dhT, const float* x,
                          const float* h0, const float* w, const float* y, const float* ws,
                          float* dx, float* dh0, float* dw) {
   const int T = s.T, N = s.N, I = s.I, H = s.H, G = 3 * H;
@@ -119,14 +121,32 @@ inline void gru_backward(const GruShape& s, const float* dy, const float* dhT, c
   float* da_h = scratch(4, static_cast<size_t>(T) * N * G).data();
   std::memcpy(dh0, dhT, sizeof(float) * N * H);   // dh0 carries dh through the loop
   // each row leaves dh * z in dh0; the loop adds da_h_t W_h2h
-  recurrent_backward(T, N, H, G, w_h2h, da_h, dh0, true, [&](size_t row, int u0, int u1) {
+  recurrent_backward<P>(T, N, H, G, w_h2h, da_h, dh0, true, [&](size_t row, int u0, int u1) {
     const size_t n = row % N;
     const float* h_prev = row < static_cast<size_t>(N) ? h0 + n * H : y + (row - N) * H;
     gru_cell_backward(ws + row * 4 * H, h_prev, dy + row * H, dh0 + n * H, da_i + row * G,
                       da_h + row * G, H, u0, u1);
   });
-  sequence_grads(T, N, I, H, G, x, h0, y, w_i2h, da_i, da_h, dx, dw_i2h, dw_h2h, db_i2h,
+  sequence_grads<P>(T, N, I, H, G, x, h0, y, w_i2h, da_i, da_h, dx, dw_i2h, dw_h2h, db_i2h,
                  db_h2h);
+}
+
+// The float32 or the bfloat16 GEMMs, as the shape says.
+inline void gru_forward(const GruShape& s, const float* x, const float* h0, const float* w,
+                        float* y, float* hT, float* ws) {
+  if (s.bf16)
+    gru_forward_p<BF16>(s, x, h0, w, y, hT, ws);
+  else
+    gru_forward_p<F32>(s, x, h0, w, y, hT, ws);
+}
+
+inline void gru_backward(const GruShape& s, const float* dy, const float* dhT, const float* x,
+                         const float* h0, const float* w, const float* y, const float* ws,
+                         float* dx, float* dh0, float* dw) {
+  if (s.bf16)
+    gru_backward_p<BF16>(s, dy, dhT, x, h0, w, y, ws, dx, dh0, dw);
+  else
+    gru_backward_p<F32>(s, dy, dhT, x, h0, w, y, ws, dx, dh0, dw);
 }
 
 }  // namespace MXGEN_ISA_NS

@@ -72,7 +72,8 @@ inline void lstm_cell_backward(const float* ws, const float* c_prev, const float
 // x (T, N, I), h0/c0 (N, H) -> y (T, N, H), hT/cT (N, H), and for training
 // ws (T, N, 5H).  ws null: inference (priming, validation), nothing saved;
 // the cells live in two (N, H) buffers used in turn.
-inline void lstm_forward(const LstmShape& s, const float* x, const float* h0, const float* c0,
+template <typename P>
+inline void lstm_forward_p(const LstmShape& s, const float* x, const float* h0, const float* c0,
                          const float* w, float* y, float* hT, float* cT, float* ws) {
   const int T = s.T, N = s.N, I = s.I, H = s.H, G = 4 * H;
   const float* w_i2h = w;
@@ -88,7 +89,7 @@ inline void lstm_forward(const LstmShape& s, const float* x, const float* h0, co
     const size_t row = static_cast<size_t>(t) * N + n;
     return ws ? ws + row * 5 * H + 4 * H : cells + (t % 2) * NH + static_cast<size_t>(n) * H;
   };
-  recurrent_forward(T, N, I, H, G, x, h0, w_i2h, w_h2h, y, nullptr,
+  recurrent_forward<P>(T, N, I, H, G, x, h0, w_i2h, w_h2h, y, nullptr,
                     [&](int t, const float* pre_t, int u0, int u1) {
     for (int n = 0; n < N; ++n) {
       const size_t row = static_cast<size_t>(t) * N + n;
@@ -109,7 +110,8 @@ inline void lstm_forward(const LstmShape& s, const float* x, const float* h0, co
 
 // Gradients of lstm_forward.  dy (T, N, H), dhT/dcT (N, H) -> dx (T, N, I),
 // dh0/dc0 (N, H), dw (flat, like w).  Needs the forward's y and ws.
-inline void lstm_backward(const LstmShape& s, const float* dy, const float* dhT,
+template <typename P>
+inline void lstm_backward_p(const LstmShape& s, const float* dy, const float* dhT,
                           const float* dcT, const float* x, const float* h0, const float* c0,
                           const float* w, const float* y, const float* ws, float* dx,
                           float* dh0, float* dc0, float* dw) {
@@ -123,14 +125,33 @@ inline void lstm_backward(const LstmShape& s, const float* dy, const float* dhT,
   float* da = scratch(2, static_cast<size_t>(T) * N * G).data();   // (T*N, G)
   std::memcpy(dh0, dhT, sizeof(float) * N * H);   // dh0/dc0 carry dh/dc through the loop
   std::memcpy(dc0, dcT, sizeof(float) * N * H);
-  recurrent_backward(T, N, H, G, w_h2h, da, dh0, false, [&](size_t row, int u0, int u1) {
+  recurrent_backward<P>(T, N, H, G, w_h2h, da, dh0, false, [&](size_t row, int u0, int u1) {
     const size_t n = row % N;
     const float* c_prev = row < static_cast<size_t>(N) ? c0 + n * H
                                                        : ws + (row - N) * 5 * H + 4 * H;
     lstm_cell_backward(ws + row * 5 * H, c_prev, dy + row * H, dh0 + n * H, dc0 + n * H,
                        da + row * G, H, u0, u1);
   });
-  sequence_grads(T, N, I, H, G, x, h0, y, w_i2h, da, da, dx, dw_i2h, dw_h2h, db_i2h, db_h2h);
+  sequence_grads<P>(T, N, I, H, G, x, h0, y, w_i2h, da, da, dx, dw_i2h, dw_h2h, db_i2h, db_h2h);
+}
+
+// The float32 or the bfloat16 GEMMs, as the shape says.
+inline void lstm_forward(const LstmShape& s, const float* x, const float* h0, const float* c0,
+                         const float* w, float* y, float* hT, float* cT, float* ws) {
+  if (s.bf16)
+    lstm_forward_p<BF16>(s, x, h0, c0, w, y, hT, cT, ws);
+  else
+    lstm_forward_p<F32>(s, x, h0, c0, w, y, hT, cT, ws);
+}
+
+inline void lstm_backward(const LstmShape& s, const float* dy, const float* dhT,
+                          const float* dcT, const float* x, const float* h0, const float* c0,
+                          const float* w, const float* y, const float* ws, float* dx,
+                          float* dh0, float* dc0, float* dw) {
+  if (s.bf16)
+    lstm_backward_p<BF16>(s, dy, dhT, dcT, x, h0, c0, w, y, ws, dx, dh0, dc0, dw);
+  else
+    lstm_backward_p<F32>(s, dy, dhT, dcT, x, h0, c0, w, y, ws, dx, dh0, dc0, dw);
 }
 
 }  // namespace MXGEN_ISA_NS

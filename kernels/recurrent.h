@@ -24,33 +24,34 @@ namespace MXGEN_ISA_NS {
 // `cells(t, pre_t, u0, u1)` does the gate arithmetic of step t for hidden
 // units [u0, u1) of every row and writes y's rows; pre_t (N, G) holds the
 // projections (plus h W_h2h^T when hh is null).  Threads split the GEMMs by
-// column panels and the cells by units: two barriers per step.
-template <typename Cells>
+// column panels and the cells by units: two barriers per step.  P is the
+// precision of the GEMMs (gemm.h's F32 or BF16).
+template <typename P, typename Cells>
 inline void recurrent_forward(int T, int N, int I, int H, int G, const float* x, const float* h0,
                               const float* w_i2h, const float* w_h2h, float* y, float* hh,
                               Cells cells) {
   const int chunk = std::max(1, std::min(T, 128 / N));
   float* pre = scratch(2, static_cast<size_t>(chunk) * N * G).data();
-  float* wi_packed = scratch(1, packed_b_size(I, G)).data();   // W_i2h^T, (I, G)
-  float* w_packed = scratch(3, packed_b_size(H, G)).data();    // W_h2h^T, (H, G)
+  typename P::Packed* wi_packed = P::b_buffer(1, P::b_size(I, G));   // W_i2h^T, (I, G)
+  typename P::Packed* w_packed = P::b_buffer(3, P::b_size(H, G));    // W_h2h^T, (H, G)
   const int pn = ceil_div(G, kNR), pm = ceil_div(N, kMR);
 #pragma omp parallel
   {
     const int team = omp_team(), rank = omp_rank();
     int j0, j1, u0, u1;
     split_range(pn, team, rank, &j0, &j1);   // each thread packs the panels it multiplies by
-    pack_b_panels(true, I, G, w_i2h, I, wi_packed, j0, j1);
-    pack_b_panels(true, H, G, w_h2h, H, w_packed, j0, j1);
+    P::pack_b(true, I, G, w_i2h, I, wi_packed, j0, j1);
+    P::pack_b(true, H, G, w_h2h, H, w_packed, j0, j1);
     split_vectors(H, team, rank, &u0, &u1);   // hidden units for the gate arithmetic
     for (int t = 0; t < T; ++t) {
       if (t % chunk == 0) {
         const int rows = std::min(chunk, T - t) * N;
-        gemm_panels(rows, G, I, x + static_cast<size_t>(t) * N * I, I, wi_packed, 0,
-                    ceil_div(rows, kMR), j0, j1, pre, G, false);
+        P::gemm(rows, G, I, x + static_cast<size_t>(t) * N * I, I, wi_packed, 0,
+                ceil_div(rows, kMR), j0, j1, pre, G, false);
       }
       const float* h_prev = t == 0 ? h0 : y + static_cast<size_t>(t - 1) * N * H;
       float* pre_t = pre + static_cast<size_t>(t % chunk) * N * G;
-      gemm_panels(N, G, H, h_prev, H, w_packed, 0, pm, j0, j1, hh ? hh : pre_t, G, !hh);
+      P::gemm(N, G, H, h_prev, H, w_packed, 0, pm, j0, j1, hh ? hh : pre_t, G, !hh);
 #pragma omp barrier
       cells(t, static_cast<const float*>(pre_t), u0, u1);
 #pragma omp barrier   // h_t complete before any thread multiplies by it
@@ -65,29 +66,30 @@ inline void recurrent_forward(int T, int N, int I, int H, int G, const float* x,
 // then dh = (accumulate ? dh : 0) + da_h_t W_h2h.  Each thread owns whole
 // kNR-unit panels of h, for the cells and for its columns of dh, so only
 // da_h_t needs a barrier.
-template <typename Cells>
+template <typename P, typename Cells>
 inline void recurrent_backward(int T, int N, int H, int G, const float* w_h2h, const float* da_h,
                                float* dh, bool accumulate, Cells cells) {
-  float* w_packed = scratch(3, packed_b_size(G, H)).data();   // W_h2h, (G, H)
+  typename P::Packed* w_packed = P::b_buffer(3, P::b_size(G, H));   // W_h2h, (G, H)
   const int pn = ceil_div(H, kNR), pm = ceil_div(N, kMR);
 #pragma omp parallel
   {
     int j0, j1;
     split_range(pn, omp_team(), omp_rank(), &j0, &j1);
-    pack_b_panels(false, G, H, w_h2h, H, w_packed, j0, j1);
+    P::pack_b(false, G, H, w_h2h, H, w_packed, j0, j1);
     const int u0 = std::min(H, j0 * kNR), u1 = std::min(H, j1 * kNR);
     for (int t = T - 1; t >= 0; --t) {
       const size_t first = static_cast<size_t>(t) * N;
       for (int n = 0; n < N; ++n) cells(first + n, u0, u1);
 #pragma omp barrier   // da_h_t complete: every thread's dh needs all of it
-      gemm_panels(N, H, G, da_h + first * G, G, w_packed, 0, pm, j0, j1, dh, H, accumulate);
+      P::gemm(N, H, G, da_h + first * G, G, w_packed, 0, pm, j0, j1, dh, H, accumulate);
     }
   }
 }
 
 // Panels [j0, j1) of pack_b_panels(false, K, N, B, N, ...) for a row-major
-// (K, N) B, and in the same pass the column sums of those panels' columns
-// added to `sum`, each in row order: sum[n] += sum_k B[k][n].
+// (K, N) B (in P's layout), and in the same pass the column sums of those
+// panels' columns added to `sum` in float32, each in row order: sum[n] +=
+// sum_k B[k][n].
 inline void pack_rows_colsum(int K, int N, const float* B, float* Bp, float* sum, int j0,
                              int j1) {
   for (int j = j0; j < j1; ++j) {
@@ -116,6 +118,29 @@ inline void pack_rows_colsum(int K, int N, const float* B, float* Bp, float* sum
   }
 }
 
+inline void pack_rows_colsum(int K, int N, const float* B, bf16_t* Bp, float* sum, int j0,
+                             int j1) {
+  const int Kp = pad_k(K);
+  for (int j = j0; j < j1; ++j) {
+    uint32_t* dst = reinterpret_cast<uint32_t*>(Bp + static_cast<size_t>(j) * Kp * kNR);
+    const int n0 = j * kNR, nn = std::min(kNR, N - n0);
+    float acc[kNR] = {};
+    std::copy(sum + n0, sum + n0 + nn, acc);
+    for (int k = 0; k < K; ++k) {
+      const float* src = B + static_cast<size_t>(k) * N + n0;
+#pragma omp simd
+      for (int c = 0; c < nn; ++c) acc[c] += src[c];
+    }
+    for (int kp = 0; kp < Kp / 2; ++kp) {
+      const float* r0 = 2 * kp < K ? B + static_cast<size_t>(2 * kp) * N + n0 : nullptr;
+      uint32_t* d = dst + static_cast<size_t>(kp) * kNR;
+      interleave_rows_bf16(r0, 2 * kp + 1 < K ? r0 + N : nullptr, nn, d);
+      for (int c = nn; c < kNR; ++c) d[c] = 0u;
+    }
+    std::copy(acc, acc + nn, sum + n0);
+  }
+}
+
 // da_i / da_h (T*N, G): gradients of the i2h and h2h pre-activations (the same
 // array for LSTM; GRU's differ in the candidate block).  x (T*N, I) the layer
 // input, h0 (N, H) and y (T*N, H) its states, so h_prev of row r is h0 for the
@@ -126,17 +151,19 @@ inline void pack_rows_colsum(int K, int N, const float* B, float* Bp, float* sum
 // rows: each block of dA is packed (as the B operand; its column sums taken
 // on the way) and used while it is still in cache, by dW^T and by the block's
 // rows of dx, so dA is read from memory once.
+template <typename P>
 inline void sequence_grads(int T, int N, int I, int H, int G, const float* x, const float* h0,
                            const float* y, const float* w_i2h, const float* da_i,
                            const float* da_h, float* dx, float* dw_i2h, float* dw_h2h,
                            float* db_i2h, float* db_h2h) {
+  using Packed = typename P::Packed;
   const int rows = T * N;
   const bool shared = da_i == da_h;
-  float* dai_block = scratch(3, packed_b_size(kKC, G)).data();
-  float* dah_block = shared ? dai_block : scratch(5, packed_b_size(kKC, G)).data();
-  float* xt_block = scratch(0, packed_a_size(I, kKC) + packed_a_size(H, kKC)).data();
-  float* ht_block = xt_block + packed_a_size(I, kKC);
-  float* wi_packed = scratch(6, packed_b_size(G, I)).data();   // W_i2h, (G, I)
+  Packed* dai_block = P::b_buffer(3, P::b_size(kKC, G));
+  Packed* dah_block = shared ? dai_block : P::b_buffer(5, P::b_size(kKC, G));
+  Packed* xt_block = P::a_buffer(P::a_size(I, kKC) + P::a_size(H, kKC));
+  Packed* ht_block = xt_block + P::a_size(I, kKC);
+  Packed* wi_packed = P::b_buffer(6, P::b_size(G, I));   // W_i2h, (G, I)
   // [dW_i2h^T; dW_h2h^T]: a reused buffer (a fresh 1 MB+ allocation costs a
   // page fault per 4 KB inside the GEMM)
   float* dwt = scratch(1, static_cast<size_t>(I + H) * G).data();
@@ -150,7 +177,7 @@ inline void sequence_grads(int T, int N, int I, int H, int G, const float* x, co
     int jlo, jhi, lo, hi;
     split_range(pg, team, rank, &jlo, &jhi);   // this thread's dA column panels
     split_range(pni, team, rank, &lo, &hi);
-    pack_b_panels(false, G, I, w_i2h, I, wi_packed, lo, hi);
+    P::pack_b(false, G, I, w_i2h, I, wi_packed, lo, hi);
     for (int r0 = 0; r0 < rows; r0 += kKC) {
       const int kc = std::min(kKC, rows - r0);
       pack_rows_colsum(kc, G, da_i + static_cast<size_t>(r0) * G, dai_block, db_i2h, jlo, jhi);
@@ -159,21 +186,21 @@ inline void sequence_grads(int T, int N, int I, int H, int G, const float* x, co
                          jhi);
       // Z^T for rows [r0, r0 + kc): x, and h_prev = h0 for the first N rows, y after
       split_range(pi, team, rank, &lo, &hi);
-      pack_at_rows(x + static_cast<size_t>(r0) * I, I, I, kc, 0, kc, xt_block, lo, hi);
+      P::pack_at(x + static_cast<size_t>(r0) * I, I, I, kc, 0, kc, xt_block, lo, hi);
       const int from_h0 = std::max(0, std::min(kc, N - r0));
       split_range(ph, team, rank, &lo, &hi);
       if (from_h0 > 0)
-        pack_at_rows(h0 + static_cast<size_t>(r0) * H, H, H, kc, 0, from_h0, ht_block, lo, hi);
+        P::pack_at(h0 + static_cast<size_t>(r0) * H, H, H, kc, 0, from_h0, ht_block, lo, hi);
       if (kc > from_h0)
-        pack_at_rows(y + static_cast<size_t>(r0 + from_h0 - N) * H, H, H, kc, from_h0,
-                     kc - from_h0, ht_block, lo, hi);
+        P::pack_at(y + static_cast<size_t>(r0 + from_h0 - N) * H, H, H, kc, from_h0,
+                   kc - from_h0, ht_block, lo, hi);
 #pragma omp barrier   // the Z^T block and W_i2h are complete
-      gemm_panels(I, G, kc, xt_block, -1, dai_block, 0, pi, jlo, jhi, dwt, G, r0 > 0);
-      gemm_panels(H, G, kc, ht_block, -1, dah_block, 0, ph, jlo, jhi,
-                  dwt + static_cast<size_t>(I) * G, G, r0 > 0);
+      P::gemm_packed(I, G, kc, xt_block, dai_block, 0, pi, jlo, jhi, dwt, G, r0 > 0);
+      P::gemm_packed(H, G, kc, ht_block, dah_block, 0, ph, jlo, jhi,
+                     dwt + static_cast<size_t>(I) * G, G, r0 > 0);
       split_range(ceil_div(kc, kMR), team, rank, &lo, &hi);
-      gemm_panels(kc, I, G, da_i + static_cast<size_t>(r0) * G, G, wi_packed, lo, hi, 0, pni,
-                  dx + static_cast<size_t>(r0) * I, I, false);
+      P::gemm(kc, I, G, da_i + static_cast<size_t>(r0) * G, G, wi_packed, lo, hi, 0, pni,
+              dx + static_cast<size_t>(r0) * I, I, false);
 #pragma omp barrier   // before the next block overwrites the Z^T block
     }
     // transpose into MXNet's (G, I) and (G, H) blocks

@@ -7,21 +7,22 @@ if it is missing or fails to load, one warning says why and mxgen uses its
 pure-MXNet code.  ``MXGEN_NATIVE=0`` turns the native ops off (for
 comparisons).  ``mxgen info`` reports what loaded and from where.
 
-The library holds its kernels three times, for AVX-512, AVX2+FMA and the
-baseline x86-64 ISA, and uses the best one the CPU runs (``isa()``);
-``MXGEN_ISA=avx2`` or ``generic`` (set before the library loads) forces a
+The library holds its kernels five times, for AMX (bfloat16 tiles),
+AVX-512 with AVX512_BF16, AVX-512, AVX2+FMA and the baseline x86-64 ISA,
+and uses the best one the CPU runs (``isa()``); ``MXGEN_ISA=avx512_bf16``,
+``avx512``, ``avx2`` or ``generic`` (set before the library loads) forces a
 lower one, so every path can be tested and timed on one machine.
 """
 import glob
 import os
 import warnings
 
-__all__ = ["load", "available", "status", "OPS", "ISAS", "disabled", "isa", "build_info",
-           "set_isa", "supported_isas"]
+__all__ = ["load", "available", "status", "OPS", "ISAS", "BF16_ISAS", "disabled", "isa",
+           "build_info", "set_isa", "supported_isas", "bf16_hardware"]
 
 OPS = ("mxgen_sample", "mxgen_char_rnn_generate", "mxgen_lstm", "mxgen_gru", "mxgen_dropout")
 _HERE = os.path.dirname(os.path.abspath(__file__))
-ISAS = ("avx512", "avx2", "generic")   # best first
+ISAS = ("amx_bf16", "avx512_bf16", "avx512", "avx2", "generic")   # best first
 _state = {"tried": False, "path": None, "error": None, "ops": (), "cdll": None}
 
 
@@ -86,6 +87,15 @@ def isa():
     ``generic``), or None when they are not loaded."""
     lib = _lib()
     return lib.mxgen_isa().decode() if lib else None
+
+
+BF16_ISAS = ("amx_bf16", "avx512_bf16")   # paths that multiply bfloat16 in hardware
+
+
+def bf16_hardware():
+    """Whether the kernels in use multiply bfloat16 with hardware
+    instructions (AMX tiles or VDPBF16PS) rather than emulating them."""
+    return isa() in BF16_ISAS
 
 
 def supported_isas():

@@ -90,7 +90,7 @@ MXReturnValue gen_forward(const Attrs& attrs, std::vector<MXTensor>* inputs,
   for (int s = 0; s < g.S; ++s)
     std::memcpy(g.states[s], g.states_in[s], sizeof(float) * g.N * g.H);
   mxgen::GenArgs args{c.mode, g.L, c.per_layer, c.gates, g.N, g.E, g.H, g.V, c.length,
-                      c.sampling, ids.data(), g.states.data(), g.embed, g.layer_w.data(),
+                      c.bf16, c.sampling, ids.data(), g.states.data(), g.embed, g.layer_w.data(),
                       g.dec_w, g.dec_b, res.get_cpu_rand_states(), g.out_ids};
   mxgen::kernels().char_rnn_generate(args);
   return MX_SUCCESS;

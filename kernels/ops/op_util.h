@@ -57,6 +57,19 @@ inline MXReturnValue parse_sampling(const Attrs& attrs, Sampling* s) {
   return MX_SUCCESS;
 }
 
+// The precision of an op's GEMMs: attribute `dtype`, "float32" (default) or
+// "bfloat16" (bfloat16 operands, float32 accumulation; tensors stay float32).
+inline bool parse_dtype(const Attrs& attrs, const char* op, bool* bf16) {
+  auto it = attrs.find("dtype");
+  const std::string d = it == attrs.end() ? "float32" : it->second;
+  if (d != "float32" && d != "bfloat16") {
+    MX_ERROR_MSG << op << ": dtype must be float32 or bfloat16, got '" << d << "'";
+    return false;
+  }
+  *bf16 = d == "bfloat16";
+  return true;
+}
+
 // Every mxgen op computes in float32.
 inline MXReturnValue all_float32(const Attrs& attrs, std::vector<int>* in_types,
                                  std::vector<int>* out_types) {
@@ -108,6 +121,7 @@ inline bool probe_key(const MXTensor& probe_t, uint64_t* key) {
 struct GenConfig {
   RnnMode mode;
   int layers, hidden, length, gates, per_layer;
+  bool bf16;
   Sampling sampling;
 };
 
@@ -135,6 +149,7 @@ inline MXReturnValue parse_gen(const Attrs& attrs, GenConfig* c) {
     MX_ERROR_MSG << "mxgen_char_rnn_generate: length must be an integer >= 1";
     return MX_FAIL;
   }
+  if (!parse_dtype(attrs, "mxgen_char_rnn_generate", &c->bf16)) return MX_FAIL;
   return parse_sampling(attrs, &c->sampling);
 }
 

@@ -41,6 +41,8 @@ template <const TrainLayer& L>
 MXReturnValue layer_parse(const Attrs& attrs,
                           int* num_in, int* num_out) {
   int H = 0;
+  bool bf16;
+  if (!parse_dtype(attrs, L.name, &bf16)) return MX_FAIL;
   if (!get_int(attrs, "state_size", 0, &H) || H < 1) {
     MX_ERROR_MSG << L.name << ": state_size must be an integer >= 1";
     return MX_FAIL;
@@ -92,12 +94,12 @@ MXReturnValue layer_shape(const Attrs& attrs,
   return MX_SUCCESS;
 }
 
-// The state of one layer op instance: its state_size and the saved gates of
+// The state of one layer op instance: its state_size, precision and the saved gates of
 // its last training forward pass, for the backward pass that follows it.
 template <const TrainLayer& L>
 class LayerState : public CustomStatefulOp {
  public:
-  explicit LayerState(int H) : H_(H) {}
+  LayerState(int H, bool bf16) : H_(H), bf16_(bf16) {}
   ~LayerState() override { SavedBuffers::give(std::move(saved_)); }
 
   MXReturnValue Forward(std::vector<MXTensor>* inputs, std::vector<MXTensor>* outputs,
@@ -121,11 +123,11 @@ class LayerState : public CustomStatefulOp {
     }
     const mxgen::Kernels& k = mxgen::kernels();
     if (L.states == 2)
-      k.lstm_forward(mxgen::LstmShape{T, N, I, H_}, in[0].data<float>(), in[1].data<float>(),
+      k.lstm_forward(mxgen::LstmShape{T, N, I, H_, bf16_}, in[0].data<float>(), in[1].data<float>(),
                      in[2].data<float>(), in[3].data<float>(), out[0].data<float>(),
                      out[1].data<float>(), out[2].data<float>(), ws);
     else
-      k.gru_forward(mxgen::GruShape{T, N, I, H_}, in[0].data<float>(), in[1].data<float>(),
+      k.gru_forward(mxgen::GruShape{T, N, I, H_, bf16_}, in[0].data<float>(), in[1].data<float>(),
                     in[2].data<float>(), out[0].data<float>(), out[1].data<float>(), ws);
     return MX_SUCCESS;
   }
@@ -149,13 +151,13 @@ class LayerState : public CustomStatefulOp {
     const unsigned S = L.states;
     const float* y = in[2 * S + 4].data<float>();   // after dy, d-states, x, states, w, probe
     if (S == 2)
-      k.lstm_backward(mxgen::LstmShape{T, N, I, H_}, in[0].data<float>(), in[1].data<float>(),
+      k.lstm_backward(mxgen::LstmShape{T, N, I, H_, bf16_}, in[0].data<float>(), in[1].data<float>(),
                       in[2].data<float>(), in[3].data<float>(), in[4].data<float>(),
                       in[5].data<float>(), in[6].data<float>(), y, saved_.data(),
                       out[0].data<float>(), out[1].data<float>(), out[2].data<float>(),
                       out[3].data<float>());
     else
-      k.gru_backward(mxgen::GruShape{T, N, I, H_}, in[0].data<float>(), in[1].data<float>(),
+      k.gru_backward(mxgen::GruShape{T, N, I, H_, bf16_}, in[0].data<float>(), in[1].data<float>(),
                      in[2].data<float>(), in[3].data<float>(), in[4].data<float>(), y,
                      saved_.data(), out[0].data<float>(), out[1].data<float>(),
                      out[2].data<float>());
@@ -166,6 +168,7 @@ class LayerState : public CustomStatefulOp {
 
  private:
   int H_;
+  bool bf16_;
   std::vector<int> shape_;
   std::vector<float> saved_;
 };
@@ -176,8 +179,10 @@ MXReturnValue layer_create_state(const Attrs& attrs,
                                  const std::vector<std::vector<unsigned int>>& in_shapes,
                                  const std::vector<int> in_types, CustomStatefulOp** op) {
   int H = 0;
+  bool bf16 = false;
   get_int(attrs, "state_size", 0, &H);
-  *op = CustomStatefulOp::create<LayerState<L>>(H);
+  parse_dtype(attrs, L.name, &bf16);
+  *op = CustomStatefulOp::create<LayerState<L>>(H, bf16);
   return MX_SUCCESS;
 }
 

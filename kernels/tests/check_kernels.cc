@@ -52,12 +52,22 @@ void check_sgemm(const char* isa, const mxgen::Kernels& k, std::mt19937* rng) {
         worst = std::max(worst, std::fabs(ref - c[m * N + n]) / std::sqrt(double(K)));
       }
     check(worst < 1e-4, isa, "sgemm differs from the reference");
+    // bfloat16 operands (8 significand bits): within 1% of the float32 product
+    std::vector<float> c16(static_cast<size_t>(M) * N, -1.f);
+    k.sgemm_bf16(M, N, K, a.data(), b.data(), c16.data());
+    double err = 0, scale = 0;
+    for (size_t i = 0; i < c.size(); ++i) {
+      err = std::max(err, std::fabs(double(c16[i]) - c[i]));
+      scale = std::max(scale, std::fabs(double(c[i])));
+    }
+    check(err <= 1e-2 * scale * std::sqrt(double(K)) + 1e-6, isa,
+          "sgemm_bf16 differs from float32 by more than bfloat16 rounding");
   }
 }
 
-void check_lstm_edges(const char* isa, const mxgen::Kernels& k, std::mt19937* rng) {
+void check_lstm_edges(const char* isa, const mxgen::Kernels& k, std::mt19937* rng, bool bf16) {
   const int T = 4, N = 3, I = 5, H = 20, G = 4 * H;
-  mxgen::LstmShape s{T, N, I, H};
+  mxgen::LstmShape s{T, N, I, H, bf16};
   auto x = random_vec(static_cast<size_t>(T) * N * I, rng, 1.f);
   x[0] = NAN;                 // row 0 goes NaN from step 0 on
   x[I] = 1e30f;               // row 1: saturated gates, exp's clamps
@@ -85,9 +95,9 @@ void check_lstm_edges(const char* isa, const mxgen::Kernels& k, std::mt19937* rn
                   w.data(), y.data(), ws.data(), dx.data(), dh0.data(), dc0.data(), dw.data());
 }
 
-void check_gru_edges(const char* isa, const mxgen::Kernels& k, std::mt19937* rng) {
+void check_gru_edges(const char* isa, const mxgen::Kernels& k, std::mt19937* rng, bool bf16) {
   const int T = 3, N = 2, I = 4, H = 17, G = 3 * H;
-  mxgen::GruShape s{T, N, I, H};
+  mxgen::GruShape s{T, N, I, H, bf16};
   auto x = random_vec(static_cast<size_t>(T) * N * I, rng, 1.f);
   x[1] = NAN;
   x[I + 1] = 3e38f;
@@ -128,7 +138,9 @@ void check_sampler_and_generation(const char* isa, const mxgen::Kernels& k, std:
         for (float id : ids) check(id >= 0 && id < V, isa, "sampler: id out of range");
       }
   const int E = 5, H = 9, L = 2;
-  for (int mode = 0; mode < 4; ++mode) {
+  for (int round = 0; round < 8; ++round) {
+    const bool bf16 = round >= 4;
+    const int mode = round % 4;
     const int gates = mode == mxgen::kLstm ? 4 : mode == mxgen::kGru ? 3 : 1;
     const int per = mode == mxgen::kLstm ? 2 : 1;
     for (int batch : {1, 9}) {
@@ -147,7 +159,7 @@ void check_sampler_and_generation(const char* isa, const mxgen::Kernels& k, std:
       std::vector<int> in_ids(batch, V - 1);
       std::vector<float> out(static_cast<size_t>(batch) * 6);
       mxgen::GenArgs args{static_cast<mxgen::RnnMode>(mode), L, per, gates, batch, E, H, V, 6,
-                          mxgen::Sampling{0.7f, 3, 0.9f}, in_ids.data(), sp.data(),
+                          bf16, mxgen::Sampling{0.7f, 3, 0.9f}, in_ids.data(), sp.data(),
                           embed.data(), wp.data(), dec_w.data(), dec_b.data(), rng, out.data()};
       k.char_rnn_generate(args);
       for (float id : out) check(id >= 0 && id < V, isa, "generation: id out of range");
@@ -158,7 +170,7 @@ void check_sampler_and_generation(const char* isa, const mxgen::Kernels& k, std:
 }  // namespace
 
 int main() {
-  const char* isas[] = {"avx512", "avx2", "generic"};
+  const char* isas[] = {"amx_bf16", "avx512_bf16", "avx512", "avx2", "generic"};
   const std::string best = mxgen_isa_best();
   bool reached = false;
   for (const char* isa : isas) {
@@ -172,8 +184,10 @@ int main() {
     check(std::string(mxgen::isa_name(k.isa)) == isa, isa, "the table in use is not the one asked for");
     std::mt19937 rng(42);
     check_sgemm(isa, k, &rng);
-    check_lstm_edges(isa, k, &rng);
-    check_gru_edges(isa, k, &rng);
+    for (bool bf16 : {false, true}) {
+      check_lstm_edges(isa, k, &rng, bf16);
+      check_gru_edges(isa, k, &rng, bf16);
+    }
     check_dropout(isa, k, &rng);
     check_sampler_and_generation(isa, k, &rng);
     std::printf("%s: checked\n", isa);

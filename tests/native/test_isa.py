@@ -21,7 +21,12 @@ def test_best_path_is_the_default_and_lower_paths_can_be_chosen():
     assert info["cpu_best"] == _native.supported_isas()[0]
     flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
     if " avx512bw" in flags and " avx512vl" in flags:
-        assert info["cpu_best"] == "avx512"
+        if " avx512_bf16" not in flags:
+            assert info["cpu_best"] == "avx512"
+        elif " amx_bf16" in flags and " amx_tile" in flags:   # (and the OS lets us use AMX)
+            assert info["cpu_best"] in ("amx_bf16", "avx512_bf16")
+        else:
+            assert info["cpu_best"] == "avx512_bf16"
     elif " avx2" in flags and " fma" in flags:
         assert info["cpu_best"] == "avx2"
     assert "mxnet 1.9.1" in info["build"] and "cuda" in info["build"]
@@ -43,7 +48,8 @@ def test_set_isa_refuses_unknown_or_unsupported_paths():
 
 @pytest.mark.parametrize("value,expect", [
     ("generic", r"native isa\s+generic \(this CPU runs"),
-    ("avx9", r"native isa\s+\w+ .*MXGEN_ISA=avx9 is not one of avx512, avx2, generic"),
+    ("avx9", r"native isa\s+\w+ .*MXGEN_ISA=avx9 is not one of amx_bf16, avx512_bf16, avx512,"
+             r" avx2, generic"),
 ])
 def test_mxgen_isa_environment_variable_and_info(value, expect):
     env_before = os.environ.get("MXGEN_ISA")
@@ -107,12 +113,13 @@ def test_wide_instructions_only_in_their_own_paths():
 
     def path_of(func):
         head = re.split(r"[<(]", func, 1)[0]
-        m = re.search(r"mxgen::(avx512|avx2|generic)::", head)
+        m = re.search(r"mxgen::(amx_bf16|avx512_bf16|avx512|avx2|generic)::", head)
         return m.group(1) if m else None
 
+    wide = ("amx_bf16", "avx512_bf16", "avx512")
     assert any(path_of(f) == "avx512" and k["avx512"] for f, k in found.items()), \
         "no AVX-512 code found: is this an x86-64 build?"
     wrong = [(path_of(f), f[:120]) for f, k in found.items()
-             if (k["avx512"] and path_of(f) != "avx512")
-             or (k["avx"] and path_of(f) not in ("avx512", "avx2"))]
+             if (k["avx512"] and path_of(f) not in wide)
+             or (k["avx"] and path_of(f) not in wide + ("avx2",))]
     assert not wrong, wrong

@@ -19,7 +19,8 @@ FLAGS = ["-std=c++14", "-O1", "-g", "-fopenmp", "-fno-math-errno", "-fno-trappin
 @pytest.mark.skipif(shutil.which("g++") is None, reason="no C++ compiler (g++) on this machine")
 def test_kernels_have_no_undefined_behaviour_on_edge_inputs(tmp_path):
     isa_objects = [(name, level, str(tmp_path / ("isa_%s.o" % name)))
-                   for name, level in (("avx512", 2), ("avx2", 1), ("generic", 0))]
+                   for name, level in (("amx_bf16", 4), ("avx512_bf16", 3), ("avx512", 2),
+                                       ("avx2", 1), ("generic", 0))]
     jobs = [["g++"] + FLAGS + ["-DMXGEN_ISA_NS=%s" % name, "-DMXGEN_ISA_LEVEL=%d" % level,
                                "-c", os.path.join(KERNELS, "kernels_isa.cc"), "-o", obj]
             for name, level, obj in isa_objects]
@@ -27,7 +28,7 @@ def test_kernels_have_no_undefined_behaviour_on_edge_inputs(tmp_path):
                                    "-o", str(tmp_path / "dispatch.o")])
     jobs.append(["g++"] + FLAGS + ["-c", os.path.join(KERNELS, "tests", "check_kernels.cc"),
                                    "-o", str(tmp_path / "check.o")])
-    with ThreadPoolExecutor(2) as pool:
+    with ThreadPoolExecutor(2) as pool:    # (bfloat16 paths included: LSTM, GRU, generation)
         for proc in pool.map(lambda cmd: subprocess.run(cmd, capture_output=True, text=True),
                              jobs):
             assert proc.returncode == 0, proc.stderr[-3000:]
