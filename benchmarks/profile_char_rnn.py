@@ -50,6 +50,9 @@ def main():
                         help="recurrent kernel (default: auto, as mxgen train-text)")
     parser.add_argument("--dropout-impl", default="auto", choices=["auto", "mxnet", "native"],
                         help="dropout kernel (default: auto, as mxgen train-text)")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+                        help="what the recurrent layers multiply in (default: auto, as mxgen"
+                             " train-text)")
     args = parser.parse_args()
     # the machine's matrix-multiply peak: the fastest of 15 2048^3 FullyConnected calls
     a = nd.random.normal(shape=(2048, 2048))
@@ -61,10 +64,11 @@ def main():
     gates = {"lstm": 4, "gru": 3}[args.mode]
     cfg = TextTrainConfig(mode=args.mode, num_embed=E, num_hidden=H, num_layers=L, dropout=0.2,
                           seq_len=T, batch_size=N, rnn_impl=args.rnn_impl,
-                          dropout_impl=args.dropout_impl, lr=1e-3)
+                          dropout_impl=args.dropout_impl, dtype=args.dtype, lr=1e-3)
     model, train_step = build_lm_step(cfg.model_config(V), cfg, [mx.cpu()])
     impl, drop_impl = model.rnn_impl, model.dropout_impl
-    print("recurrent kernel: %s; dropout: %s" % (impl, drop_impl))
+    print("recurrent kernel: %s; dropout: %s; dtype: %s (%s)" % (impl, drop_impl, model.dtype,
+                                                            model.dtype_reason))
 
     def probe(F):
         return training_probe(F) if drop_impl == "native" else None

@@ -30,7 +30,7 @@ def _kernel(model, batch):
     """What generate(native=None) runs for this batch, and why."""
     if not NATIVE:
         return {"candidate": "hybridized loop", "candidate_reason": "native kernels unavailable"}
-    native, reason = generation_kernel(model, batch)
+    native, _, reason = generation_kernel(model, batch, dtype="float32")
     return {"candidate": "native op" if native else "hybridized loop",
             "candidate_reason": reason}
 

@@ -34,6 +34,8 @@ from .errors import MXGenError
 from .fields import field
 from .nn.rnn import cell_gates, cell_step, num_gates
 
+GENERATION_DTYPES = ("auto", "float32", "bfloat16", "float16")
+
 __all__ = ["GenerateConfig", "Sampler", "CharRNNStepper", "generate", "generation_kernel",
            "check_sampling", "default_prompt", "prompt_ids_for", "texts_from"]
 
@@ -60,6 +62,11 @@ class GenerateConfig:
     stop_at_eos: bool = field(False, "for a model trained with --samples: generate whole"
                                      " samples from their start, each ending at its end"
                                      " mark; --length is the cap", group="generation")
+    dtype: str = field("auto", "what the native generation op multiplies in: bfloat16"
+                               " (float32 sums), float32, or auto (bfloat16 where the CPU has"
+                               " AVX512_BF16 or AMX and it measures faster); float16 (GPUs)"
+                               " is not built yet", group="generation",
+                       choices=GENERATION_DTYPES)
 
 
 def check_sampling(temperature=1.0, top_k=0, top_p=1.0):
@@ -204,7 +211,7 @@ _D = GenerateConfig
 def generate(model, vocab, prompt, length, temperature=_D.temperature, top_k=_D.top_k,
              top_p=_D.top_p, num_samples=_D.num_samples, beam=_D.beam, method=_D.method,
              window=_D.window, seed=_D.seed, ctx=None, native=None,
-             stop_at_eos=_D.stop_at_eos):
+             stop_at_eos=_D.stop_at_eos, dtype=_D.dtype):
     """Continue ``prompt`` by ``length`` characters.
 
     Parameters
@@ -235,6 +242,13 @@ def generate(model, vocab, prompt, length, temperature=_D.temperature, top_k=_D.
         Greedy output is identical either way; sampled output is
         reproducible under a seed on each path, but the two paths draw
         differently.
+    dtype : {'auto', 'float32', 'bfloat16'}
+        What the native operator multiplies in: bfloat16 weights and inputs
+        with float32 sums (half the weight bytes a step streams) or float32;
+        ``'auto'``: bfloat16 where the CPU has AVX512_BF16 and it measures
+        faster here.  Greedy bfloat16 text follows the float32 text until
+        the two most likely characters are within bfloat16 rounding of
+        each other.
     stop_at_eos : bool
         For a model trained on samples (``--samples``; its vocabulary has an
         end mark): start at the beginning of a sample (the end mark, then
@@ -268,9 +282,10 @@ def generate(model, vocab, prompt, length, temperature=_D.temperature, top_k=_D.
             ids = _window(model, prompt_ids, length, Sampler(temperature, top_k, top_p),
                           num_samples, window, ctx)
         elif method == "stateful":
-            if length > 0 and _use_native(native, model, ctx, num_samples):
+            use_native, dtype = _kernel(native, dtype, model, ctx, num_samples)
+            if length > 0 and use_native:
                 ids = _stateful_native(model, prompt_ids, length, temperature, top_k, top_p,
-                                       num_samples, ctx)
+                                       num_samples, ctx, dtype)
             else:
                 ids = _stateful(model, prompt_ids, length, Sampler(temperature, top_k, top_p),
                                 num_samples, ctx, stop)
@@ -318,36 +333,71 @@ def _stateful(model, prompt_ids, length, sampler, num_samples, ctx, stop=None):
     return mx.nd.stack(*out, axis=1).asnumpy().astype(np.int64)   # (N, length)
 
 
-def generation_kernel(model, num_samples=1, ctx=None):
-    """``(native, reason)``: whether ``native=None`` generation runs mxgen's
-    native operator for this model and batch here.  Timed against the
-    hybridized per-step loop once per machine and shape (see
-    :mod:`mxgen._calibrate`)."""
+def generation_kernel(model, num_samples=1, ctx=None, dtype="auto", native=None):
+    """``(native, dtype, reason)``: whether generation runs mxgen's native
+    operator for this model and batch here (``native=None``: where it
+    measures faster than the hybridized per-step loop), and in which
+    precision (``dtype='auto'``: bfloat16 where the kernels have AVX512_BF16
+    and it measures faster than the float32 winner).  Measured once per
+    machine and shape (see :mod:`mxgen._calibrate`)."""
     ctx = ctx or model.embedding.weight.list_ctx()[0]
+    if dtype not in GENERATION_DTYPES:
+        raise MXGenError("generation runs in %s, not %r" % (", ".join(GENERATION_DTYPES), dtype))
+    if dtype == "float16":
+        raise MXGenError("--dtype float16 is half precision for GPUs; on a CPU use bfloat16"
+                         if ctx.device_type == "cpu" else
+                         "float16 generation is not built yet: generation on a GPU runs the"
+                         " float32 hybridized loop (--dtype float32 or auto)")
     shape = {"mode": model.mode, "vocab_size": model.config.vocab_size,
              "num_embed": model.config.num_embed, "num_hidden": model.num_hidden,
              "num_layers": model.num_layers, "batch": int(num_samples)}
-    measure = ("generate", shape, "mxgen._timing:generation", "mxgen_char_rnn_generate",
-               "the hybridized per-step loop")
-    impl, reason = _calibrate.explain_impl(
-        "generation", "auto", ("auto", "loop", "native"), "loop", "mxgen_char_rnn_generate",
-        "native generation runs", [ctx], None, measure)
-    return impl == "native", reason
-
-
-def _use_native(native, model, ctx, num_samples):
     if native is False:
-        return False
-    if native:
-        ok = ctx.device_type == "cpu" and _native.available("mxgen_char_rnn_generate")
-        if not ok:
-            raise MXGenError("native generation requested but unavailable: %s"
-                             % (_native.status()[2] or "needs a CPU context"))
-        return True
-    return generation_kernel(model, num_samples, ctx)[0]
+        impl, reason = "loop", "native=False given"
+    else:
+        measure = ("generate", shape, "mxgen._timing:generation", "mxgen_char_rnn_generate",
+                   "the hybridized per-step loop")
+        impl, reason = _calibrate.explain_impl(
+            "generation", "native" if native else "auto", ("auto", "loop", "native"), "loop",
+            "mxgen_char_rnn_generate", "native generation runs", [ctx], None, measure)
+    if dtype == "float32" or (dtype == "auto" and (impl == "loop" and native is not None)):
+        return impl == "native", "float32", reason
+    if dtype == "bfloat16":
+        if impl != "native":
+            if native is False or not _native.available("mxgen_char_rnn_generate") or \
+                    ctx.device_type != "cpu":
+                raise MXGenError("bfloat16 generation runs on mxgen's native CPU op, which is"
+                                 " not available here: %s" % reason)
+        return True, "bfloat16", "bfloat16 given (%s)" % (
+            "%s kernels" % _native.isa() if _native.bf16_hardware() else
+            "emulated: no bfloat16 instructions, slower than float32")
+    if ctx.device_type != "cpu" or not _native.available("mxgen_char_rnn_generate"):
+        return impl == "native", "float32", reason
+    if not _native.bf16_hardware():
+        return impl == "native", "float32", reason + "; float32: the %s kernels have no" \
+            " bfloat16 instructions" % _native.isa()
+    decision = _calibrate.decide(
+        "generate_dtype", dict(shape, impl=impl), "mxgen._timing:generation_dtype",
+        "mxgen_char_rnn_generate in bfloat16",
+        "mxgen_char_rnn_generate in float32" if impl == "native"
+        else "the float32 hybridized loop", "float32")
+    if decision.impl == "native":
+        return True, "bfloat16", decision.reason
+    return impl == "native", "float32", reason
 
 
-def _stateful_native(model, prompt_ids, length, temperature, top_k, top_p, num_samples, ctx):
+def _kernel(native, dtype, model, ctx, num_samples):
+    """``(native, dtype)`` of a stateful generation call."""
+    if native and not (ctx.device_type == "cpu" and
+                       _native.available("mxgen_char_rnn_generate")):
+        raise MXGenError("native generation requested but unavailable: %s"
+                         % (_native.status()[2] or "needs a CPU context"))
+    if native is False and dtype in ("auto", "float32"):
+        return False, "float32"
+    return generation_kernel(model, num_samples, ctx, dtype, native)[:2]
+
+
+def _stateful_native(model, prompt_ids, length, temperature, top_k, top_p, num_samples, ctx,
+                     dtype="float32"):
     """All ``length`` steps in one native operator call (see kernels/)."""
     ids, states = _prime(model, prompt_ids, num_samples, ctx)
     args = ([ids] + list(states) + [model.embedding.weight.data(ctx)]
@@ -355,7 +405,7 @@ def _stateful_native(model, prompt_ids, length, temperature, top_k, top_p, num_s
             + [model.decoder.weight.data(ctx), model.decoder.bias.data(ctx)])
     outs = mx.nd.mxgen_char_rnn_generate(
         *args, mode=model.mode, num_layers=model.num_layers, num_hidden=model.num_hidden,
-        length=length, temperature=temperature, top_k=top_k, top_p=top_p)
+        length=length, temperature=temperature, top_k=top_k, top_p=top_p, dtype=dtype)
     return outs[0].asnumpy().astype(np.int64)                       # (N, length)
 
 

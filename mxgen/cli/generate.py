@@ -52,22 +52,23 @@ def main(args):
             raise MXGenError("--exported runs stateful sampling; --beam and --method window"
                              " need --checkpoint")
         texts = generate_exported(cfg.exported, cfg.prompt, length, cfg.temperature, cfg.top_k,
-                                  cfg.top_p, cfg.num_samples, cfg.seed, cfg.stop_at_eos, ctx)
+                                  cfg.top_p, cfg.num_samples, cfg.seed, cfg.stop_at_eos, ctx,
+                                  cfg.dtype)
         return _print(texts, cfg.prompt or "", length, cfg.stop_at_eos)
     loaded = load(cfg.checkpoint, ctx=ctx, family="char_rnn")
     model, vocab = loaded.model, loaded.vocab
     model.hybridize(static_alloc=True)
     prompt = cfg.prompt if cfg.prompt is not None else default_prompt(vocab, cfg.stop_at_eos)
     if cfg.method == "stateful" and not cfg.beam:
-        native, reason = generation_kernel(model, cfg.num_samples, ctx)
+        native, dtype, reason = generation_kernel(model, cfg.num_samples, ctx, cfg.dtype)
         if not args.quiet:              # stdout holds the text alone
-            print("generation kernel: %s (%s)" % ("mxgen native op" if native
-                                                  else "hybridized per-step loop", reason),
-                  file=sys.stderr)
+            print("generation kernel: %s in %s (%s)" % ("mxgen native op" if native else
+                                                        "hybridized per-step loop", dtype,
+                                                        reason), file=sys.stderr)
     texts = generate(model, vocab, prompt, length, temperature=cfg.temperature,
                      top_k=cfg.top_k, top_p=cfg.top_p, num_samples=cfg.num_samples,
                      beam=cfg.beam, method=cfg.method, window=cfg.window, seed=cfg.seed,
-                     ctx=ctx, stop_at_eos=cfg.stop_at_eos)
+                     ctx=ctx, stop_at_eos=cfg.stop_at_eos, dtype=cfg.dtype)
     return _print(texts, prompt, length, cfg.stop_at_eos)
 
 

@@ -7,8 +7,9 @@ from mxnet.gluon import HybridBlock, nn
 
 from ..errors import MXGenError
 from ..generation import CharRNNStepper, generate
+from ..nn import precision
 from ..nn.dropout import dropout, explain_dropout_impl, training_probe
-from ..nn.rnn import MODES, cell_step, explain_impl, make_rnn, num_states
+from ..nn.rnn import MODES, cell_step, explain_dtype, explain_impl, make_rnn, num_states
 from .registry import ExportGraph, Family, register
 
 __all__ = ["CharRNNConfig", "CharRNN", "char_rnn", "FAMILY"]
@@ -67,8 +68,9 @@ class CharRNN(HybridBlock):
                                     mode, tie_weights).validate()
         self.mode, self.num_hidden, self.num_layers = mode, num_hidden, num_layers
         self.dropout = dropout
-        self.dropout_impl = "mxnet"
+        self.dropout_impl, self.dtype = "mxnet", "float32"
         self.rnn_impl_reason = self.dropout_impl_reason = "MXNet's operator by default"
+        self.dtype_reason = "float32 by default"
         with self.name_scope():
             self.embedding = nn.Embedding(vocab_size, num_embed)
             self.layers = nn.HybridSequential()
@@ -76,10 +78,10 @@ class CharRNN(HybridBlock):
                 self.layers.add(make_rnn(mode, num_hidden, num_embed if i == 0 else num_hidden,
                                          prefix="rnn%d_" % i))
             if tie_weights:
-                self.decoder = nn.Dense(vocab_size, flatten=False, in_units=num_hidden,
+                self.decoder = precision.Dense(vocab_size, flatten=False, in_units=num_hidden,
                                         params=self.embedding.params)
             else:
-                self.decoder = nn.Dense(vocab_size, flatten=False, in_units=num_hidden)
+                self.decoder = precision.Dense(vocab_size, flatten=False, in_units=num_hidden)
 
     @classmethod
     def from_config(cls, config, **kwargs):
@@ -111,8 +113,43 @@ class CharRNN(HybridBlock):
                  "num_layers": self.num_layers, "seq_len": seq_len, "batch": batch_size}
         chosen, self.rnn_impl_reason = explain_impl(impl, self.mode, 1,
                                                     self._contexts(contexts), shape)
+        kept = {"fused": ("float32", "float16"), "native": ("float32", "bfloat16")}[chosen]
         for layer in self.layers:
+            if layer.dtype not in kept:
+                layer.set_dtype("float32")
             layer.set_impl(chosen)
+        if self.dtype not in kept:
+            precision.set_compute_dtype(self.decoder, "float32")
+            self.dtype, self.dtype_reason = "float32", "%s has no %s kernels" % (
+                chosen, self.dtype)
+        self._clear_cached_op()
+        return chosen
+
+    def set_dtype(self, dtype="auto", contexts=None, seq_len=100, batch_size=32,
+                  impl_fixed=False):
+        """What the recurrent layers multiply in: ``'auto'``, ``'float32'``,
+        ``'bfloat16'`` (mxgen's native ops, float32 accumulation; the
+        weights, states and everything else stay float32) or ``'float16'``
+        (GPUs: MXNet's fused op and the decoder in half precision between
+        casts; the training loop scales the loss).  ``'auto'`` measures a training step of this model's layers at
+        ``seq_len`` x ``batch_size`` in both (see
+        :func:`mxgen.nn.rnn.explain_dtype`); bfloat16 moves the layers to the
+        native op, unless ``impl_fixed`` (the user chose the recurrent
+        kernel), where only the chosen kernel's precisions are considered.
+        Returns the dtype chosen (reason in ``dtype_reason``)."""
+        shape = {"input_size": self.config.num_embed, "num_hidden": self.num_hidden,
+                 "num_layers": self.num_layers, "seq_len": seq_len, "batch": batch_size}
+        chosen, impl, self.dtype_reason = explain_dtype(dtype, self.mode, 1,
+                                                        self.rnn_impl, self._contexts(contexts),
+                                                        shape, impl_fixed)
+        for layer in self.layers:
+            layer.set_dtype("float32")
+            layer.set_impl(impl)
+            layer.set_dtype(chosen)
+        precision.set_compute_dtype(self.decoder, "float16" if chosen == "float16" else "float32")
+        if impl != self.rnn_impl:
+            self.rnn_impl_reason = "%s runs on the %s op" % (chosen, impl)
+        self.dtype = chosen
         self._clear_cached_op()
         return chosen
 

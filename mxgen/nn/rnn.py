@@ -20,12 +20,18 @@ import math
 import mxnet as mx
 from mxnet.gluon import HybridBlock
 
-from .. import _calibrate
+from .. import _calibrate, _native
+from ..errors import MXGenError
 
-__all__ = ["MODES", "IMPLS", "FusedRNN", "make_rnn", "cell_step", "cell_gates", "num_gates",
-           "num_states", "FusedRNNInit", "resolve_impl", "explain_impl"]
+__all__ = ["MODES", "IMPLS", "DTYPES", "DTYPE_CHOICES", "explain_dtype", "FusedRNN", "make_rnn",
+           "cell_step", "cell_gates", "num_gates", "num_states", "FusedRNNInit", "resolve_impl",
+           "explain_impl"]
 
 IMPLS = ("auto", "fused", "native")
+# what the recurrent kernels multiply in: bfloat16 on mxgen's native ops,
+# float16 on MXNet's fused op (cuDNN on GPUs)
+DTYPES = ("float32", "bfloat16", "float16")
+DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
 NATIVE_OPS = {"lstm": "mxgen_lstm", "gru": "mxgen_gru"}   # mode -> mxgen's training op
 
 MODES = ("rnn_relu", "rnn_tanh", "gru", "lstm")
@@ -75,6 +81,67 @@ def explain_impl(impl, mode, num_layers=1, contexts=None, shape=None):
                    "MXNet's fused RNN op")
     return _calibrate.explain_impl("rnn_impl", impl, IMPLS, "fused", NATIVE_OPS.get(mode),
                                    "the native recurrent ops run", contexts, why_not, measure)
+
+
+def explain_dtype(dtype, mode, num_layers, impl, contexts=None, shape=None, impl_fixed=False):
+    """What a stack of recurrent layers multiplies in, ``(dtype, impl,
+    reason)``: ``'float32'``, ``'bfloat16'`` (mxgen's native ops only, so
+    ``impl`` becomes ``'native'``) or ``'float16'`` (GPUs: MXNet's automatic
+    mixed precision; ``impl`` unchanged).
+
+    ``'auto'`` is bfloat16 only where the native kernels run with AVX512_BF16
+    instructions AND a training step of ``shape`` (see :func:`explain_impl`)
+    measures faster in bfloat16 than in float32 on ``impl``; without those
+    instructions bfloat16 is emulated with float32 multiplies, slower than
+    float32, so auto keeps float32 and says so.  ``impl_fixed``: the user
+    chose ``impl``, so bfloat16 may not move the layers to the native op.
+    """
+    if dtype not in DTYPE_CHOICES:
+        raise MXGenError("unknown dtype %r; choose from %s" % (dtype, ", ".join(DTYPE_CHOICES)))
+    gpu = any(c.device_type == "gpu" for c in (contexts or [mx.cpu()]))
+    if dtype == "float16":
+        if not gpu:
+            raise MXGenError("--dtype float16 is half precision for GPUs (MXNet's mixed"
+                             " precision with loss scaling); on a CPU use bfloat16")
+        if impl_fixed and impl == "native":
+            raise MXGenError("--dtype float16 runs on MXNet's fused RNN op (cuDNN); drop"
+                             " --rnn-impl native")
+        return "float16", "fused", "float16 given (cuDNN, dynamic loss scaling)"
+    if dtype == "float32" or (dtype == "auto" and gpu):
+        return "float32", impl, ("float32 given" if dtype == "float32" else
+                                 "float32: on a GPU, float16 is chosen with --dtype float16")
+    why_not = None
+    if gpu:
+        why_not = "bfloat16 runs on mxgen's native CPU kernels; on a GPU use float16"
+    elif mode not in NATIVE_OPS or num_layers != 1:
+        why_not = "bfloat16 runs on mxgen's native lstm and gru ops only (got %s)" % mode
+    elif impl_fixed and impl != "native":
+        why_not = "--rnn-impl %s asks for MXNet's fused RNN op, which has no bfloat16" % impl
+    elif not _native.available(NATIVE_OPS[mode]):
+        why_not = _native.status()[2] or "the native ops are not loaded"
+    if why_not is not None:
+        if dtype == "bfloat16":
+            raise MXGenError("--dtype bfloat16 unavailable: %s" % why_not)
+        return "float32", impl, "float32: " + why_not
+    hardware = _native.bf16_hardware()
+    if dtype == "bfloat16":
+        return "bfloat16", "native", "bfloat16 given (%s)" % (
+            "%s kernels" % _native.isa() if hardware else "emulated: the %s kernels have no"
+            " bfloat16 instructions, slower than float32" % _native.isa())
+    if not hardware:
+        return "float32", impl, ("float32: the %s kernels have no bfloat16 instructions (AMX"
+                                 " or AVX512_BF16), and emulated bfloat16 is slower than"
+                                 " float32" % _native.isa())
+    if shape is None:
+        raise ValueError("dtype='auto' measures both precisions and needs the shape to time")
+    shape = dict(shape, mode=mode, impl=impl, seq_len=min(int(shape["seq_len"]), 100))
+    fallback = "MXNet's fused RNN op" if impl == "fused" else "%s" % NATIVE_OPS[mode]
+    decision = _calibrate.decide("rnn_dtype", shape, "mxgen._timing:recurrent_dtype",
+                                 "%s in bfloat16" % NATIVE_OPS[mode],
+                                 "%s in float32" % fallback, "float32")
+    if decision.impl == "native":
+        return "bfloat16", "native", "bfloat16: " + decision.reason
+    return "float32", impl, "float32: " + decision.reason
 
 
 def _segments(mode, num_hidden, input_size, num_layers):
@@ -153,7 +220,7 @@ class FusedRNN(HybridBlock):
         super().__init__(**kwargs)
         if mode not in MODES:
             raise ValueError("unknown RNN mode %r; choose from %s" % (mode, ", ".join(MODES)))
-        self.impl = "fused"
+        self.impl, self.dtype = "fused", "float32"
         self.mode, self.num_hidden = mode, num_hidden
         self.input_size, self.num_layers = input_size, num_layers
         self.segments = _segments(mode, num_hidden, input_size, num_layers)
@@ -178,7 +245,24 @@ class FusedRNN(HybridBlock):
             raise ValueError("impl must be 'fused' or 'native', got %r" % (impl,))
         if impl == "native" and (self.mode not in NATIVE_OPS or self.num_layers != 1):
             raise ValueError("the native recurrent ops cover single-layer lstm and gru only")
+        if (impl, self.dtype) in (("fused", "bfloat16"), ("native", "float16")):
+            raise ValueError("%s has no %s kernels" % (impl, self.dtype))
         self.impl = impl
+        self._clear_cached_op()
+
+    def set_dtype(self, dtype):
+        """Multiply in ``'float32'``, ``'bfloat16'`` (the native kernels'
+        GEMMs; float32 accumulation, float32 weights, states and outputs) or
+        ``'float16'`` (MXNet's fused op, cuDNN on GPUs, between casts: the
+        weights, states and outputs outside the op stay float32).  Clears
+        this layer's cached graph; clear the enclosing ones too."""
+        if dtype not in DTYPES:
+            raise ValueError("dtype must be one of %s, got %r" % (", ".join(DTYPES), dtype))
+        if dtype == "bfloat16" and self.impl != "native":
+            raise ValueError("bfloat16 runs on mxgen's native recurrent ops only")
+        if dtype == "float16" and self.impl != "fused":
+            raise ValueError("float16 runs on MXNet's fused RNN op only")
+        self.dtype = dtype
         self._clear_cached_op()
 
     def hybrid_forward(self, F, inputs, *states, weights):
@@ -196,12 +280,19 @@ class FusedRNN(HybridBlock):
             states = [F.identity(s) for s in states]
             if self.mode == "lstm":
                 out = F.mxgen_lstm(inputs, states[0], states[1], weights, probe,
-                                   state_size=self.num_hidden)
+                                   state_size=self.num_hidden, dtype=self.dtype)
                 return out[0], [out[1], out[2]]
-            out = F.mxgen_gru(inputs, states[0], weights, probe, state_size=self.num_hidden)
+            out = F.mxgen_gru(inputs, states[0], weights, probe, state_size=self.num_hidden,
+                              dtype=self.dtype)
             return out[0], [out[1]]
-        out = F.RNN(inputs, weights, *states, state_size=self.num_hidden,
-                    num_layers=self.num_layers, mode=self.mode, state_outputs=True, p=0.0)
+        if self.dtype == "float16":     # cuDNN in half precision, float32 around it
+            out = F.RNN(*[F.amp_cast(a, dtype="float16") for a in (inputs, weights, *states)],
+                        state_size=self.num_hidden, num_layers=self.num_layers, mode=self.mode,
+                        state_outputs=True, p=0.0)
+            out = [F.amp_cast(o, dtype="float32") for o in out]
+        else:
+            out = F.RNN(inputs, weights, *states, state_size=self.num_hidden,
+                        num_layers=self.num_layers, mode=self.mode, state_outputs=True, p=0.0)
         return out[0], list(out[1:])
 
     def unpack(self, F=mx.nd, weights=None):

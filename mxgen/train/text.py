@@ -20,7 +20,7 @@ from ..errors import MXGenError
 from ..fields import AT_LEAST_0, AT_LEAST_1, FRACTION, check_ranges, field
 from ..models.char_rnn import FAMILY, CharRNNConfig
 from ..nn.dropout import DROPOUT_IMPLS
-from ..nn.rnn import IMPLS, MODES
+from ..nn.rnn import DTYPE_CHOICES, IMPLS, MODES
 from .common import LRSchedule, Run, RunConfig
 from .lm import LMTask, LR_FLOOR, text_samples
 from .samples import UNITS, SampleSource
@@ -69,6 +69,12 @@ class TextTrainConfig(RunConfig):
     dropout_impl: str = field("auto", "dropout kernel: MXNet's Dropout or mxgen's native op"
                                       " (same distribution; auto = native where it measures"
                                       " faster)", choices=DROPOUT_IMPLS)
+    dtype: str = field("auto", "what the recurrent layers multiply in: bfloat16 (mxgen's"
+                               " native ops, float32 accumulation; weights, optimizer, loss"
+                               " and clipping stay float32), float32, float16 (GPUs), or"
+                               " auto: bfloat16 where the CPU has AVX512_BF16 and it measures"
+                               " faster here (the log says which and why)",
+                       choices=DTYPE_CHOICES)
     max_bad_steps: int = field(5, "stop after this many non-finite steps in a row",
                                group="run")
     samples: Optional[str] = field(None, "train on independent samples instead of one stream:"
@@ -83,7 +89,7 @@ class TextTrainConfig(RunConfig):
                               " out; the log counts them")
 
     CHANGEABLE_ON_RESUME = RunConfig.CHANGEABLE_ON_RESUME + ("rnn_impl", "dropout_impl",
-                                                            "max_bad_steps")
+                                                            "dtype", "max_bad_steps")
     # ... and these, when given explicitly (e.g. the corpus moved).
     RESUME_OVERRIDABLE = ("data", "max_chars")
 

@@ -176,16 +176,20 @@ def test_resume_keeps_the_kernels_trained_with(tmp_path):
     from mxgen.train.text import TextTrainConfig, train_text
     cfg = dict(data="stdlib", out=str(tmp_path), max_chars=24000, num_embed=8, num_hidden=16,
                num_layers=1, seq_len=10, batch_size=4, epochs=1, progress=False, seed=1)
-    train_text(TextTrainConfig(max_steps=3, rnn_impl="native", dropout_impl="native", **cfg),
-               log=lambda *_: None, explicit=("rnn_impl", "dropout_impl"))
+    train_text(TextTrainConfig(max_steps=3, rnn_impl="native", dropout_impl="native",
+                               dtype="bfloat16", **cfg),
+               log=lambda *_: None, explicit=("rnn_impl", "dropout_impl", "dtype"))
     lines = []
     result = train_text(TextTrainConfig(max_steps=5, resume=True, **cfg), log=lines.append)
-    assert (result["model"].rnn_impl, result["model"].dropout_impl) == ("native", "native")
+    assert (result["model"].rnn_impl, result["model"].dropout_impl,
+            result["model"].dtype) == ("native", "native", "bfloat16")
     assert any("recurrent kernel: mxgen native" in l and "the checkpoint's kernel" in l
                for l in lines), lines
     saved = _json.load(open(os.path.join(result["checkpoint"], "config.json")))
-    assert saved["kernels"] == {"rnn_impl": "native", "dropout_impl": "native"}
+    assert saved["kernels"] == {"rnn_impl": "native", "dropout_impl": "native",
+                                "dtype": "bfloat16"}
     # named explicitly: the user's choice
-    result = train_text(TextTrainConfig(max_steps=7, resume=True, rnn_impl="fused", **cfg),
-                        log=lambda *_: None, explicit=("rnn_impl",))
-    assert result["model"].rnn_impl == "fused"
+    result = train_text(TextTrainConfig(max_steps=7, resume=True, rnn_impl="fused",
+                                        dtype="float32", **cfg),
+                        log=lambda *_: None, explicit=("rnn_impl", "dtype"))
+    assert (result["model"].rnn_impl, result["model"].dtype) == ("fused", "float32")

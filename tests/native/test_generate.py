@@ -28,13 +28,14 @@ def test_native_greedy_equals_hybridized_loop(vocab, isa, mode, layers, batch):
     model = _model(vocab, mode, layers)
     prompt = "Supposing that the kernels"
     loop = generate(model, vocab, prompt, 60, temperature=0, num_samples=batch, native=False)
-    native = generate(model, vocab, prompt, 60, temperature=0, num_samples=batch, native=True)
+    native = generate(model, vocab, prompt, 60, temperature=0, num_samples=batch, native=True,
+                      dtype="float32")
     assert native == loop
 
 
 def test_native_sampling_is_reproducible_and_the_same_on_every_path(vocab):
     model = _model(vocab, "lstm", 2)
-    kw = dict(temperature=0.8, top_k=20, top_p=0.9, num_samples=5, native=True)
+    kw = dict(temperature=0.8, top_k=20, top_p=0.9, num_samples=5, native=True, dtype="float32")
     runs = {}
     for isa in _native.supported_isas():
         previous = _native.set_isa(isa)
@@ -129,7 +130,7 @@ def test_generation_auto_follows_the_measurement(vocab, isa, batch):
     from mxgen import _calibrate
     from mxgen.generation import generation_kernel
     model = _model(vocab, "lstm", 2)
-    native, reason = generation_kernel(model, batch)
+    native, _, reason = generation_kernel(model, batch, dtype="float32")
     m = re.search(r"\(([\d.]+) vs ([\d.]+) ms", reason)
     assert m, reason
     threshold = (1 - _calibrate.MARGIN) * float(m.group(2))
