@@ -9,6 +9,7 @@ import logging
 from . import _env
 
 _env.configure_threads()
+_env.configure_onednn()
 _env.quiet_mxnet_warnings()
 
 __version__ = "0.1.0"

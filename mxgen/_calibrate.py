@@ -46,13 +46,14 @@ _DECIDED = {}          # (cache file, key) -> Decision, for repeated questions i
 def machine_key():
     """What a measurement depends on besides the shape."""
     import mxnet as mx
-    from ._env import cpu_model, num_threads
+    from ._env import cpu_model, num_threads, onednn_isa
     path = _native.status()[0]
-    if path not in _LIB_DIGEST:
+    if path and path not in _LIB_DIGEST:
         with open(path, "rb") as f:
             _LIB_DIGEST[path] = hashlib.sha256(f.read()).hexdigest()[:16]
-    return "|".join([cpu_model(), "isa=%s" % _native.isa(), "lib=%s" % _LIB_DIGEST[path],
-                     "mxnet=%s" % mx.__version__, "threads=%d" % num_threads()])
+    return "|".join([cpu_model(), "isa=%s" % _native.isa(), "lib=%s" % _LIB_DIGEST.get(path),
+                     "mxnet=%s" % mx.__version__, "threads=%d" % num_threads(),
+                     "onednn=%s" % onednn_isa()])
 
 
 def _load(path):
@@ -135,12 +136,14 @@ def explain_impl(setting, impl, choices, fallback, op, subject, contexts=None, w
     return decision.impl, decision.reason
 
 
-def decide(kind, shape, target, native_name, fallback_name, fallback):
+def decide(kind, shape, target, native_name, fallback_name, fallback, label=None):
     """Choose ``'native'`` or ``fallback`` for ``kind`` on ``shape`` (a dict).
 
     ``target`` ("module:function", called with ``shape`` as keyword
     arguments, in a child process) returns ``(native_ms, fallback_ms)``; it
     runs only when the cache has no answer for this machine and shape.
+    ``label`` names what runs the first candidate in the reason (default:
+    mxgen's kernel path).
     """
     key = machine_key() + "|%s|%s" % (kind, json.dumps(shape, sort_keys=True))
     path = cache_file()
@@ -165,8 +168,8 @@ def decide(kind, shape, target, native_name, fallback_name, fallback):
     impl = "native" if native_ms < (1 - MARGIN) * fallback_ms else fallback
     ratio = fallback_ms / native_ms if native_ms > 0 else float("inf")
     verdict = ("%.2fx faster" % ratio if ratio >= 1 else "%.2fx slower" % (1 / ratio))
-    reason = ("%s (%s kernels) %s than %s here (%.1f vs %.1f ms, %s)"
-              % (native_name, _native.isa(), verdict, fallback_name, native_ms, fallback_ms,
+    reason = ("%s (%s) %s than %s here (%.1f vs %.1f ms, %s)"
+              % (native_name, label or "%s kernels" % _native.isa(), verdict, fallback_name, native_ms, fallback_ms,
                  "cached, measured %s" % record.get("measured", "?") if cached
                  else "measured now"))
     decision = Decision(impl, native_ms, fallback_ms, cached, reason)

@@ -37,9 +37,10 @@ import numpy as np
 
 from . import _native
 from .errors import MXGenError, one_line
-from .fields import field
+from .fields import PRECISIONS, field
 from .models import load
 from .models.registry import open_family_checkpoint
+from .nn.precision import exported_dtype, set_compute_dtype
 
 __all__ = ["ExportConfig", "export", "load_exported", "FORMATS", "EXPORT_VERSION"]
 
@@ -60,6 +61,11 @@ class ExportConfig:
                                " else)", group="export")
     native: bool = field(False, "keep mxgen's native recurrent op where the model uses it (the"
                                 " export then needs mxgen's library to load)", group="export")
+    dtype: str = field("float32", "what the exported graphs compute in: float32 (runs"
+                                  " anywhere), bfloat16 (CPUs with AVX512_BF16 or AMX; a char"
+                                  " model's recurrent layers only with --native) or float16"
+                                  " (GPUs); weights are stored in float32 either way",
+                       group="export", choices=PRECISIONS[1:])
 
 
 def _ops(symbol_file):
@@ -68,7 +74,7 @@ def _ops(symbol_file):
 
 
 def export(checkpoint, out, fmt=ExportConfig.format, force=ExportConfig.force,
-           native=ExportConfig.native):
+           native=ExportConfig.native, dtype=ExportConfig.dtype):
     """Export ``checkpoint`` (a run or checkpoint directory) into the new
     folder ``out``; returns the metadata written as ``export.json``.
 
@@ -77,6 +83,12 @@ def export(checkpoint, out, fmt=ExportConfig.format, force=ExportConfig.force,
     refused unless ``force``."""
     if fmt not in FORMATS:
         raise MXGenError("unknown export format %r; choose from %s" % (fmt, ", ".join(FORMATS)))
+    if dtype not in PRECISIONS[1:]:
+        raise MXGenError("unknown export dtype %r; choose from %s"
+                         % (dtype, ", ".join(PRECISIONS[1:])))
+    if fmt == "onnx" and dtype != "float32":
+        raise MXGenError("--format onnx exports float32 graphs only (MXNet's ONNX exporter has"
+                         " no form for its casts); drop --dtype %s" % dtype)
     ckpt_dir = open_family_checkpoint(checkpoint)[0]
     _check_replaceable(out, force, ckpt_dir)
     loaded = load(ckpt_dir)
@@ -88,9 +100,10 @@ def export(checkpoint, out, fmt=ExportConfig.format, force=ExportConfig.force,
     try:
         meta = {"export_version": EXPORT_VERSION, "family": loaded.family.name, "format": fmt,
                 "checkpoint": os.path.abspath(ckpt_dir), "mxnet": mx.__version__,
-                "model": loaded.family.info(loaded), "graphs": {}}
+                "model": loaded.family.info(loaded), "dtype": dtype, "graphs": {}}
         for graph in graphs:
             name, example = graph.name, graph.example
+            _set_dtype(graph.block, dtype)
             graph.block.hybridize(static_alloc=True)       # export needs a traced graph
             with mx.autograd.predict_mode():
                 graph.block(*example)
@@ -130,6 +143,20 @@ def export(checkpoint, out, fmt=ExportConfig.format, force=ExportConfig.force,
         if os.path.exists(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
     return meta
+
+
+def _set_dtype(block, dtype):
+    """Make an export graph compute in ``dtype``: its convolutions and dense
+    layers, and its recurrent layers where their kernel has that precision
+    (bfloat16: mxgen's native op; float16: MXNet's fused op)."""
+    from .nn.rnn import FusedRNN
+    set_compute_dtype(block, dtype, for_training=False)
+    wants = {"bfloat16": "native", "float16": "fused"}.get(dtype)
+
+    def visit(b):
+        if isinstance(b, FusedRNN) and b.impl == wants:
+            b.set_dtype(dtype)
+    block.apply(visit)
 
 
 # files mxgen writes into an export folder besides the graphs (sample-gan's
@@ -240,12 +267,13 @@ class _quiet_imports:
 
 
 def generate_exported(folder, prompt, length, temperature=1.0, top_k=0, top_p=1.0,
-                      num_samples=1, seed=None, stop_at_eos=False, ctx=None):
+                      num_samples=1, seed=None, stop_at_eos=False, ctx=None, dtype="auto"):
     """``mxgen generate --exported``: stateful generation through an export's
     ``step`` graph (a SymbolBlock; no mxgen model class), sampling with
     :class:`~mxgen.generation.Sampler`.  Same arguments and result as
     :func:`~mxgen.generation.generate`'s stateful method (``prompt=None``:
-    :func:`~mxgen.generation.default_prompt`)."""
+    :func:`~mxgen.generation.default_prompt`; ``dtype`` must be ``'auto'`` or
+    the export's own)."""
     from .data.vocab import Vocab
     from .generation import Sampler, check_sampling, default_prompt, prompt_ids_for, texts_from
     check_sampling(temperature, top_k, top_p)
@@ -253,6 +281,7 @@ def generate_exported(folder, prompt, length, temperature=1.0, top_k=0, top_p=1.
     step, meta = load_exported(folder, "step", ctx)
     if meta["family"] != "char_rnn":
         raise MXGenError("%s exports a %s, not a character model" % (folder, meta["family"]))
+    exported_dtype(dtype, meta)
     try:
         with open(os.path.join(folder, "vocab.json"), encoding="utf-8") as f:
             vocab = Vocab.from_dict(json.load(f))

@@ -10,12 +10,14 @@ import dataclasses
 from .errors import MXGenError
 
 __all__ = ["field", "check_ranges", "AT_LEAST_1", "AT_LEAST_0", "POSITIVE",
-           "FRACTION"]
+           "FRACTION", "PRECISIONS"]
 
 AT_LEAST_1 = (lambda v: v >= 1, ">= 1")
 AT_LEAST_0 = (lambda v: v >= 0, ">= 0")
 POSITIVE = (lambda v: v > 0, "> 0")
 FRACTION = (lambda v: 0 <= v < 1, "in [0, 1)")
+# every --dtype's choices (see mxgen.nn.precision)
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 
 
 def field(default, help, group="training", choices=None, flags=None, positional=False,

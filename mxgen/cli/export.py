@@ -20,7 +20,7 @@ def get_parser(parser):
 def main(args):
     from ..export import export
     cfg = config_from_args(CONFIG, args)[0]
-    meta = export(cfg.checkpoint, cfg.out, cfg.format, cfg.force, cfg.native)
+    meta = export(cfg.checkpoint, cfg.out, cfg.format, cfg.force, cfg.native, cfg.dtype)
     for name, graph in meta["graphs"].items():
         files = graph.get("onnx") or "%s + %s" % (graph["symbol"], graph["params"])
         print("%s: %s; inputs %s: %s" % (name, files, ", ".join(graph["inputs"]),

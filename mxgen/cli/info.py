@@ -58,6 +58,13 @@ def main(args):
             info["isa"], ", ".join(_native.supported_isas()),
             "; " + info["note"] if info["note"] else "")))
         rows.append(("native build", info["build"]))
+    from .._env import onednn_isa
+    from ..nn.precision import bf16_cpu
+    why_not = bf16_cpu()
+    rows.append(("bfloat16", "no: %s" % why_not if why_not else "oneDNN %s%s" % (
+        "with AMX (mxgen enabled it)" if os.environ.get("MXGEN_ONEDNN_AMX") == "1" else
+        "isa %s" % onednn_isa(), "; native %s" % ("in hardware" if _native.available() and
+                                                  _native.bf16_hardware() else "emulated"))))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print("%s  %s" % (key.ljust(width), value))

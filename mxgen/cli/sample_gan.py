@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
-from ..fields import field
+from ..fields import PRECISIONS, field
 from .common import add_config_args, config_from_args
 
 
@@ -34,6 +34,10 @@ class SampleCommand:
     seed2: Optional[int] = field(None, "the interpolation's end (default: --seed + 1)",
                                  group="sampling")
     ctx: str = field("cpu", "device, e.g. cpu or gpu:0", group="run")
+    dtype: str = field("auto", "what the generator computes in: bfloat16 (CPUs), float16"
+                               " (GPUs), float32, or auto: the faster here, as measured (a"
+                               " checkpoint only; an export keeps the precision it was"
+                               " exported in)", group="run", choices=PRECISIONS)
     dry_run: bool = field(False, "sample 4 images", group="run")
 
 
@@ -85,6 +89,7 @@ def main(args):
     from ..errors import MXGenError
     from ..models import load
     from ..models.dcgan import generate_images, slerp
+    from ..nn.precision import exported_dtype, inference_dtype
     from ..utils.context import parse_ctx
     from ..utils.files import atomic_output, check_outputs
 
@@ -99,10 +104,14 @@ def main(args):
             raise MXGenError("%s exports a %s, not a DCGAN" % (args.exported, meta["family"]))
         cfg = DCGANConfig(**meta["model"])
         base = args.exported                          # default outputs go into the export
+        exported_dtype(args.dtype, meta)
     else:
         loaded = load(args.checkpoint, ctx=ctx, family="dcgan")
         gen, cfg = loaded.model, loaded.config
         base = os.path.join(loaded.ckpt_dir, "..", "..")   # ... or into the run directory
+        inference_dtype(gen, args.dtype, ctx, "sampling", "mxgen._timing:generator_dtype",
+                        {"image_size": cfg.image_size, "latent_size": cfg.latent_size,
+                         "ngf": cfg.ngf, "nc": cfg.nc, "batch": min(args.num, 256)})
     num = 4 if args.dry_run else args.num
     outputs = _outputs(args, base, num)
     check_outputs(outputs, force=args.force)

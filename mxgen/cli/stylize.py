@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-from ..fields import field
+from ..fields import PRECISIONS, field
 from ..stylize import StylizeConfig
 from .common import add_config_args, config_from_args
 
@@ -32,6 +32,9 @@ class StylizeCommand(StylizeConfig):
                                      " it", group="images")
     force: bool = field(False, "replace outputs that exist (never an input)", group="images")
     ctx: str = field("cpu", "device, e.g. cpu or gpu:0", group="run")
+    dtype: str = field("auto", "what the convolutions compute in: bfloat16 (CPUs), float16"
+                               " (GPUs), float32, or auto: the faster here, as measured",
+                       group="run", choices=PRECISIONS)
     progress: bool = field(True, "progress bar", group="run")
     dry_run: bool = field(False, "64 px, 5 iterations (a smoke test)", group="run")
 
@@ -75,6 +78,7 @@ def main(args):
     args = config_from_args(CONFIG, args)[0]
 
     from ..data.images import read_image, save_image, save_side_by_side
+    from ..nn.precision import explain_precision, inference_dtype, set_compute_dtype
     from ..stylize import LOSS_NAMES, load_content_and_style, stylize_net, stylize_optim
     from ..utils.context import parse_ctx
     from ..utils.files import atomic_output
@@ -87,6 +91,9 @@ def main(args):
         loaded = load(args.model, ctx=ctx, family="style_net")
         net, meta, ckpt_dir = loaded.model, loaded.meta, loaded.ckpt_dir
         content, _ = read_image(args.content, size=size, what="content image", multiple=4)
+        inference_dtype(net, args.dtype, ctx, "stylizing", "mxgen._timing:transformer_dtype",
+                        {"width": net.config.width, "residual": net.config.residual,
+                         "height": content.shape[2], "width_px": content.shape[3]})
         started = time.time()
         result = stylize_net(net, content, ctx)
         seconds = time.time() - started
@@ -109,6 +116,11 @@ def main(args):
     feature_net, description = get_feature_net(args.feature_net, args.vgg_params, ctx=ctx)
     content, style = load_content_and_style(args.content, args.style, size)
     print("feature network: %s" % description, file=sys.stderr)
+    dtype, reason = explain_precision(args.dtype, [ctx], "the feature network",
+                                      "mxgen._timing:features_dtype",
+                                      {"height": content.shape[2], "width": content.shape[3]})
+    set_compute_dtype(feature_net, dtype)
+    print("precision: %s (%s)" % (dtype, reason), file=sys.stderr)
     bars = {}
     records = []
 

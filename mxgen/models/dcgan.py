@@ -28,6 +28,7 @@ import numpy as np
 from mxnet.gluon import HybridBlock, nn
 
 from ..errors import MXGenError
+from ..nn import precision
 from .registry import Family, register
 
 __all__ = ["DCGANConfig", "Generator", "Discriminator", "dcgan_generator",
@@ -76,7 +77,7 @@ class Generator(HybridBlock):
             self.body = nn.HybridSequential()
             for i, width in enumerate(widths):
                 stride, pad = (1, 0) if i == 0 else (2, 1)
-                self.body.add(nn.Conv2DTranspose(width, 4, stride, pad, use_bias=False,
+                self.body.add(precision.Conv2DTranspose(width, 4, stride, pad, use_bias=False,
                                                  in_channels=latent_size if i == 0 else widths[i - 1]),
                               _batch_norm(width, sync_bn_devices),
                               nn.Activation("relu"))
@@ -88,7 +89,7 @@ class Generator(HybridBlock):
             # weight inside the graph crashes its backward.  So a grayscale
             # generator's last layer has two output channels and keeps the
             # first; the second's weights get no gradient and never change.
-            self.body.add(nn.Conv2DTranspose(max(nc, 2), 4, 2, 1, use_bias=False,
+            self.body.add(precision.Conv2DTranspose(max(nc, 2), 4, 2, 1, use_bias=False,
                                              in_channels=widths[-1]))
             if nc == 1:
                 self.body.add(_FirstChannel())
@@ -127,12 +128,12 @@ class Discriminator(HybridBlock):
         with self.name_scope():
             self.body = nn.HybridSequential()
             for i, width in enumerate(widths):
-                self.body.add(nn.Conv2D(width, 4, 2, 1, use_bias=False,
+                self.body.add(precision.Conv2D(width, 4, 2, 1, use_bias=False,
                                         in_channels=nc if i == 0 else widths[i - 1]))
                 if i > 0:
                     self.body.add(_batch_norm(width, sync_bn_devices))
                 self.body.add(nn.LeakyReLU(0.2))
-            self.body.add(nn.Conv2D(1, 4, 1, 0, use_bias=False, in_channels=widths[-1]))
+            self.body.add(precision.Conv2D(1, 4, 1, 0, use_bias=False, in_channels=widths[-1]))
 
     def hybrid_forward(self, F, x):
         return F.reshape(self.body(x), (-1,))

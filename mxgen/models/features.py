@@ -27,6 +27,7 @@ import numpy as np
 from mxnet.gluon import HybridBlock, nn
 
 from ..errors import MXGenError, one_line
+from ..nn import precision
 
 __all__ = ["FEATURE_NETS", "FeatureNet", "get_feature_net", "RANDOM_NET",
            "vgg_weights_in_cache"]
@@ -90,7 +91,7 @@ def _random_layers(seed=1234):
     for stage, width in enumerate((64, 128, 256, 512)):
         if stage:
             layers.append(nn.AvgPool2D(2, 2))
-        conv = nn.Conv2D(width, 3, 1, 1, in_channels=in_ch)
+        conv = precision.Conv2D(width, 3, 1, 1, in_channels=in_ch)
         conv.initialize(mx.init.Zero())
         conv.weight.set_data(mx.nd.array(rng.normal(0, np.sqrt(2.0 / (9 * in_ch)),
                                                     size=conv.weight.shape)))

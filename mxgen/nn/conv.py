@@ -1,6 +1,8 @@
 """Convolution layers of the image-transformation networks."""
 import mxnet as mx
-from mxnet.gluon import HybridBlock, nn
+from mxnet.gluon import HybridBlock
+
+from . import precision
 
 __all__ = ["ReflectConv", "ToRGB"]
 
@@ -14,8 +16,8 @@ class ReflectConv(HybridBlock):
         super().__init__(**kwargs)
         self.pad = kernel // 2
         with self.name_scope():
-            self.conv = nn.Conv2D(out_ch, kernel, stride, 0, in_channels=in_ch,
-                                  use_bias=use_bias)
+            self.conv = precision.Conv2D(out_ch, kernel, stride, 0, in_channels=in_ch,
+                                         use_bias=use_bias)
 
     def hybrid_forward(self, F, x):
         if self.pad:
@@ -23,7 +25,7 @@ class ReflectConv(HybridBlock):
         return self.conv(x)
 
 
-class ToRGB(HybridBlock):
+class ToRGB(precision.Mixed, HybridBlock):
     """A 9x9 convolution to 3 channels with reflection padding, ``(N, in_ch,
     H, W)`` -> ``(N, 3, H, W)``.  oneDNN runs a 3-filter convolution at a
     fraction of its speed, so the graph pads the weights with zero filters to
@@ -45,5 +47,9 @@ class ToRGB(HybridBlock):
         weight = F.concat(weight, F.zeros((extra, self.in_ch, 9, 9)), dim=0)
         bias = F.concat(bias, F.zeros((extra,)), dim=0)
         x = F.pad(x, mode="reflect", pad_width=(0, 0, 0, 0, 4, 4, 4, 4))
-        out = F.Convolution(x, weight, bias, kernel=(9, 9), num_filter=self.FILTERS)
-        return F.slice_axis(out, axis=1, begin=0, end=3)
+        dtype = self.compute_dtype
+        out = F.Convolution(precision.cast(F, x, dtype), precision.cast(F, weight, dtype),
+                            precision.cast(F, bias, dtype), kernel=(9, 9),
+                            num_filter=self.FILTERS)
+        out = F.slice_axis(out, axis=1, begin=0, end=3)
+        return out if dtype == "float32" else F.amp_cast(out, dtype="float32")

@@ -30,6 +30,7 @@ from typing import Optional
 
 import mxnet as mx
 import numpy as np
+from mxnet import autograd
 
 from ..distributed import KVSTORES, Cluster
 from ..errors import MXGenError
@@ -120,6 +121,33 @@ def global_grad_norm(params, ctx):
     grads = [p.grad(ctx) for p in params if p.grad_req != "null"]
     sum_sq = mx.nd.multi_sum_sq(*grads, num_arrays=len(grads))
     return mx.nd.sqrt(mx.nd.sum(sum_sq))
+
+
+def scaled_backward(losses, scaler):
+    """``autograd.backward(losses)``, the gradients multiplied by the
+    float16 loss scale where there is a ``scaler``; returns the scale."""
+    if scaler is None:
+        autograd.backward(losses)
+        return 1.0
+    autograd.backward(losses, [mx.nd.full(loss.shape, scaler.scale, ctx=loss.context)
+                               for loss in losses])
+    return scaler.scale
+
+
+def scaled_step(trainer, params, ctx, batch_size, scaler, scale):
+    """``trainer.step(batch_size)`` after :func:`scaled_backward`: with a
+    ``scaler``, the summed gradient is checked (one host read), the update
+    divides by the scale too, and an overflow skips it and halves the scale.
+    Returns whether the update was applied."""
+    if scaler is None:
+        trainer.step(batch_size)
+        return True
+    trainer.allreduce_grads()
+    finite = math.isfinite(float(global_grad_norm(params, ctx).asscalar()))
+    if scaler.update(finite):
+        trainer.update(batch_size * scale)
+        return True
+    return False
 
 
 def clip_batch_scale(norm, normaliser, max_norm):
@@ -424,6 +452,20 @@ class Run:
                      " on the servers); it restarts from zero, the schedule from step %d"
                      % self.step)
         return True
+
+    def keep_kernels(self, names, older=None):
+        """On resume, the kernel settings ``names`` the checkpoint was trained
+        with (``config.json``'s ``kernels``; ``older`` ``{name: value}`` for
+        checkpoints written before a setting existed), except those the user
+        passed: set on ``cfg`` so the run continues with the same rounding
+        and random streams.  Returns them (``{}`` on a fresh run)."""
+        if not self.resume_from:
+            return {}
+        recorded = dict(older or {}, **self.read_json("config.json").get("kernels", {}))
+        kept = {k: v for k, v in recorded.items() if k in names and k not in self.explicit}
+        for key, value in kept.items():
+            setattr(self.cfg, key, value)
+        return kept
 
     def read_json(self, name):
         """A JSON file of the resumed checkpoint."""

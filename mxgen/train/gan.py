@@ -34,10 +34,12 @@ from ..errors import MXGenError
 from ..fields import AT_LEAST_0, AT_LEAST_1, FRACTION, check_ranges, field
 from ..models import get_model
 from ..models.dcgan import FAMILY, DCGANConfig, dcgan_init, generate_images
+from ..nn.precision import PRECISIONS, LossScaler, explain_precision, set_compute_dtype
 from ..utils.frechet import frechet_distance, frechet_features
-from .common import Run, RunConfig, Task, image_batches, image_folder
+from .common import (Run, RunConfig, Task, image_batches, image_folder, scaled_backward,
+                     scaled_step)
 
-__all__ = ["GANTrainConfig", "GANStep", "GANTask", "build_gan_step", "train_gan",
+__all__ = ["GANTrainConfig", "GANStep", "GANTask", "build_gan_step", "gan_dtype", "train_gan",
            "gan_flops_per_image"]
 
 
@@ -65,7 +67,13 @@ class GANTrainConfig(RunConfig):
                                  " (MXNet's SyncBatchNorm; GPUs only; within each worker of"
                                  " a distributed run)", group="model")
 
-    CHANGEABLE_ON_RESUME = RunConfig.CHANGEABLE_ON_RESUME + ("decode_workers",)
+    dtype: str = field("auto", "what the convolutions compute in: bfloat16 (CPUs, oneDNN),"
+                               " float16 (GPUs, with loss scaling), float32, or auto: the"
+                               " faster of the low precision and float32 as measured here;"
+                               " weights, optimizer, batch norm and losses stay float32",
+                       choices=PRECISIONS)
+
+    CHANGEABLE_ON_RESUME = RunConfig.CHANGEABLE_ON_RESUME + ("decode_workers", "dtype")
 
     def dry_run_limits(self):
         super().dry_run_limits()
@@ -139,6 +147,8 @@ class GANStep:
         self.latent_size, self.skip = latent_size, skip_d_weight_grads
         self.loss = gluon.loss.SigmoidBinaryCrossEntropyLoss()
         self.disc_params = list(disc.collect_params().values())
+        self.gen_params = list(gen.collect_params().values())
+        self.scaler = None        # a LossScaler when the networks compute in float16
 
     def __call__(self, real):
         local = real.shape[0]
@@ -157,16 +167,16 @@ class GANStep:
             out_fake = [self.disc(f.detach()) for f in fakes]
             errs_d = [self.loss(r, o) + self.loss(f, zz)
                       for r, f, o, zz in zip(out_real, out_fake, ones, zeros)]
-        autograd.backward(errs_d)
-        self.trainer_d.step(batch)
+        scale = scaled_backward(errs_d, self.scaler)
+        scaled_step(self.trainer_d, self.disc_params, self.ctxs[0], batch, self.scaler, scale)
         # (2) Update G: maximise log D(G(z)), through the G graph recorded in (1).
         # D's weights get no gradient here, only its input: skipping them
         # saves a third of this backward pass.
         with _no_weight_grads(self.disc_params if self.skip else []):
             with autograd.record():
                 errs_g = [self.loss(self.disc(f), o) for f, o in zip(fakes, ones)]
-            autograd.backward(errs_g)
-        self.trainer_g.step(batch)
+            scale = scaled_backward(errs_g, self.scaler)
+        scaled_step(self.trainer_g, self.gen_params, self.ctxs[0], batch, self.scaler, scale)
         return mx.nd.add_n(*[mx.nd.stack(e_d.sum(), e_g.sum(), mx.nd.sigmoid(r).sum(),
                                           mx.nd.sigmoid(f).sum()).reshape((4,))
                              .as_in_context(self.ctxs[0])
@@ -174,10 +184,11 @@ class GANStep:
 
 
 def build_gan_step(model_cfg, lr, beta1, ctxs, hybridize=True, skip_d_weight_grads=True,
-                   cluster=None, batch_size=None, sync_bn=False):
+                   cluster=None, batch_size=None, sync_bn=False, dtype="float32"):
     """Networks (DCGAN init), trainers and step as ``train_gan`` builds them:
     returns ``(generator, discriminator, step)``.  ``batch_size`` (the global
-    batch) is needed under dist_async, whose servers divide by it."""
+    batch) is needed under dist_async, whose servers divide by it; ``dtype``
+    what the convolutions compute in (float16 adds loss scaling)."""
     cluster = cluster or Cluster(None, ctxs)
     sync = 0
     if sync_bn:
@@ -198,8 +209,21 @@ def build_gan_step(model_cfg, lr, beta1, ctxs, hybridize=True, skip_d_weight_gra
     opt = {"learning_rate": lr, "beta1": beta1}
     trainer_g = cluster.trainer(gen.collect_params(), "adam", opt, batch_size=batch_size)
     trainer_d = cluster.trainer(disc.collect_params(), "adam", opt, batch_size=batch_size)
-    return gen, disc, GANStep(gen, disc, trainer_g, trainer_d, ctxs, model_cfg.latent_size,
-                              skip_d_weight_grads, cluster.rank, cluster.num_workers)
+    for net in (gen, disc):
+        set_compute_dtype(net, dtype)
+    step = GANStep(gen, disc, trainer_g, trainer_d, ctxs, model_cfg.latent_size,
+                   skip_d_weight_grads, cluster.rank, cluster.num_workers)
+    step.scaler = LossScaler() if dtype == "float16" else None
+    return gen, disc, step
+
+
+def gan_dtype(cfg, ctxs, batch):
+    """``(dtype, reason)`` for a DCGAN of ``cfg`` (a train config) on ``ctxs``,
+    ``batch`` images per device: ``auto`` times a training step in both."""
+    shape = {"image_size": cfg.image_size, "latent_size": cfg.latent_size, "ngf": cfg.ngf,
+             "ndf": cfg.ndf, "nc": cfg.channels, "batch": batch}
+    return explain_precision(cfg.dtype, ctxs, "the DCGAN step", "mxgen._timing:gan_dtype",
+                             shape)
 
 
 class GANTask(Task):
@@ -218,10 +242,13 @@ class GANTask(Task):
         fid_idx = np.random.RandomState(cfg.seed + 7).choice(
             len(self.images), min(cfg.fid_samples, len(self.images)), replace=False)
         self.fid_real = to_float(self.images.images[np.sort(fid_idx)])
+        run.keep_kernels(("dtype",), {"dtype": "float32"})
+        self.dtype, dtype_reason = gan_dtype(
+            cfg, ctxs, max(1, cfg.batch_size // run.cluster.num_workers // len(ctxs)))
         mx.random.seed(cfg.seed)
         self.gen, self.disc, self.step_fn = build_gan_step(
             model_cfg, cfg.lr, cfg.beta1, ctxs, cluster=run.cluster, batch_size=cfg.batch_size,
-            sync_bn=cfg.sync_bn)
+            sync_bn=cfg.sync_bn, dtype=self.dtype)
         self.lo, self.hi = run.cluster.shard(cfg.batch_size)   # this rank's images of a batch
         noise = self.noise = {"noise": mx.nd.random.normal(
             shape=(max(cfg.grid_size, len(self.fid_real)), cfg.latent_size, 1, 1),
@@ -232,9 +259,13 @@ class GANTask(Task):
                   trainers={"trainer_g": self.step_fn.trainer_g,
                             "trainer_d": self.step_fn.trainer_d},
                   arrays=lambda: {"fixed_noise": noise},
-                  meta=lambda: {"model": model_cfg.to_dict(), "feature_net": self.features.name})
+                  meta=lambda: {"model": model_cfg.to_dict(), "feature_net": self.features.name,
+                                "kernels": {"dtype": self.dtype}})
         if run.restore():
             noise["noise"] = run.load_arrays("fixed_noise")["noise"].as_in_context(ctxs[0])
+            if self.step_fn.scaler is not None and "loss_scaler" in run.progress:
+                self.step_fn.scaler.load(run.progress["loss_scaler"])
+        run.log("precision: %s (%s)" % (self.dtype, dtype_reason))
         self.real_features = self.features.features(self.fid_real)
         self.flops = gan_flops_per_image(model_cfg)
         self.fd, self.grid = progress["best_fd"], None
@@ -264,6 +295,8 @@ class GANTask(Task):
     def step(self):
         self.run.seed_step()
         sums = self.step_fn(to_float(next(self.batches)[self.lo:self.hi]))   # this rank's
+        if self.step_fn.scaler is not None:
+            self.run.progress["loss_scaler"] = self.step_fn.scaler.state()
         return sums, self.hi - self.lo, None
 
     def train_record(self, means, speed, extra):

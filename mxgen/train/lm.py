@@ -30,12 +30,15 @@ from ..distributed import Cluster, ServerTrainer
 from ..errors import MXGenError
 from ..generation import generate
 from ..models import get_model
-from .common import LRSchedule, Task, clip_batch_scale, global_grad_norm
+from ..nn.precision import LossScaler
+from .common import LRSchedule, Task, clip_batch_scale, global_grad_norm, scaled_backward
 
 __all__ = ["LMLoss", "LMStep", "build_lm_step", "LMTask", "LN2", "LR_FLOOR"]
 
 LN2 = math.log(2.0)
 LR_FLOOR = 1e-5          # the lowest rate the cosine and plateau schedules reach
+# the kernel settings a checkpoint records and a resume keeps unless given again
+KERNEL_SETTINGS = ("rnn_impl", "dropout_impl", "dtype")
 
 
 class LMLoss(gluon.HybridBlock):
@@ -76,7 +79,10 @@ class LMStep:
     workers).  Returns ``(losses, new_states, norm)``: the summed loss on
     each device (NDArrays, not read), the carried states, and the global
     norm of the summed gradient (a float: the step's one host sync); a
-    non-finite norm skips the update.
+    non-finite norm skips the update.  A float16 model's loss is scaled
+    (``scaler``, a :class:`~mxgen.nn.precision.LossScaler`); a step whose
+    scaled gradient overflowed returns the norm ``None``: skipped, the scale
+    halved, nothing wrong with the model.
 
     ``graph(T, masked)`` is the hybridized loss graph of that sequence
     length (one for all lengths unless ``static_shape``, which plans one
@@ -89,6 +95,7 @@ class LMStep:
         self.num_workers, self.hybridize, self.static_shape = num_workers, hybridize, static_shape
         self.graphs = {}
         self.params = list(model.collect_params().values())
+        self.scaler = LossScaler() if getattr(model, "dtype", None) == "float16" else None
 
     def graph(self, length, masked=False):
         key = (length if self.static_shape else None, masked)
@@ -115,34 +122,45 @@ class LMStep:
         with autograd.record():
             results = [block(*args, *s) for args, s in zip(zip(*parts), states)]
         losses = [r[0] for r in results]
-        autograd.backward(losses)
+        loss_scale = scaled_backward(losses, self.scaler)
         tokens = data.shape[0] * data.shape[1]
         if normaliser is None:
             normaliser = tokens * self.num_workers
         if isinstance(self.trainer, ServerTrainer):
-            return losses, [r[1] for r in results], self._push(tokens)
+            return losses, [r[1] for r in results], self._push(tokens, loss_scale)
         self.trainer.allreduce_grads()
-        norm = float(global_grad_norm(self.params, self.ctxs[0]).asscalar())
-        if math.isfinite(norm):
-            self.trainer.update(clip_batch_scale(norm, float(normaliser), self.clip))
-        return losses, [r[1] for r in results], norm
+        norm = float(global_grad_norm(self.params, self.ctxs[0]).asscalar()) / loss_scale
+        if self._apply(norm):
+            self.trainer.update(clip_batch_scale(norm, float(normaliser), self.clip)
+                                * loss_scale)
+        return losses, [r[1] for r in results], self._reported(norm)
 
-    def _push(self, tokens):
+    def _apply(self, norm):
+        """Whether to update with a gradient of this norm (and tell the scaler)."""
+        finite = math.isfinite(norm)
+        return self.scaler.update(finite) if self.scaler else finite
+
+    def _reported(self, norm):
+        overflow = self.scaler is not None and not math.isfinite(norm) \
+            and self.scaler.scale > self.scaler.low
+        return None if overflow else norm
+
+    def _push(self, tokens, loss_scale):
         """dist_async: clip this worker's gradient (summed over its devices)
         by its own norm, then push it; the servers divide by ``tokens``."""
         grads = [p.list_grad() for p in self.params if p.grad_req != "null"]
         summed = [mx.nd.add_n(*[g.as_in_context(self.ctxs[0]) for g in dev]) if len(dev) > 1
                   else dev[0] for dev in grads]
         norm = float(mx.nd.sqrt(mx.nd.sum(mx.nd.multi_sum_sq(
-            *summed, num_arrays=len(summed)))).asscalar())
-        if math.isfinite(norm):
-            scale = clip_batch_scale(norm, tokens, self.clip) / tokens
+            *summed, num_arrays=len(summed)))).asscalar()) / loss_scale
+        if self._apply(norm):
+            scale = clip_batch_scale(norm, tokens, self.clip) / tokens * loss_scale
             if scale != 1:
                 for dev in grads:
                     for g in dev:
                         g *= 1.0 / scale
             self.trainer.step(tokens * self.num_workers)
-        return norm
+        return self._reported(norm)
 
     def evaluate(self, batches, states_for):
         """Mean masked (or plain) loss in nats per token over ``batches`` of
@@ -178,6 +196,8 @@ def build_lm_step(model_cfg, cfg, ctxs, cluster=None, measure=None, hybridize=Tr
     per_device = max(1, batch // cluster.num_workers // len(ctxs))
     model.set_rnn_impl(cfg.rnn_impl, ctxs, length, per_device)
     model.set_dropout_impl(cfg.dropout_impl, ctxs, length, per_device)
+    model.set_dtype(getattr(cfg, "dtype", "float32"), ctxs, length, per_device,
+                    impl_fixed=cfg.rnn_impl != "auto")
     trainer = cluster.trainer(model.collect_params(), cfg.optimizer,
                               dict({"learning_rate": cfg.lr, "wd": cfg.wd},
                                    **(optimizer_extra or {})),
@@ -196,13 +216,9 @@ class LMTask(Task):
         super().__init__(run)
         cfg, self.source = run.cfg, source
         self.vocab = source.vocab
-        if run.resume_from:          # keep the kernels trained with (rounding, dropout stream)
-            kept = {k: v for k, v in run.read_json("config.json").get("kernels", {}).items()
-                    if k in ("rnn_impl", "dropout_impl") and k not in run.explicit}
-            for key, value in kept.items():
-                setattr(cfg, key, value)
-        else:
-            kept = {}
+        # a resume keeps the kernels trained with (rounding, dropout stream); checkpoints
+        # from before --dtype were float32
+        kept = run.keep_kernels(KERNEL_SETTINGS, {"dtype": "float32"})
         mx.random.seed(cfg.seed)
         self.total_steps = cfg.epochs * source.num_batches
         try:
@@ -213,10 +229,11 @@ class LMTask(Task):
         except MXGenError as err:
             if not kept:
                 raise
-            raise MXGenError("%s; the checkpoint was trained with rnn_impl=%s, dropout_impl=%s:"
-                             " pass --rnn-impl / --dropout-impl to resume with other kernels"
-                             " (float rounding and the dropout stream then change)"
-                             % (err, cfg.rnn_impl, cfg.dropout_impl)) from None
+            raise MXGenError("%s; the checkpoint was trained with %s: pass --rnn-impl /"
+                             " --dropout-impl / --dtype to resume with other kernels (float"
+                             " rounding and the dropout stream then change)"
+                             % (err, ", ".join("%s=%s" % kv for kv in sorted(kept.items()))))\
+                from None
         for key in kept:
             setattr(self.model, key + "_reason", "the checkpoint's kernel, kept so the run"
                                                  " continues exactly")
@@ -231,23 +248,27 @@ class LMTask(Task):
                   arrays=source.arrays,
                   meta=lambda: dict(source.meta(), model=model.config.to_dict(),
                                     kernels={"rnn_impl": model.rnn_impl,
-                                             "dropout_impl": model.dropout_impl},
+                                             "dropout_impl": model.dropout_impl,
+                                             "dtype": model.dtype},
                                     files={"vocab.json": self.vocab.to_dict()}))
         source.bind(self.model, run)
         if run.restore():
             source.restore(run)
+            if self.step_fn.scaler is not None and "loss_scaler" in run.progress:
+                self.step_fn.scaler.load(run.progress["loss_scaler"])
             old_total = (run.progress.get("schedule") or {}).get("total_steps")
             if cfg.lr_schedule == "cosine" and old_total and old_total != self.total_steps:
                 run.log("the cosine schedule now decays over %d steps instead of %d: rates"
                         " from step %d on differ from the original run's"
                         % (self.total_steps, old_total, run.step + 1))
         source.log_setup(run)
-        run.log("model %s %dx%d on %s; recurrent kernel: %s (%s); dropout kernel: %s (%s)"
-                % (cfg.mode, cfg.num_layers, cfg.num_hidden, cfg.ctx,
-                   "mxgen native %s op" % cfg.mode.upper() if model.rnn_impl == "native"
-                   else "MXNet fused RNN op", model.rnn_impl_reason,
-                   "mxgen native op" if model.dropout_impl == "native" else "MXNet op",
-                   model.dropout_impl_reason))
+        run.log("model %s %dx%d on %s" % (cfg.mode, cfg.num_layers, cfg.num_hidden, cfg.ctx))
+        run.log("recurrent kernel: %s (%s)" % ("mxgen native %s op" % cfg.mode.upper()
+                                               if model.rnn_impl == "native"
+                                               else "MXNet fused RNN op", model.rnn_impl_reason))
+        run.log("dropout kernel: %s (%s)" % ("mxgen native op" if model.dropout_impl == "native"
+                                             else "MXNet op", model.dropout_impl_reason))
+        run.log("precision: %s (%s)" % (model.dtype, model.dtype_reason))
         self.lr = self.schedule.lr_at(max(run.step - 1, 0))   # the rate of the last step taken
         self.plot = dict(series={"train_bpc": "train", "val_bpc": "val"},
                          ylabel="bits per character", title=source.title)
@@ -265,6 +286,11 @@ class LMTask(Task):
         if cfg.dropout > 0:
             run.seed_step()
         losses, states, norm = self.step_fn(data, target, states, mask, normaliser)
+        if self.step_fn.scaler is not None:
+            run.progress["loss_scaler"] = self.step_fn.scaler.state()
+        if norm is None:                     # float16 overflow: update skipped, scale halved
+            self.source.carry(states)
+            return None
         if not self._finite(norm):
             self.source.carry(None)
             return None

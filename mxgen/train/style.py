@@ -30,9 +30,12 @@ from ..fields import AT_LEAST_0, AT_LEAST_1, check_ranges, field
 from ..models.features import FEATURE_NETS, RANDOM_NET, get_feature_net
 from ..models.style import FAMILY, StyleNetConfig
 from ..nn.style_loss import StyleLoss, StyleWeights, content_features, style_grams
-from .common import Run, RunConfig, Task, image_batches, image_folder
+from ..nn.precision import PRECISIONS, LossScaler, explain_precision, set_compute_dtype
+from .common import (Run, RunConfig, Task, image_batches, image_folder, scaled_backward,
+                     scaled_step)
 
-__all__ = ["StyleTrainConfig", "StyleStep", "StyleTask", "build_style_step", "train_style"]
+__all__ = ["StyleTrainConfig", "StyleStep", "StyleTask", "build_style_step", "style_dtype",
+           "train_style"]
 
 
 @dataclass
@@ -56,8 +59,14 @@ class StyleTrainConfig(RunConfig, StyleWeights):
     lr: float = field(1e-3, "Adam learning rate")
     decode_workers: int = field(2, "image-decoding processes (0: decode in this one)")
     max_images: Optional[int] = field(None, "use only the first N content images")
+    dtype: str = field("auto", "what the convolutions (network and feature network) compute"
+                               " in: bfloat16 (CPUs, oneDNN), float16 (GPUs, with loss"
+                               " scaling), float32, or auto: the faster of the low precision"
+                               " and float32 as measured here; weights, optimizer, instance"
+                               " norm and losses stay float32", choices=PRECISIONS)
 
-    CHANGEABLE_ON_RESUME = RunConfig.CHANGEABLE_ON_RESUME + ("decode_workers", "vgg_params")
+    CHANGEABLE_ON_RESUME = RunConfig.CHANGEABLE_ON_RESUME + ("decode_workers", "vgg_params",
+                                                            "dtype")
     RESUME_OVERRIDABLE = ("content_dir", "style", "vgg_params")
 
     def dry_run_limits(self):
@@ -93,6 +102,8 @@ class StyleStep:
         self.net, self.loss_block, self.trainer, self.ctxs = net, loss_block, trainer, ctxs
         self.grams = grams                    # per device: the style image's Gram matrices
         self.global_batch = global_batch
+        self.params = list(net.collect_params().values())
+        self.scaler = None        # a LossScaler when the networks compute in float16
 
     def __call__(self, images):
         parts = gluon.utils.split_and_load(images, self.ctxs)
@@ -102,16 +113,17 @@ class StyleStep:
                        for x, t, g in zip(parts, targets, self.grams)]
             # batch means -> sums over each device's images
             totals = [r[0] * x.shape[0] for r, x in zip(results, parts)]
-        autograd.backward(totals)
-        self.trainer.step(self.global_batch)
+        scale = scaled_backward(totals, self.scaler)
+        scaled_step(self.trainer, self.params, self.ctxs[0], self.global_batch, self.scaler,
+                    scale)
         return mx.nd.add_n(*[(mx.nd.concat(*r, dim=0) * x.shape[0]).as_in_context(self.ctxs[0])
                              for r, x in zip(results, parts)])
 
 
-def build_style_step(cfg, ctxs, cluster, style_image, hybridize=True):
+def build_style_step(cfg, ctxs, cluster, style_image, hybridize=True, dtype="float32"):
     """Network, losses and trainer as ``train_style`` builds them: returns
     ``(net, step, feature description)``.  ``style_image``: ``(1, 3, H, W)``
-    in [0, 1]."""
+    in [0, 1]; ``dtype`` what both networks' convolutions compute in."""
     feature_net, description = get_feature_net(cfg.feature_net, cfg.vgg_params, ctx=ctxs[0])
     for p in feature_net.collect_params().values():
         p.reset_ctx(ctxs)
@@ -121,10 +133,23 @@ def build_style_step(cfg, ctxs, cluster, style_image, hybridize=True):
     if hybridize:
         net.hybridize(static_alloc=True)
         loss_block.hybridize(static_alloc=True)
+    for block in (net, loss_block):
+        set_compute_dtype(block, dtype)
     grams = [style_grams(feature_net, mx.nd.array(style_image, ctx=c)) for c in ctxs]
     trainer = cluster.trainer(net.collect_params(), "adam", {"learning_rate": cfg.lr},
                               batch_size=cfg.batch_size)
-    return net, StyleStep(net, loss_block, trainer, ctxs, grams, cfg.batch_size), description
+    step = StyleStep(net, loss_block, trainer, ctxs, grams, cfg.batch_size)
+    step.scaler = LossScaler() if dtype == "float16" else None
+    return net, step, description
+
+
+def style_dtype(cfg, ctxs, batch):
+    """``(dtype, reason)`` for training the style network of ``cfg`` on
+    ``ctxs``, ``batch`` images per device: ``auto`` times a step in both."""
+    # timed through the random feature network: VGG's layers are convolutions of the same kind
+    shape = {"width": cfg.width, "size": min(cfg.image_size, 256), "batch": batch}
+    return explain_precision(cfg.dtype, ctxs, "the style-network step",
+                             "mxgen._timing:style_dtype", shape)
 
 
 class StyleTask(Task):
@@ -140,9 +165,12 @@ class StyleTask(Task):
         self.images = image_folder(cfg, cfg.content_dir, cfg.image_size, 3)
         self.style, _ = read_image(cfg.style, shorter=cfg.image_size, what="style image")
         self.num_batches = len(self.images) // cfg.batch_size
+        run.keep_kernels(("dtype",), {"dtype": "float32"})
+        self.dtype, dtype_reason = style_dtype(
+            cfg, ctxs, max(1, cfg.batch_size // run.cluster.num_workers // len(ctxs)))
         mx.random.seed(cfg.seed)
         self.net, self.step_fn, self.feature = build_style_step(cfg, ctxs, run.cluster,
-                                                                self.style)
+                                                                self.style, dtype=self.dtype)
         self.lo, self.hi = run.cluster.shard(cfg.batch_size)
         self.sample = self.images.images[:1].astype(np.float32) / 255.0   # the progress image
         run.track(nets={"transformer": self.net}, trainers={"trainer": self.step_fn.trainer},
@@ -150,8 +178,11 @@ class StyleTask(Task):
                                 "feature_net": self.feature,
                                 "style": os.path.abspath(cfg.style),
                                 "weights": {"content": cfg.content_weight,
-                                            "style": cfg.style_weight, "tv": cfg.tv_weight}})
-        run.restore()
+                                            "style": cfg.style_weight, "tv": cfg.tv_weight},
+                                "kernels": {"dtype": self.dtype}})
+        if run.restore() and self.step_fn.scaler is not None and "loss_scaler" in run.progress:
+            self.step_fn.scaler.load(run.progress["loss_scaler"])
+        run.log("precision: %s (%s)" % (self.dtype, dtype_reason))
         if run.cluster.is_writer:
             os.makedirs(os.path.join(cfg.out, "samples"), exist_ok=True)
         run.log("content %s: %d images %dx%d, %d batches of %d per epoch; style %s (%dx%d);"
@@ -171,7 +202,10 @@ class StyleTask(Task):
 
     def step(self):
         batch = next(self.batches)[self.lo:self.hi].astype("float32") / 255.0
-        return self.step_fn(batch), self.hi - self.lo, None
+        sums = self.step_fn(batch)
+        if self.step_fn.scaler is not None:
+            self.run.progress["loss_scaler"] = self.step_fn.scaler.state()
+        return sums, self.hi - self.lo, None
 
     def train_record(self, means, speed, extra):
         fields, _ = super().train_record(means, speed, extra)
