@@ -5,6 +5,7 @@ noise vectors of --seed and --seed2 (spherical interpolation) and writes a
 strip PNG and an animated GIF.
 """
 import os
+import sys
 from dataclasses import dataclass
 from typing import Optional
 
@@ -93,6 +94,7 @@ def main(args):
     from ..utils.context import parse_ctx
     from ..utils.files import atomic_output, check_outputs
 
+    quiet = getattr(args, "quiet", False)
     args = config_from_args(CONFIG, args)[0]
     _check(args)
     ctx = parse_ctx(args.ctx)[0]
@@ -104,14 +106,17 @@ def main(args):
             raise MXGenError("%s exports a %s, not a DCGAN" % (args.exported, meta["family"]))
         cfg = DCGANConfig(**meta["model"])
         base = args.exported                          # default outputs go into the export
-        exported_dtype(args.dtype, meta)
+        precision = exported_dtype(args.dtype, meta)
     else:
         loaded = load(args.checkpoint, ctx=ctx, family="dcgan")
         gen, cfg = loaded.model, loaded.config
         base = os.path.join(loaded.ckpt_dir, "..", "..")   # ... or into the run directory
-        inference_dtype(gen, args.dtype, ctx, "sampling", "mxgen._timing:generator_dtype",
-                        {"image_size": cfg.image_size, "latent_size": cfg.latent_size,
-                         "ngf": cfg.ngf, "nc": cfg.nc, "batch": min(args.num, 256)})
+        precision = inference_dtype(
+            gen, args.dtype, ctx, "sampling", "mxgen._timing:generator_dtype",
+            {"image_size": cfg.image_size, "latent_size": cfg.latent_size, "ngf": cfg.ngf,
+             "nc": cfg.nc, "batch": min(args.num, 256)})
+    if not quiet:                        # stdout lists the files written
+        print("precision: %s (%s)" % precision, file=sys.stderr)
     num = 4 if args.dry_run else args.num
     outputs = _outputs(args, base, num)
     check_outputs(outputs, force=args.force)

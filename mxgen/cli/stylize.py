@@ -75,6 +75,7 @@ def _check(args):
 
 def main(args):
     import mxnet as mx
+    quiet = getattr(args, "quiet", False)
     args = config_from_args(CONFIG, args)[0]
 
     from ..data.images import read_image, save_image, save_side_by_side
@@ -91,9 +92,12 @@ def main(args):
         loaded = load(args.model, ctx=ctx, family="style_net")
         net, meta, ckpt_dir = loaded.model, loaded.meta, loaded.ckpt_dir
         content, _ = read_image(args.content, size=size, what="content image", multiple=4)
-        inference_dtype(net, args.dtype, ctx, "stylizing", "mxgen._timing:transformer_dtype",
-                        {"width": net.config.width, "residual": net.config.residual,
-                         "height": content.shape[2], "width_px": content.shape[3]})
+        precision = inference_dtype(
+            net, args.dtype, ctx, "stylizing", "mxgen._timing:transformer_dtype",
+            {"width": net.config.width, "residual": net.config.residual,
+             "height": content.shape[2], "width_px": content.shape[3]})
+        if not quiet:
+            print("precision: %s (%s)" % precision, file=sys.stderr)
         started = time.time()
         result = stylize_net(net, content, ctx)
         seconds = time.time() - started

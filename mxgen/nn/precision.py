@@ -21,8 +21,6 @@ enabled them before MXNet started (see there); on AVX512_BF16 alone it is
 roughly float32's speed, and without either it has no bfloat16 kernels.
 :func:`explain_precision` therefore chooses by measurement.
 """
-import logging
-
 import mxnet as mx
 import numpy as np
 from mxnet.gluon import nn
@@ -209,21 +207,20 @@ def _onednn_label(gpu):
 
 
 def inference_dtype(net, dtype, ctx, what, target, shape):
-    """Choose what ``net`` (forward only, on ``ctx``) computes in, set it, and
-    log the choice and why; returns the dtype.  ``target`` and ``shape`` as
-    for :func:`explain_precision`."""
+    """Choose what ``net`` (forward only, on ``ctx``) computes in and set it;
+    returns ``(dtype, reason)``.  ``target`` and ``shape`` as for
+    :func:`explain_precision`."""
     chosen, reason = explain_precision(dtype, [ctx], what, target, shape)
     set_compute_dtype(net, chosen, for_training=False)
-    logging.getLogger("mxgen").info("precision: %s (%s)", chosen, reason)
-    return chosen
+    return chosen, reason
 
 
 def exported_dtype(dtype, meta):
     """An export is a fixed graph: it computes in the precision it was
-    exported in (``meta['dtype']``); asking for another is an error."""
+    exported in (``meta['dtype']``); asking for another is an error.
+    Returns ``(dtype, reason)``."""
     fixed = meta.get("dtype", "float32")
     if dtype not in ("auto", fixed):
         raise MXGenError("this export computes in %s (mxgen export --dtype chose it); export"
                          " the checkpoint again with --dtype %s" % (fixed, dtype))
-    logging.getLogger("mxgen").info("precision: %s (the export's graph)", fixed)
-    return fixed
+    return fixed, "the export's graph"
