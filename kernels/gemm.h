@@ -142,6 +142,27 @@ inline void pack_at_rows(const float* S, int lds, int M, int K, int k_begin, int
 // row-major with row stride lda (kPacked false; rows past mm are never read).
 
 #if MXGEN_ISA_LEVEL >= 2
+// Rows [0, mm) x columns [0, nn) of a kMR x 32 register block (c0: columns
+// 0-15, c1: 16-31) into C (added to it when accumulating).  Always inlined,
+// so the accumulators stay in registers.
+__attribute__((always_inline)) inline void store_block(float* C, int ldc, int mm, int nn,
+                                                       __m512* c0, __m512* c1, bool accumulate) {
+  const __mmask16 m0 = nn >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << nn) - 1);
+  const __mmask16 m1 = nn >= 32 ? 0xFFFF
+                       : nn <= 16 ? 0 : static_cast<__mmask16>((1u << (nn - 16)) - 1);
+#pragma GCC unroll 8
+  for (int r = 0; r < kMR; ++r) {
+    if (r >= mm) break;
+    float* cr = C + static_cast<size_t>(r) * ldc;
+    if (accumulate) {
+      c0[r] = _mm512_add_ps(c0[r], _mm512_maskz_loadu_ps(m0, cr));
+      c1[r] = _mm512_add_ps(c1[r], _mm512_maskz_loadu_ps(m1, cr + 16));
+    }
+    _mm512_mask_storeu_ps(cr, m0, c0[r]);
+    _mm512_mask_storeu_ps(cr + 16, m1, c1[r]);
+  }
+}
+
 // AVX-512: the whole 8 x 32 tile in 16 zmm accumulators.
 template <bool kPacked>
 void micro_kernel(int K, const float* A, int lda, const float* Bp, float* C, int ldc, int mm,
@@ -164,20 +185,7 @@ void micro_kernel(int K, const float* A, int lda, const float* Bp, float* C, int
       c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
     }
   }
-  const __mmask16 m0 = nn >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << nn) - 1);
-  const __mmask16 m1 = nn >= 32 ? 0xFFFF
-                       : nn <= 16 ? 0 : static_cast<__mmask16>((1u << (nn - 16)) - 1);
-#pragma GCC unroll 8
-  for (int r = 0; r < kMR; ++r) {
-    if (r >= mm) break;
-    float* cr = C + static_cast<size_t>(r) * ldc;
-    if (accumulate) {
-      c0[r] = _mm512_add_ps(c0[r], _mm512_maskz_loadu_ps(m0, cr));
-      c1[r] = _mm512_add_ps(c1[r], _mm512_maskz_loadu_ps(m1, cr + 16));
-    }
-    _mm512_mask_storeu_ps(cr, m0, c0[r]);
-    _mm512_mask_storeu_ps(cr + 16, m1, c1[r]);
-  }
+  store_block(C, ldc, mm, nn, c0, c1, accumulate);
 }
 #elif MXGEN_ISA_LEVEL == 1
 // AVX2 + FMA: the 6 x 16 tile in 12 ymm accumulators.
@@ -516,20 +524,7 @@ void micro_kernel_bf16(int KP, const bf16_t* A, int lda, const bf16_t* Bp, float
       c1[r] = _mm512_dpbf16_ps(c1[r], ah, b1h);
     }
   }
-  const __mmask16 m0 = nn >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << nn) - 1);
-  const __mmask16 m1 = nn >= 32 ? 0xFFFF
-                       : nn <= 16 ? 0 : static_cast<__mmask16>((1u << (nn - 16)) - 1);
-#pragma GCC unroll 8
-  for (int r = 0; r < kMR; ++r) {
-    if (r >= mm) break;
-    float* cr = C + static_cast<size_t>(r) * ldc;
-    if (accumulate) {
-      c0[r] = _mm512_add_ps(c0[r], _mm512_maskz_loadu_ps(m0, cr));
-      c1[r] = _mm512_add_ps(c1[r], _mm512_maskz_loadu_ps(m1, cr + 16));
-    }
-    _mm512_mask_storeu_ps(cr, m0, c0[r]);
-    _mm512_mask_storeu_ps(cr + 16, m1, c1[r]);
-  }
+  store_block(C, ldc, mm, nn, c0, c1, accumulate);
 }
 #else
 template <bool kPacked>

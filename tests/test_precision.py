@@ -18,17 +18,11 @@ from mxgen.nn import precision
 from mxgen.nn.precision import LossScaler, compute_dtype_of, explain_precision, set_compute_dtype
 from mxgen.train.gan import GANTrainConfig, build_gan_step, train_gan
 from mxgen.utils.checkpoint import resolve
+from tests.native.conftest import bf16_round
 
 BF16_CPU = precision.bf16_cpu() is None
 needs_bf16 = pytest.mark.skipif(not BF16_CPU, reason="this CPU has no bfloat16 in oneDNN: %s"
                                 % precision.bf16_cpu())
-
-
-def bf16_round(x):
-    """float32 -> nearest bfloat16 (ties to even) -> float32, in NumPy."""
-    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
-    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
-    return bits.astype(np.uint32).view(np.float32)
 
 
 def _layer(kind):
@@ -117,6 +111,18 @@ def test_precision_choices_and_their_reasons(monkeypatch):
         explain_precision("bfloat16", [mx.cpu()], "x")
     dtype, reason = explain_precision("auto", [mx.cpu()], "x", "unused:target", {})
     assert dtype == "float32" and "neither AVX512_BF16 nor AMX" in reason
+
+
+@needs_bf16
+def test_onednn_held_below_bfloat16_is_refused_not_crashed(monkeypatch):
+    """DNNL_MAX_CPU_ISA=AVX2 on a bfloat16 CPU: oneDNN's bfloat16 primitives
+    would fail to build mid-run ("could not create a primitive descriptor")."""
+    monkeypatch.setenv("DNNL_MAX_CPU_ISA", "AVX2")
+    with pytest.raises(MXGenError, match="oneDNN is held to AVX2"):
+        explain_precision("bfloat16", [mx.cpu()], "x")
+    assert explain_precision("auto", [mx.cpu()], "x", "unused:target", {})[0] == "float32"
+    monkeypatch.setenv("DNNL_MAX_CPU_ISA", "AVX512_CORE_AMX")
+    assert explain_precision("bfloat16", [mx.cpu()], "x")[0] == "bfloat16"
 
 
 @needs_bf16

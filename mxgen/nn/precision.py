@@ -148,13 +148,21 @@ class LossScaler:
 
 
 def bf16_cpu():
-    """Why oneDNN cannot run bfloat16 here (None when it can)."""
+    """Why oneDNN cannot run bfloat16 here (None when it can): the CPU
+    lacks the instructions, or ``DNNL_MAX_CPU_ISA`` holds oneDNN below them
+    (its bfloat16 primitives then fail to build)."""
+    import os
     from .._env import cpu_flags
     flags = cpu_flags()
     if flags is None:
         return "the CPU's flags are unknown (no /proc/cpuinfo)"
     if not ({"avx512_bf16", "amx_bf16"} & flags):
         return "this CPU has neither AVX512_BF16 nor AMX, so oneDNN has no bfloat16 kernels"
+    held = (os.environ.get("DNNL_MAX_CPU_ISA") or os.environ.get("MKLDNN_MAX_CPU_ISA")
+            or "ALL").upper()
+    if held != "ALL" and not any(k in held for k in ("BF16", "AMX", "FP16")):
+        return ("oneDNN is held to %s (DNNL_MAX_CPU_ISA), which has no bfloat16 kernels"
+                % held)
     return None
 
 

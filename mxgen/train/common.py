@@ -272,6 +272,17 @@ class Task:
     def __init__(self, run):
         self.run = run
 
+    def restore_scaler(self, scaler):
+        """After :meth:`Run.restore`: a resumed float16 run continues with the
+        loss scale it had (no-op for None or a fresh run)."""
+        if scaler is not None and "loss_scaler" in self.run.progress:
+            scaler.load(self.run.progress["loss_scaler"])
+
+    def record_scaler(self, scaler):
+        """After each step: the float16 loss scale goes with the next checkpoint."""
+        if scaler is not None:
+            self.run.progress["loss_scaler"] = scaler.state()
+
     def begin_epoch(self, epoch):
         pass
 

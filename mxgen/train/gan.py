@@ -263,8 +263,7 @@ class GANTask(Task):
                                 "kernels": {"dtype": self.dtype}})
         if run.restore():
             noise["noise"] = run.load_arrays("fixed_noise")["noise"].as_in_context(ctxs[0])
-            if self.step_fn.scaler is not None and "loss_scaler" in run.progress:
-                self.step_fn.scaler.load(run.progress["loss_scaler"])
+            self.restore_scaler(self.step_fn.scaler)
         run.log("precision: %s (%s)" % (self.dtype, dtype_reason))
         self.real_features = self.features.features(self.fid_real)
         self.flops = gan_flops_per_image(model_cfg)
@@ -295,8 +294,7 @@ class GANTask(Task):
     def step(self):
         self.run.seed_step()
         sums = self.step_fn(to_float(next(self.batches)[self.lo:self.hi]))   # this rank's
-        if self.step_fn.scaler is not None:
-            self.run.progress["loss_scaler"] = self.step_fn.scaler.state()
+        self.record_scaler(self.step_fn.scaler)
         return sums, self.hi - self.lo, None
 
     def train_record(self, means, speed, extra):

@@ -254,8 +254,7 @@ class LMTask(Task):
         source.bind(self.model, run)
         if run.restore():
             source.restore(run)
-            if self.step_fn.scaler is not None and "loss_scaler" in run.progress:
-                self.step_fn.scaler.load(run.progress["loss_scaler"])
+            self.restore_scaler(self.step_fn.scaler)
             old_total = (run.progress.get("schedule") or {}).get("total_steps")
             if cfg.lr_schedule == "cosine" and old_total and old_total != self.total_steps:
                 run.log("the cosine schedule now decays over %d steps instead of %d: rates"
@@ -286,8 +285,7 @@ class LMTask(Task):
         if cfg.dropout > 0:
             run.seed_step()
         losses, states, norm = self.step_fn(data, target, states, mask, normaliser)
-        if self.step_fn.scaler is not None:
-            run.progress["loss_scaler"] = self.step_fn.scaler.state()
+        self.record_scaler(self.step_fn.scaler)
         if norm is None:                     # float16 overflow: update skipped, scale halved
             self.source.carry(states)
             return None

@@ -180,8 +180,8 @@ class StyleTask(Task):
                                 "weights": {"content": cfg.content_weight,
                                             "style": cfg.style_weight, "tv": cfg.tv_weight},
                                 "kernels": {"dtype": self.dtype}})
-        if run.restore() and self.step_fn.scaler is not None and "loss_scaler" in run.progress:
-            self.step_fn.scaler.load(run.progress["loss_scaler"])
+        if run.restore():
+            self.restore_scaler(self.step_fn.scaler)
         run.log("precision: %s (%s)" % (self.dtype, dtype_reason))
         if run.cluster.is_writer:
             os.makedirs(os.path.join(cfg.out, "samples"), exist_ok=True)
@@ -203,8 +203,7 @@ class StyleTask(Task):
     def step(self):
         batch = next(self.batches)[self.lo:self.hi].astype("float32") / 255.0
         sums = self.step_fn(batch)
-        if self.step_fn.scaler is not None:
-            self.run.progress["loss_scaler"] = self.step_fn.scaler.state()
+        self.record_scaler(self.step_fn.scaler)
         return sums, self.hi - self.lo, None
 
     def train_record(self, means, speed, extra):

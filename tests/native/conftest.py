@@ -1,6 +1,9 @@
 """Fixtures for the native-kernel tests: skipped, with the reason, when the
 library is not built (CI builds it through ``pip install -e .``), and run
 under every kernel path this CPU supports (``isa``)."""
+import ctypes
+
+import numpy as np
 import pytest
 
 from mxgen import _native
@@ -32,6 +35,26 @@ def isa(request):
     previous = _native.set_isa(request.param)
     yield request.param
     _native.set_isa(previous)
+
+
+def gemm_case(shape, entry="mxgen_sgemm"):
+    """Seeded operands ``(a, b)`` of ``shape`` (M, N, K) and what the
+    library's C entry ``entry`` makes of them (C = A B, row-major)."""
+    M, N, K = shape
+    rng = np.random.RandomState(M + N + K)
+    a = rng.normal(size=(M, K)).astype(np.float32)
+    b = rng.normal(size=(K, N)).astype(np.float32)
+    c = np.full((M, N), np.nan, np.float32)
+    ptr = lambda x: x.ctypes.data_as(ctypes.c_void_p)
+    getattr(ctypes.CDLL(_native.status()[0]), entry)(M, N, K, ptr(a), ptr(b), ptr(c))
+    return a, b, c
+
+
+def bf16_round(x):
+    """float32 -> bfloat16 -> float32, round to nearest even (NumPy)."""
+    bits = np.asarray(x, np.float32).view(np.uint32).astype(np.uint64)
+    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+    return (bits.astype(np.uint32) << 16).view(np.float32)
 
 
 @pytest.fixture(scope="session")

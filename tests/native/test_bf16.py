@@ -2,7 +2,6 @@
 sums (AMX tiles, VDPBF16PS, or emulated with float32 multiplies) give the
 float32 results to within bfloat16 rounding, the same numbers on every path
 that runs them, and training and generation that hold up."""
-import ctypes
 
 import mxnet as mx
 import numpy as np
@@ -13,13 +12,7 @@ from mxgen import _native
 from mxgen.generation import generate
 from mxgen.models import CharRNN
 from mxgen.nn.rnn import FusedRNN
-
-
-def bf16_round(x):
-    """float32 -> bfloat16 -> float32, round to nearest even (NumPy)."""
-    bits = np.asarray(x, np.float32).view(np.uint32).astype(np.uint64)
-    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
-    return (bits.astype(np.uint32) << 16).view(np.float32)
+from .conftest import bf16_round, gemm_case
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 1), (5, 7, 3), (37, 100, 129), (64, 1024, 256),
@@ -27,14 +20,8 @@ def bf16_round(x):
 def test_bf16_gemm_is_the_product_of_rounded_operands(isa, shape):
     """C = bf16(A) bf16(B) with float32 sums: within float32 summation error of
     the float64 product of the rounded operands, on every path."""
-    M, N, K = shape
-    rng = np.random.RandomState(M + N + K)
-    a = rng.normal(size=(M, K)).astype(np.float32)
-    b = rng.normal(size=(K, N)).astype(np.float32)
-    c = np.full((M, N), np.nan, np.float32)
-    lib = ctypes.CDLL(_native.status()[0])
-    ptr = lambda x: x.ctypes.data_as(ctypes.c_void_p)
-    lib.mxgen_sgemm_bf16(M, N, K, ptr(a), ptr(b), ptr(c))
+    K = shape[2]
+    a, b, c = gemm_case(shape, "mxgen_sgemm_bf16")
     ref = bf16_round(a).astype(np.float64) @ bf16_round(b).astype(np.float64)
     np.testing.assert_allclose(c, ref, rtol=0, atol=1e-5 * np.sqrt(K))
     # and really bfloat16: the float32 product differs by more than that somewhere

@@ -1,7 +1,6 @@
 """Which kernel path runs: chosen once at load from the CPU and MXGEN_ISA,
 reported by `mxgen info`, never wider than the CPU; the library's wide
 instructions live only in the code of their own path; GEMM per path."""
-import ctypes
 import os
 import re
 import shutil
@@ -14,6 +13,7 @@ import pytest
 from mxgen import _native
 
 from ..conftest import run_cli
+from .conftest import gemm_case
 
 
 def test_best_path_is_the_default_and_lower_paths_can_be_chosen():
@@ -71,15 +71,9 @@ def test_mxgen_isa_environment_variable_and_info(value, expect):
 @pytest.mark.parametrize("shape", [(1, 1, 1), (5, 7, 3), (37, 100, 129), (64, 1024, 256),
                                    (6, 16, 300), (200, 33, 17)])
 def test_gemm_matches_numpy(isa, shape):
-    M, N, K = shape
-    rng = np.random.RandomState(M + N + K)
-    a = rng.normal(size=(M, K)).astype(np.float32)
-    b = rng.normal(size=(K, N)).astype(np.float32)
-    c = np.full((M, N), np.nan, np.float32)
-    lib = ctypes.CDLL(_native.status()[0])
-    ptr = lambda x: x.ctypes.data_as(ctypes.c_void_p)
-    lib.mxgen_sgemm(M, N, K, ptr(a), ptr(b), ptr(c))
-    np.testing.assert_allclose(c, a.astype(np.float64) @ b, rtol=0, atol=1e-4 * np.sqrt(K))
+    a, b, c = gemm_case(shape)
+    np.testing.assert_allclose(c, a.astype(np.float64) @ b, rtol=0,
+                               atol=1e-4 * np.sqrt(shape[2]))
 
 
 def _functions_with(lib_path):
