@@ -11,7 +11,8 @@
 #    of mxnet 1.9.1: builds mxgen's native library against THAT mxnet
 #    (pip install --no-build-isolation -e .: pip's isolated build would use
 #    the CPU wheel), prints `mxgen info` (does the library hold CUDA ops?),
-#    and runs a GPU dry run of training and generation.
+#    and runs a GPU dry run of training and generation, in float32 and in
+#    float16 (--dtype float16: half-precision cuDNN ops, loss scaling).
 #
 # Everything it prints goes to OUT_DIR (default gpu-check/) as well; a later
 # session records those files in BENCHMARKS.md.  Exit status: 0 when every
@@ -65,7 +66,16 @@ if "$PY" -c "import mxnet, sys; sys.exit(0 if mxnet.runtime.Features().is_enable
         "$PY" -m mxgen train-text --ctx gpu:0 --dry-run --out "$OUT/text-gpu" --no-progress &&
         "$PY" -m mxgen generate --checkpoint "$OUT/text-gpu" --ctx gpu:0 --prompt "def " \
             --length 200 --seed 0 &&
-        "$PY" -m mxgen train-gan --ctx gpu:0 --dry-run --out "$OUT/gan-gpu" --no-progress
+        "$PY" -m mxgen train-gan --ctx gpu:0 --dry-run --out "$OUT/gan-gpu" --no-progress &&
+        # float16: cuDNN's half RNN and convolutions between casts, dynamic loss scaling
+        "$PY" -m mxgen train-text --ctx gpu:0 --dry-run --dtype float16 \
+            --out "$OUT/text-gpu-fp16" --no-progress &&
+        "$PY" -m mxgen train-gan --ctx gpu:0 --dry-run --dtype float16 \
+            --out "$OUT/gan-gpu-fp16" --no-progress &&
+        "$PY" -m mxgen sample-gan --checkpoint "$OUT/gan-gpu-fp16" --ctx gpu:0 --dtype float16 \
+            --num 16 --grid "$OUT/gan-gpu-fp16/samples-fp16.png" &&
+        "$PY" -m mxgen export --checkpoint "$OUT/gan-gpu-fp16" --dtype float16 \
+            --out "$OUT/gan-gpu-fp16-export"
     } 2>&1 | tee -a "$OUT/mxgen.txt"
     [ "${PIPESTATUS[0]}" = 0 ] || status=1
 else
