@@ -39,22 +39,20 @@ def _timed(fn):
     return time.perf_counter() - start
 
 
-def mxgen_gemm(M, N, K):
+def mxgen_gemm(M, N, K, entry="mxgen_sgemm"):
+    """A call of the library's C entry ``entry`` on random M x K and K x N."""
     lib = ctypes.CDLL(_native.status()[0])
     a = np.random.rand(M, K).astype(np.float32)
     b = np.random.rand(K, N).astype(np.float32)
     c = np.empty((M, N), np.float32)
     ptr = lambda x: x.ctypes.data_as(ctypes.c_void_p)
-    return lambda: lib.mxgen_sgemm(M, N, K, ptr(a), ptr(b), ptr(c))
+    fn = getattr(lib, entry)
+    return lambda: fn(M, N, K, ptr(a), ptr(b), ptr(c))
 
 
 def mxgen_gemm_bf16(M, N, K):
-    lib = ctypes.CDLL(_native.status()[0])
-    a = np.random.rand(M, K).astype(np.float32)
-    b = np.random.rand(K, N).astype(np.float32)
-    c = np.empty((M, N), np.float32)
-    ptr = lambda x: x.ctypes.data_as(ctypes.c_void_p)
-    return lambda: lib.mxgen_sgemm_bf16(M, N, K, ptr(a), ptr(b), ptr(c))
+    """The same with bfloat16 operands and float32 sums."""
+    return mxgen_gemm(M, N, K, "mxgen_sgemm_bf16")
 
 
 def peaks(results):
