@@ -113,22 +113,23 @@ def test_bf16_training_follows_float32(tmp_path):
     assert np.abs(bf16 - f32).max() < 0.05 * f32.max(), (f32, bf16)
 
 
-def _model(vocab, mode):
+def _model(vocab, mode, hidden=48):
     mx.random.seed(11)
-    model = CharRNN(len(vocab), 16, 48, 2, dropout=0.0, mode=mode)
+    model = CharRNN(len(vocab), 16, hidden, 2, dropout=0.0, mode=mode)
     model.initialize(mx.init.Xavier(magnitude=6))
     model.hybridize(static_alloc=True)
     return model
 
 
 @pytest.mark.parametrize("mode", ["lstm", "gru"])
-@pytest.mark.parametrize("batch", [1, 9])
-def test_bf16_greedy_text_follows_float32_until_a_near_tie(vocab, mode, batch):
+@pytest.mark.parametrize("batch", [1, 3, 9])
+@pytest.mark.parametrize("hidden", [48, 200])    # 200: 7 panels, blocks of 4, 2 and 1
+def test_bf16_greedy_text_follows_float32_until_a_near_tie(vocab, mode, batch, hidden):
     """Greedy bfloat16 generation gives the float32 text, or where it first
     differs, the two most likely characters of the float32 model were a near
     tie: within twice the bfloat16 rounding bound, which is 2% of the largest
     logit (and the bfloat16 logits there must keep to that bound)."""
-    model = _model(vocab, mode)
+    model = _model(vocab, mode, hidden)
     prompt = "Supposing that the kernels"
     f32 = generate(model, vocab, prompt, 80, temperature=0, num_samples=batch, native=True,
                    dtype="float32")

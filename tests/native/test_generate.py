@@ -23,9 +23,12 @@ def _model(vocab, mode, layers, hidden=48):
 
 @pytest.mark.parametrize("mode", ["lstm", "gru", "rnn_tanh", "rnn_relu"])
 @pytest.mark.parametrize("layers", [1, 2])
-@pytest.mark.parametrize("batch", [1, 4, 9])        # 9 takes the packed-GEMM path
-def test_native_greedy_equals_hybridized_loop(vocab, isa, mode, layers, batch):
-    model = _model(vocab, mode, layers)
+@pytest.mark.parametrize("batch", [1, 3, 6, 9])     # 9 takes the packed-GEMM path
+# 200 units are 7 panels of 32 (the last one partial): blocks of 4, 2 and 1
+# panels per thread in the small-batch path
+@pytest.mark.parametrize("hidden", [48, 200])
+def test_native_greedy_equals_hybridized_loop(vocab, isa, mode, layers, batch, hidden):
+    model = _model(vocab, mode, layers, hidden)
     prompt = "Supposing that the kernels"
     loop = generate(model, vocab, prompt, 60, temperature=0, num_samples=batch, native=False)
     native = generate(model, vocab, prompt, 60, temperature=0, num_samples=batch, native=True,
