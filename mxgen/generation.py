@@ -23,7 +23,7 @@ reproducible.
 """
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import mxnet as mx
 import numpy as np
@@ -33,6 +33,9 @@ from . import _calibrate, _native
 from .errors import MXGenError
 from .fields import field
 from .nn.rnn import cell_gates, cell_step, num_gates
+
+if TYPE_CHECKING:
+    from .data.vocab import Vocab
 
 GENERATION_DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -208,10 +211,12 @@ def _prime(model, prompt_ids, batch_size, ctx):
 _D = GenerateConfig
 
 
-def generate(model, vocab, prompt, length, temperature=_D.temperature, top_k=_D.top_k,
-             top_p=_D.top_p, num_samples=_D.num_samples, beam=_D.beam, method=_D.method,
-             window=_D.window, seed=_D.seed, ctx=None, native=None,
-             stop_at_eos=_D.stop_at_eos, dtype=_D.dtype):
+def generate(model: HybridBlock, vocab: "Vocab", prompt: str, length: int,
+             temperature: float = _D.temperature, top_k: int = _D.top_k,
+             top_p: float = _D.top_p, num_samples: int = _D.num_samples, beam: int = _D.beam,
+             method: str = _D.method, window: int = _D.window, seed: Optional[int] = _D.seed,
+             ctx: Optional[mx.Context] = None, native: Optional[bool] = None,
+             stop_at_eos: bool = _D.stop_at_eos, dtype: str = _D.dtype) -> List[str]:
     """Continue ``prompt`` by ``length`` characters.
 
     Parameters

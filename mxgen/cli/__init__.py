@@ -34,7 +34,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _build_parser():
     parser = _Parser(prog="mxgen", description="Fast generative models on MXNet.")
-    parser.add_argument("--version", action="version", version="mxgen " + __version__)
+    parser.add_argument("-V", "--version", action="version", version="mxgen " + __version__)
     sub = parser.add_subparsers(dest="command", metavar="command")
     sub.required = True
     for name, module in COMMANDS.items():
@@ -47,6 +47,10 @@ def _build_parser():
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] in (["--version"], ["-V"]):   # answered without importing MXNet
+        print("mxgen " + __version__)
+        return 0
     from .launch import heartbeat
     heartbeat()              # a no-op unless started by `mxgen launch`
     parser = _build_parser()

@@ -42,8 +42,8 @@ class BenchConfig:
                                         " expression", group="bench", flags=("-k",))
     list_cases: bool = field(False, "list the cases (with -k: those it selects) and exit",
                              group="bench", flags=("--list",))
-    suite: Optional[str] = field(None, "benchmark folder (default: the checkout's"
-                                       " benchmarks/)", group="bench")
+    suite: Optional[str] = field(None, "benchmark folder (default: the suite installed"
+                                       " with mxgen)", group="bench")
 
 
 CONFIG = BenchConfig
@@ -58,12 +58,14 @@ def _bench_dir(suite=None):
         if not os.path.isdir(suite):
             raise MXGenError("benchmark folder not found: %s" % suite)
         return os.path.abspath(suite)
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    path = os.path.join(repo, "benchmarks")
-    if not os.path.isdir(path):
-        raise MXGenError("benchmarks/ not found beside the package (%s); run from a source"
-                         " checkout installed with pip install -e ." % repo)
-    return path
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    shipped = os.path.join(package, "benchmarks")       # installed from a wheel or sdist
+    checkout = os.path.join(os.path.dirname(package), "benchmarks")   # pip install -e .
+    for path in (shipped, checkout):
+        if os.path.isfile(os.path.join(path, "conftest.py")):
+            return path
+    raise MXGenError("the benchmark suite is not installed (looked in %s and %s); reinstall"
+                     " mxgen, or pass --suite DIR" % (shipped, checkout))
 
 
 def _importable(module):

@@ -9,6 +9,9 @@ A wrong name lists the valid ones.  ``load(path)`` opens any mxgen
 checkpoint by the family recorded in it (:mod:`mxgen.models.registry`).
 """
 import dataclasses
+from typing import Any, List
+
+import mxnet as mx
 
 from ..errors import MXGenError
 from . import style  # noqa: F401  (registers the style_net family)
@@ -62,17 +65,17 @@ PRESETS = {
 }
 
 
-def list_models():
+def list_models() -> List[str]:
     """Every builder and preset name."""
     return sorted(_BUILDERS) + sorted(PRESETS)
 
 
-def get_model(name, **config):
+def get_model(name: str, **config: Any) -> mx.gluon.HybridBlock:
     """Build a model by builder or preset name; ``config`` extends/overrides
     a preset's hyper-parameters.  A wrong name lists the valid ones."""
     if name in PRESETS:
-        builder, params = PRESETS[name]
-        return _BUILDERS[builder](**dict(params, **config))
+        family_name, params = PRESETS[name]
+        return _BUILDERS[family_name](**dict(params, **config))
     try:
         builder = _BUILDERS[name]
     except KeyError:

@@ -16,7 +16,9 @@ lines and gets checkpoints, loading, export and exact resume from it.
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import mxnet as mx
 
 from ..errors import MXGenError
 from ..utils import checkpoint as ckpt
@@ -109,10 +111,10 @@ class Family:
         return dataclasses.asdict(loaded.config)
 
 
-_FAMILIES = {}
+_FAMILIES: Dict[str, Family] = {}
 
 
-def register(entry):
+def register(entry: Family) -> Family:
     """Add a family (its module calls this once, at import)."""
     if entry.name in _FAMILIES and _FAMILIES[entry.name] is not entry:
         raise ValueError("model family %r is registered twice" % entry.name)
@@ -120,12 +122,12 @@ def register(entry):
     return entry
 
 
-def families():
+def families() -> Dict[str, Family]:
     """``{name: Family}`` of every registered family."""
     return dict(_FAMILIES)
 
 
-def family(name):
+def family(name: str) -> Family:
     """The family called ``name``; MXGenError listing the known ones otherwise."""
     try:
         return _FAMILIES[name]
@@ -152,7 +154,8 @@ def open_family_checkpoint(path, expected=None, prefer="best", required=()):
     return ckpt_dir, meta, entry
 
 
-def load(path, ctx=None, prefer="best", family=None):
+def load(path: str, ctx: Optional[mx.Context] = None, prefer: str = "best",
+         family: Optional[str] = None) -> Loaded:
     """Open a checkpoint (a run folder, through its ``prefer`` pointer, or a
     checkpoint folder) by the family recorded in it; returns :class:`Loaded`.
     ``family``: the family the caller needs (another one is an error)."""

@@ -26,7 +26,7 @@ import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass
-from typing import Optional
+from typing import ClassVar, Optional, Tuple
 
 import mxnet as mx
 import numpy as np
@@ -84,14 +84,14 @@ class RunConfig:
                                      " tensorboardX)", group="run")
 
     # Settings a resumed run may change; everything else comes from the checkpoint.
-    CHANGEABLE_ON_RESUME = ("epochs", "max_minutes", "max_steps", "progress", "log_interval",
+    CHANGEABLE_ON_RESUME: ClassVar[Tuple[str, ...]] = ("epochs", "max_minutes", "max_steps", "progress", "log_interval",
                             "out", "resume", "overwrite", "ctx", "save_every", "dry_run",
                             "kvstore", "tensorboard")
     # ... of which these belong to the run, not to one invocation: a resume
     # keeps the checkpoint's value unless the option is given again.
-    KEPT_ON_RESUME = ("epochs", "save_every", "log_interval")
+    KEPT_ON_RESUME: ClassVar[Tuple[str, ...]] = ("epochs", "save_every", "log_interval")
     # Settings a resume may change when given explicitly (e.g. the data moved).
-    RESUME_OVERRIDABLE = ()
+    RESUME_OVERRIDABLE: ClassVar[Tuple[str, ...]] = ()
 
     def dry_run_limits(self):
         self.epochs, self.max_steps = 1, 2
@@ -264,7 +264,7 @@ class Task:
     (``tokens``, ``images``); ``always_best``: every checkpoint is the best
     (nothing is evaluated).
     """
-    metrics = ("loss",)
+    metrics: Tuple[str, ...] = ("loss",)
     unit = "samples"
     plot = None
     always_best = False

@@ -22,7 +22,7 @@ run makes.
 """
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Callable, Dict, Iterable, Optional
 
 import mxnet as mx
 import numpy as np
@@ -326,7 +326,8 @@ class GANTask(Task):
                     discriminator=self.disc)
 
 
-def train_gan(cfg, log=None, explicit=()):
+def train_gan(cfg: GANTrainConfig, log: Optional[Callable[[str], None]] = None,
+              explicit: Iterable[str] = ()) -> Dict[str, Any]:
     """Train (or resume) a DCGAN; returns a summary dict."""
     with Run(cfg, FAMILY, explicit, log) as run:
         return run.train(GANTask(run))

@@ -18,7 +18,7 @@ epoch) and the schedule come back from the checkpoint.
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Callable, Dict, Iterable, Optional
 
 import mxnet as mx
 import numpy as np
@@ -227,7 +227,8 @@ class StyleTask(Task):
         return dict(sample=self.side, feature_net=self.feature, transformer=self.net)
 
 
-def train_style(cfg, log=None, explicit=()):
+def train_style(cfg: StyleTrainConfig, log: Optional[Callable[[str], None]] = None,
+                explicit: Iterable[str] = ()) -> Dict[str, Any]:
     """Train (or resume) a feed-forward style network; returns a summary dict."""
     with Run(cfg, FAMILY, explicit, log) as run:
         return run.train(StyleTask(run))

@@ -8,7 +8,7 @@ model loop of :mod:`mxgen.train.lm`.
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Callable, Dict, Iterable, Optional
 
 import mxnet as mx
 from mxnet import gluon
@@ -244,7 +244,8 @@ class StreamSource:
         return {}
 
 
-def train_text(cfg, log=None, explicit=()):
+def train_text(cfg: TextTrainConfig, log: Optional[Callable[[str], None]] = None,
+               explicit: Iterable[str] = ()) -> Dict[str, Any]:
     """Train (or resume) a character-level model; returns a summary dict.
 
     ``explicit`` names the settings the user gave; on ``resume`` they are

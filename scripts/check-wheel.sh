@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Builds mxgen's sdist and wheel (python -m build, native kernels required),
+# installs the wheel -- not the checkout -- in a fresh virtual environment
+# and runs from it what README command 1 runs: a training dry run on the
+# embedded corpus, generation from its checkpoint and `mxgen bench --quick`.
+# Then, if an interpreter outside the supported range is on PATH
+# (python3.12), checks that pip refuses the wheel there with its own message.
+#
+#   bash scripts/check-wheel.sh            # with python3
+#   PYTHON=python3.9 bash scripts/check-wheel.sh
+#
+# Everything it makes lives in one new temporary folder, removed at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+work=$(mktemp -d "${TMPDIR:-/tmp}/mxgen-wheel-XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+"$PY" -m venv "$work/build-env"
+"$work/build-env/bin/pip" install -q build
+MXGEN_REQUIRE_KERNELS=1 "$work/build-env/bin/python" -m build -q --outdir "$work/dist" . \
+    > "$work/build.log" 2>&1 || { tail -30 "$work/build.log"; exit 1; }
+wheel=$(ls "$work"/dist/mxgen-*.whl)
+echo "built: $(cd "$work/dist" && ls)"
+unzip -l "$wheel" | grep -q 'mxgen/libmxgen_kernels.*\.so' || {
+    echo "the wheel holds no native library" >&2; exit 1; }
+
+"$PY" -m venv "$work/venv"
+"$work/venv/bin/pip" install -q "$wheel"
+bin="$work/venv/bin"
+cd "$work"                          # away from the checkout: only the installed package
+"$bin/mxgen" --version
+"$bin/python" -c "import mxgen, os, sys; from mxgen import _native
+assert not mxgen.__file__.startswith('$OLDPWD'), mxgen.__file__
+assert _native.available(), _native.status()
+print('installed at', os.path.dirname(mxgen.__file__), '| kernels:', _native.isa())"
+"$bin/mxgen" train-text --data stdlib --dry-run --out "$work/run"
+"$bin/mxgen" generate --checkpoint "$work/run" --length 60 --seed 1
+"$bin/mxgen" bench --quick
+
+outside=$(command -v python3.12 || true)
+if [ -n "$outside" ] && "$outside" -c "import pip" 2>/dev/null; then
+    "$outside" -m venv "$work/venv312"
+    if "$work/venv312/bin/pip" install -q "$wheel" > "$work/pip312.log" 2>&1; then
+        echo "pip installed mxgen on $("$outside" --version)" >&2; exit 1
+    fi
+    grep -q "requires a different Python" "$work/pip312.log" || {
+        cat "$work/pip312.log" >&2; exit 1; }
+    grep "requires a different Python" "$work/pip312.log"
+fi
+echo "wheel check passed"
