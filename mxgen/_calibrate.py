@@ -82,15 +82,15 @@ def _store(path, key, record):
 def run_measure(target, kwargs, timeout=300):
     """``target`` ("module:function") called with ``kwargs`` in a child
     process; returns what it returns (a JSON-able value)."""
-    from ._env import child_env
+    from ._env import child_env, python_command
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = child_env(prepend=root)
     if _native.isa():
         env["MXGEN_ISA"] = _native.isa()   # the path in use here, even if set_isa chose it
-    # -P and a neutral working folder: nothing in the caller's current folder
-    # (a stray json.py, say) is imported by the child
-    proc = subprocess.run([sys.executable, "-P", "-m", "mxgen._calibrate", target,
-                           json.dumps(kwargs)], env=env, capture_output=True, text=True,
+    # -P (Python 3.11+) and a neutral working folder: nothing in the caller's
+    # current folder (a stray json.py, say) is imported by the child
+    proc = subprocess.run(python_command(module="mxgen._calibrate") + [target,
+                          json.dumps(kwargs)], env=env, capture_output=True, text=True,
                           timeout=timeout, cwd=os.path.abspath(os.sep))
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:

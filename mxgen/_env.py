@@ -7,6 +7,7 @@ only has an effect if it runs before mxnet is first imported, which is why
 ``mxgen/__init__.py`` calls it first thing.
 """
 import os
+import sys
 import warnings
 
 __all__ = ["configure_threads", "configure_onednn", "onednn_isa", "quiet_mxnet_warnings",
@@ -125,6 +126,20 @@ def cpu_vector_isa():
     flags = set(flags.split())
     return "avx512f" if "avx512f" in flags else "avx2+fma" if {"avx2", "fma"} <= flags \
         else "no avx2"
+
+
+def python_command(code=None, module=None):
+    """The start of a command line running this Python on ``code`` (``-c``)
+    or ``module`` (``-m``) without the working folder on ``sys.path``, so
+    that nothing there (a stray ``json.py``, say) is imported: ``-P`` on
+    Python 3.11 and later; before, ``-c`` code drops that entry itself, and
+    callers start ``-m`` children in a neutral folder."""
+    head = [sys.executable, "-P"] if sys.version_info >= (3, 11) else [sys.executable]
+    if code is None:
+        return head + ["-m", module]
+    if len(head) == 1:
+        code = "import sys; sys.path[:1] == [''] and sys.path.pop(0); " + code
+    return head + ["-c", code]
 
 
 def child_env(env=None, prepend=None):

@@ -8,6 +8,8 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from mxgen import _env as mxgen_env
+from mxgen._env import python_command
 from tests.conftest import NIETZSCHE_HEAD, REPO
 
 TEXT = ["train-text", "--data", NIETZSCHE_HEAD, "--max-chars", "6000", "--num-hidden", "16",
@@ -347,6 +349,25 @@ def _planted(folder):
     return mark
 
 
+@pytest.mark.parametrize("version", [(3, 9, 18), sys.version_info])
+def test_python_command_keeps_the_working_folder_off_sys_path(tmp_path, monkeypatch, version):
+    """Below Python 3.11 (no -P) the -c code drops the folder itself; the
+    command is run by this interpreter either way, from a folder holding a
+    json.py."""
+    mark = _planted(tmp_path)
+    monkeypatch.setattr(mxgen_env.sys, "version_info", version)
+    cmd = python_command("import json; print('ok')")
+    monkeypatch.undo()
+    assert ("-P" in cmd) == (tuple(version) >= (3, 11))
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+    assert not mark.exists()
+    # the same code plainly, without python_command, does import it: the check can fail
+    plain = subprocess.run([sys.executable, "-c", "import json"], cwd=tmp_path, timeout=60,
+                           capture_output=True)
+    assert plain.returncode == 7 and mark.exists()
+
+
 def test_scheduler_and_servers_import_nothing_from_the_working_folder(tmp_path):
     """A run started from a folder holding a json.py: neither the scheduler
     nor the server (``python -c`` would put the folder first on sys.path)
@@ -356,8 +377,8 @@ def test_scheduler_and_servers_import_nothing_from_the_working_folder(tmp_path):
     worker = ("import mxnet as mx; kv = mx.kv.create('dist_sync');"
               " kv.init(0, mx.nd.zeros((1,))); kv.push(0, mx.nd.ones((1,)))")
     mxgen = os.path.join(os.path.dirname(sys.executable), "mxgen")    # the console script
-    proc = subprocess.run([mxgen, "launch", "-n", "1", "-s", "1", "--",
-                           sys.executable, "-P", "-c", worker], cwd=tmp_path, env=env,
+    proc = subprocess.run([mxgen, "launch", "-n", "1", "-s", "1", "--"] + python_command(worker),
+                          cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert not mark.exists()

@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-from .._env import child_env
+from .._env import child_env, python_command
 from ..fields import field
 from .common import add_config_args, config_from_args
 
@@ -204,7 +204,7 @@ def plan(num_workers, num_servers, command, launcher="local", hosts=None, port=N
     base = {"DMLC_PS_ROOT_URI": root, "DMLC_PS_ROOT_PORT": str(port),
             "DMLC_NUM_SERVER": str(num_servers), "DMLC_NUM_WORKER": str(num_workers),
             HEARTBEAT_ENV: "%g" % heartbeat_interval(timeout)}
-    serve = [sys.executable, "-P", "-c", _one_line(_SERVE)]   # roles serve on import
+    serve = python_command(_one_line(_SERVE))   # roles serve on import
     procs = [("scheduler", root, dict(base, DMLC_ROLE="scheduler", DMLC_NODE_HOST=root), serve)]
     for i in range(num_servers):
         host = hosts[i % len(hosts)]
@@ -223,7 +223,7 @@ def ssh_command(host, env, argv, cwd):
     Host keys are checked as the user's ssh configuration says; ``--``
     keeps a host name from ever being read as an option."""
     exports = " ".join("%s=%s" % (k, shlex.quote(v)) for k, v in sorted(env.items()))
-    wrapped = [sys.executable, "-P", "-c", _one_line(_REMOTE)] + list(argv)
+    wrapped = python_command(_one_line(_REMOTE)) + list(argv)
     remote = "cd %s && env %s %s" % (shlex.quote(cwd), exports,
                                      " ".join(shlex.quote(a) for a in wrapped))
     return ["ssh", "-o", "BatchMode=yes", "--", host, remote]
