@@ -21,8 +21,8 @@ trap 'rm -rf "$work"' EXIT
 MXGEN_REQUIRE_KERNELS=1 "$work/build-env/bin/python" -m build --sdist --wheel --outdir "$work/dist" . \
     > "$work/build.log" 2>&1 || { tail -30 "$work/build.log"; exit 1; }
 wheel=$(ls "$work"/dist/mxgen-*.whl)
-echo "built: $(cd "$work/dist" && ls)"
-unzip -l "$wheel" | grep -q 'mxgen/libmxgen_kernels.*\.so' || {
+echo "built: $(cd "$work/dist" && ls | tr '\n' ' ')"
+unzip -Z1 "$wheel" | grep 'mxgen/libmxgen_kernels.*\.so$' > /dev/null || {
     echo "the wheel holds no native library" >&2; exit 1; }
 
 "$PY" -m venv "$work/venv"
