@@ -54,6 +54,9 @@ if [ -z "$outside" ] && command -v pyenv > /dev/null; then
 fi
 if [ -n "$outside" ] && "$outside" -c "import pip" 2>/dev/null; then
     "$outside" -m venv "$work/venv312"
+    # a current pip: 23.x, bundled with 3.12.1, resolves the dependencies
+    # (and tries to build numpy) before it checks Requires-Python
+    "$work/venv312/bin/pip" install -q --upgrade pip
     if "$work/venv312/bin/pip" install -q "$wheel" > "$work/pip312.log" 2>&1; then
         echo "pip installed mxgen on $("$outside" --version)" >&2; exit 1
     fi
