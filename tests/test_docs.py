@@ -17,4 +17,4 @@ def test_docs_build_without_warnings(tmp_path):
     for name in ("mxgen.generation.generate", "mxgen.models.load", "mxgen.train.text.train_text",
                  "TextTrainConfig", "mxgen.stylize.stylize_optim"):
         assert name in api, name
-    assert "Two commands" in (out / "readme.html").read_text(encoding="utf-8")
+    assert "Quick start: two commands" in (out / "readme.html").read_text(encoding="utf-8")
