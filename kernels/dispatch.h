@@ -41,8 +41,11 @@ struct Sampling {
 enum RnnMode { kRnnRelu = 0, kRnnTanh = 1, kGru = 2, kLstm = 3 };
 
 // One call of mxgen_char_rnn_generate: `length` steps of embedding -> layers
-// -> decoder -> sampler for N rows.  ids_in (N,) are valid ids (checked by
-// the caller); states (num_states arrays of (N, H)) are updated in place.
+// -> decoder -> sampler for N rows.  ids_in (N, prompt), row-major, are
+// valid ids (checked by the caller): the first prompt - 1 columns are fed
+// without sampling (priming the states; no decoder runs for them), the
+// last is the first input of the `length` sampled steps.  states
+// (num_states arrays of (N, H)) are updated in place.
 struct GenArgs {
   RnnMode mode;
   int layers, per_layer, gates, N, E, H, V, length;
@@ -56,6 +59,7 @@ struct GenArgs {
   const float* dec_b;               // (V,)
   std::mt19937* rng;
   float* ids_out;                   // (N, length)
+  int prompt = 1;                   // columns of ids_in
 };
 
 struct Kernels {

@@ -285,7 +285,10 @@ inline void generate_small(const GenArgs& a) {
   std::vector<float> hbuf(static_cast<size_t>(L) * 2 * NH);
   auto h_at = [&](int l, int t) { return hbuf.data() + (static_cast<size_t>(l) * 2 + (t & 1)) * NH; };
   for (int l = 0; l < L; ++l) std::memcpy(h_at(l, 0), a.states[l * a.per_layer], sizeof(float) * NH);
-  std::vector<int> ids(a.ids_in, a.ids_in + N);
+  // step s reads prompt column s while s < P, then the id sampled at s - 1
+  const int P = std::max(1, a.prompt), steps = P - 1 + a.length;
+  std::vector<int> ids(N);
+  auto id_at = [&](int n, int s) { return s < P ? a.ids_in[static_cast<size_t>(n) * P + s] : ids[n]; };
   std::vector<float> pre(static_cast<size_t>(N) * GH), hh(static_cast<size_t>(N) * GH);
   std::vector<float> logits(static_cast<size_t>(N) * V), next(N);
   const int pn = ceil_div(H, kNR), pv = ceil_div(V, kNR);
@@ -304,10 +307,10 @@ inline void generate_small(const GenArgs& a) {
     }
     dec.pack(a.dec_w, d0, d1);
     std::vector<float> x0(static_cast<size_t>(N) * E), xbuf, hbuf16;
-    for (int t = 0; t < a.length; ++t) {
+    for (int t = 0; t < steps; ++t) {
       for (int n = 0; n < N; ++n)                                // embedding lookup
         std::memcpy(x0.data() + static_cast<size_t>(n) * E,
-                    a.embed + static_cast<size_t>(ids[n]) * E, sizeof(float) * E);
+                    a.embed + static_cast<size_t>(id_at(n, t)) * E, sizeof(float) * E);
       for (int l = 0; l < L; ++l) {
         const int in_l = l == 0 ? E : H;
         const float* x = l == 0 ? x0.data() : h_at(l - 1, t + 1);
@@ -338,6 +341,7 @@ inline void generate_small(const GenArgs& a) {
         }
 #pragma omp barrier   // h_t of this layer complete: the next layer's input
       }
+      if (t < P - 1) continue;          // priming: the next input is the prompt's
       panel_products<S>(H, dec.data.data(), S::rows(h_at(L - 1, t + 1), H, N, H, &hbuf16), N,
                         d0, d1, V, a.dec_b, logits.data(), V, false);
 #pragma omp barrier
@@ -345,7 +349,7 @@ inline void generate_small(const GenArgs& a) {
       {
         sample_rows(logits.data(), N, V, a.sampling, a.rng, next.data());
         for (int n = 0; n < N; ++n) {
-          a.ids_out[static_cast<size_t>(n) * a.length + t] = next[n];
+          a.ids_out[static_cast<size_t>(n) * a.length + t - (P - 1)] = next[n];
           ids[n] = static_cast<int>(next[n]);
         }
       }
@@ -353,7 +357,7 @@ inline void generate_small(const GenArgs& a) {
     }
   }
   for (int l = 0; l < L; ++l)
-    std::memcpy(a.states[l * a.per_layer], h_at(l, a.length), sizeof(float) * NH);
+    std::memcpy(a.states[l * a.per_layer], h_at(l, steps), sizeof(float) * NH);
 }
 
 // A weight matrix used at every generation step of a batch worth a GEMM:
@@ -418,15 +422,18 @@ inline void char_rnn_generate(const GenArgs& a) {
     for (int g = 0; g < GH; ++g) bias[l][g] = b_i2h[g] + b_i2h[GH + g];
   }
   Linear lin_dec{a.dec_w, V, H, a.bf16, {}};
-  std::vector<int> ids(a.ids_in, a.ids_in + N);
+  const int P = std::max(1, a.prompt), steps = P - 1 + a.length;   // as in generate_small
+  std::vector<int> ids(N);
   std::vector<float> pre(static_cast<size_t>(N) * GH), hh(static_cast<size_t>(N) * GH);
   std::vector<float> logits(static_cast<size_t>(N) * V), next(N);
   std::vector<float> x(static_cast<size_t>(N) * std::max(E, H));
 
-  for (int t = 0; t < a.length; ++t) {
-    for (int n = 0; n < N; ++n)                                  // embedding lookup
-      std::memcpy(x.data() + static_cast<size_t>(n) * E,
-                  a.embed + static_cast<size_t>(ids[n]) * E, sizeof(float) * E);
+  for (int t = 0; t < steps; ++t) {
+    for (int n = 0; n < N; ++n) {                                // embedding lookup
+      const int id = t < P ? a.ids_in[static_cast<size_t>(n) * P + t] : ids[n];
+      std::memcpy(x.data() + static_cast<size_t>(n) * E, a.embed + static_cast<size_t>(id) * E,
+                  sizeof(float) * E);
+    }
     int in_size = E;
     for (int l = 0; l < L; ++l) {
       const float* b_i2h = a.layer_w[l] + static_cast<size_t>(GH) * (in_size + H);
@@ -459,10 +466,11 @@ inline void char_rnn_generate(const GenArgs& a) {
       std::memcpy(x.data(), h, sizeof(float) * NH);              // next layer's input
       in_size = H;
     }
+    if (t < P - 1) continue;            // priming: the next input is the prompt's
     lin_dec.apply(x.data(), N, a.dec_b, logits.data(), false);
     sample_rows(logits.data(), N, V, a.sampling, a.rng, next.data());
     for (int n = 0; n < N; ++n) {
-      a.ids_out[static_cast<size_t>(n) * a.length + t] = next[n];
+      a.ids_out[static_cast<size_t>(n) * a.length + t - (P - 1)] = next[n];
       ids[n] = static_cast<int>(next[n]);
     }
   }

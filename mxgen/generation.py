@@ -403,8 +403,14 @@ def _kernel(native, dtype, model, ctx, num_samples):
 
 def _stateful_native(model, prompt_ids, length, temperature, top_k, top_p, num_samples, ctx,
                      dtype="float32"):
-    """All ``length`` steps in one native operator call (see kernels/)."""
-    ids, states = _prime(model, prompt_ids, num_samples, ctx)
+    """All ``length`` steps in one native operator call (see kernels/).  On
+    a CPU the operator primes the states with the prompt itself (no decoder
+    for those steps, no graph call before it); on a GPU the model does."""
+    if ctx.device_type == "cpu":
+        ids = mx.nd.array(np.repeat(prompt_ids[None, :], num_samples, axis=0), ctx=ctx)
+        states = model.begin_state(num_samples, ctx=ctx)
+    else:
+        ids, states = _prime(model, prompt_ids, num_samples, ctx)
     args = ([ids] + list(states) + [model.embedding.weight.data(ctx)]
             + [layer.weights.data(ctx) for layer in model.layers]
             + [model.decoder.weight.data(ctx), model.decoder.bias.data(ctx)])

@@ -1,11 +1,14 @@
-// mxgen_char_rnn_generate(ids (N,), states..., embed (V, E),
+// mxgen_char_rnn_generate(ids (N,) or (N, P), states..., embed (V, E),
 //                         layer weights x num_layers, dec_w (V, H), dec_b (V))
 //     -> generated ids (N, length), final states...
 // Runs `length` steps of a CharRNN (embedding -> fused-layout RNN layers ->
 // decoder -> sampler) in one call.  Each layer's weights are MXNet's fused
 // RNN vector for one layer: [W_i2h (G*H, I), W_h2h (G*H, H), b_i2h (G*H),
 // b_h2h (G*H)], gates lstm i,f,g,o / gru r,z,n.  States: lstm (h, c) per
-// layer, others h; each (1, N, H).  The math: generate.h (CPU),
+// layer, others h; each (1, N, H).  ids (N, P) holds a prompt per row: its
+// first P - 1 columns are run through the layers first, without sampling
+// (priming the states in the op, CPU only), and its last column is the
+// first input of the sampled steps.  The math: generate.h (CPU),
 // cuda/gpu_kernels.cu (GPU); both forwards unpack their inputs with
 // op_util.h's unpack_gen.
 #include <cstring>
@@ -34,8 +37,8 @@ MXReturnValue gen_shape(const Attrs& attrs,
   if (parse_gen(attrs, &c) != MX_SUCCESS) return MX_FAIL;
   const auto& in = *in_shapes;
   const int states = c.layers * c.per_layer;
-  if (in[0].size() != 1) {
-    MX_ERROR_MSG << "mxgen_char_rnn_generate: ids must be (batch,)";
+  if (in[0].size() != 1 && !(in[0].size() == 2 && in[0][1] >= 1)) {
+    MX_ERROR_MSG << "mxgen_char_rnn_generate: ids must be (batch,) or (batch, prompt)";
     return MX_FAIL;
   }
   const unsigned N = in[0][0], H = c.hidden;
@@ -86,12 +89,12 @@ MXReturnValue gen_forward(const Attrs& attrs, std::vector<MXTensor>* inputs,
   if (parse_gen(attrs, &c) != MX_SUCCESS) return MX_FAIL;
   GenInputs g = unpack_gen(c, inputs, outputs);
   std::vector<int> ids;
-  if (!read_ids(g.ids, g.N, g.V, &ids, "mxgen_char_rnn_generate")) return MX_FAIL;
+  if (!read_ids(g.ids, g.N * g.P, g.V, &ids, "mxgen_char_rnn_generate")) return MX_FAIL;
   for (int s = 0; s < g.S; ++s)
     std::memcpy(g.states[s], g.states_in[s], sizeof(float) * g.N * g.H);
   mxgen::GenArgs args{c.mode, g.L, c.per_layer, c.gates, g.N, g.E, g.H, g.V, c.length,
                       c.bf16, c.sampling, ids.data(), g.states.data(), g.embed, g.layer_w.data(),
-                      g.dec_w, g.dec_b, res.get_cpu_rand_states(), g.out_ids};
+                      g.dec_w, g.dec_b, res.get_cpu_rand_states(), g.out_ids, g.P};
   mxgen::kernels().char_rnn_generate(args);
   return MX_SUCCESS;
 }
@@ -102,6 +105,11 @@ MXReturnValue gen_forward_gpu(const Attrs& attrs, std::vector<MXTensor>* inputs,
   GenConfig c;
   if (parse_gen(attrs, &c) != MX_SUCCESS) return MX_FAIL;
   GenInputs g = unpack_gen(c, inputs, outputs);
+  if (g.P > 1) {
+    MX_ERROR_MSG << "mxgen_char_rnn_generate (gpu): a prompt of " << g.P
+                 << " ids per row; on a GPU the op takes one id per row (prime first)";
+    return MX_FAIL;
+  }
   for (int s = 0; s < g.S; ++s) {
     const char* err = mxgen::gpu::copy(g.states[s], g.states_in[s],
                                        sizeof(float) * g.N * g.H, res.get_cuda_stream());

@@ -158,7 +158,7 @@ inline MXReturnValue parse_gen(const Attrs& attrs, GenConfig* c) {
 // outputs carry the states, updated in place: the caller copies the input
 // states into `states` first (on its own device).
 struct GenInputs {
-  int S, L, H, N, E, V;
+  int S, L, H, N, E, V, P;   // P: prompt columns of ids (1 for ids of shape (N,))
   const float* ids;
   std::vector<const float*> states_in;
   std::vector<float*> states;
@@ -178,6 +178,7 @@ inline GenInputs unpack_gen(const GenConfig& c, std::vector<MXTensor>* inputs,
   g.L = c.layers;
   g.H = c.hidden;
   g.N = static_cast<int>(in[0].shape[0]);
+  g.P = in[0].shape.size() == 2 ? static_cast<int>(in[0].shape[1]) : 1;
   MXTensor& embed = in[1 + g.S];
   g.V = static_cast<int>(embed.shape[0]);
   g.E = static_cast<int>(embed.shape[1]);

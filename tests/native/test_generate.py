@@ -116,6 +116,36 @@ def test_generate_op_rejects_ids_outside_the_vocabulary(vocab, bad):
                                       length=3)[0].asnumpy()
 
 
+@pytest.mark.parametrize("mode", ["lstm", "gru"])
+@pytest.mark.parametrize("batch", [1, 9])
+def test_generate_op_primes_with_a_prompt_per_row(vocab, isa, mode, batch):
+    """ids (N, P): the op runs the first P - 1 columns through the layers
+    itself; the same ids and states as priming through the model first and
+    passing the last column."""
+    model = _model(vocab, mode, 2)
+    prompt = vocab.encode("Supposing that")
+    kw = dict(mode=mode, num_layers=2, num_hidden=48, length=20, temperature=0.0)
+    ids = np.repeat(prompt[None, :], batch, axis=0)
+    one_call = mx.nd.mxgen_char_rnn_generate(*_gen_args(model, ids, batch), **kw)
+    with mx.autograd.predict_mode():
+        _, states = model(mx.nd.array(ids[:, :-1].T), *model.begin_state(batch))
+    args = _gen_args(model, ids[:, -1], batch)
+    args[1:1 + len(states)] = states
+    primed = mx.nd.mxgen_char_rnn_generate(*args, **kw)
+    np.testing.assert_array_equal(one_call[0].asnumpy(), primed[0].asnumpy())
+    for a, b in zip(one_call[1:], primed[1:]):
+        np.testing.assert_allclose(a.asnumpy(), b.asnumpy(), atol=1e-5)
+
+
+def test_generate_op_checks_every_prompt_id(vocab):
+    model = _model(vocab, "lstm", 2)
+    args = _gen_args(model, [[1.0, 2.0, 3.0], [1.0, len(vocab), 3.0]], 2)
+    with pytest.raises(mx.base.MXNetError, match=r"id %d\.?0* \(row 4\) is not in the vocabulary"
+                       % len(vocab)):
+        mx.nd.mxgen_char_rnn_generate(*args, mode="lstm", num_layers=2, num_hidden=48,
+                                      length=3)[0].asnumpy()
+
+
 def test_native_can_be_required_or_refused(vocab, monkeypatch):
     model = _model(vocab, "lstm", 1)
     monkeypatch.setenv("MXGEN_NATIVE", "0")
