@@ -42,3 +42,42 @@ def test_dcgan_iteration(benchmark, quick):
     # gradients adds on top; their product is ratio_vs_eager
     info["hybridization_gain"] = round(base["hybrid_same_loop"] / base["eager"], 3)
     info["algorithmic_gain"] = round(cand / base["hybrid_same_loop"], 3)
+
+
+def _recipe_iterations(size, batch, iterations, **options):
+    """``iterations`` steps of ``GANStep`` built with ``options`` (a recipe's
+    settings), the step counter running on so a lazy R1 lands once per
+    ``r1_every`` iterations, as in training."""
+    options = dict(options)
+    lr_d, lr_g = options.pop("lr_d"), options.pop("lr_g")
+    beta1 = options.pop("beta1")
+    _, _, gan_step = build_gan_step(DCGANConfig(image_size=size), lr_g, beta1, [mx.cpu()],
+                                    lr_d=lr_d, lr_g=lr_g, **options)
+    real = mx.nd.random.uniform(-1, 1, shape=(batch, 3, size, size))
+    counter = [0]
+
+    def step():
+        for _ in range(iterations):
+            counter[0] += 1
+            gan_step(real, counter[0])
+    return step
+
+
+def test_gan_recipe_cost(benchmark, quick):
+    """What the stabilisers cost per iteration: ``--recipe stable`` and the
+    same with R1 (every 16 iterations, on a D without BatchNorm, as R1
+    needs) against ``--recipe dcgan``, each 16 iterations per call."""
+    from mxgen.train.gan import RECIPES
+    size, batch = (32, 16) if quick else (64, 64)
+    rounds, warmup, iters = (2, 1, 4) if quick else (5, 1, 16)
+    r1 = dict(RECIPES["stable"], d_norm="none", r1=1.0, r1_every=iters)
+    cand, base = compare(
+        benchmark, _recipe_iterations(size, batch, iters, **RECIPES["stable"]),
+        {"dcgan": _recipe_iterations(size, batch, iters, **RECIPES["dcgan"]),
+         "stable_r1": _recipe_iterations(size, batch, iters, **r1)},
+        batch * iters, "images", rounds, warmup,
+        {"model": "DCGAN %dx%d, ngf=ndf=64" % (size, size), "batch": batch,
+         "candidate": "recipe stable", "iterations_per_call": iters})
+    info = benchmark.extra_info
+    info["stable_cost_vs_dcgan"] = round(base["dcgan"] / cand, 3)
+    info["stable_r1_cost_vs_dcgan"] = round(base["dcgan"] / base["stable_r1"], 3)

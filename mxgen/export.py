@@ -66,6 +66,8 @@ class ExportConfig:
                                   " model's recurrent layers only with --native) or float16"
                                   " (GPUs); weights are stored in float32 either way",
                        group="export", choices=PRECISIONS[1:])
+    ema: bool = field(True, "export the moving average of the weights where the checkpoint"
+                            " has one (a DCGAN trained with --ema)", group="export")
 
 
 def _ops(symbol_file):
@@ -74,7 +76,7 @@ def _ops(symbol_file):
 
 
 def export(checkpoint, out, fmt=ExportConfig.format, force=ExportConfig.force,
-           native=ExportConfig.native, dtype=ExportConfig.dtype):
+           native=ExportConfig.native, dtype=ExportConfig.dtype, ema=ExportConfig.ema):
     """Export ``checkpoint`` (a run or checkpoint directory) into the new
     folder ``out``; returns the metadata written as ``export.json``.
 
@@ -91,7 +93,7 @@ def export(checkpoint, out, fmt=ExportConfig.format, force=ExportConfig.force,
                          " no form for its casts); drop --dtype %s" % dtype)
     ckpt_dir = open_family_checkpoint(checkpoint)[0]
     _check_replaceable(out, force, ckpt_dir)
-    loaded = load(ckpt_dir)
+    loaded = load(ckpt_dir, ema=None if ema else False)
     graphs = loaded.family.export_graphs(loaded, native)
     extra = {"vocab.json": loaded.vocab.to_dict()} if loaded.vocab is not None else {}
     parent = os.path.dirname(os.path.abspath(out))
@@ -100,7 +102,8 @@ def export(checkpoint, out, fmt=ExportConfig.format, force=ExportConfig.force,
     try:
         meta = {"export_version": EXPORT_VERSION, "family": loaded.family.name, "format": fmt,
                 "checkpoint": os.path.abspath(ckpt_dir), "mxnet": mx.__version__,
-                "model": loaded.family.info(loaded), "dtype": dtype, "graphs": {}}
+                "model": loaded.family.info(loaded), "weights": loaded.weights, "dtype": dtype,
+                "graphs": {}}
         for graph in graphs:
             name, example = graph.name, graph.example
             _set_dtype(graph.block, dtype)

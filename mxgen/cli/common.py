@@ -92,7 +92,13 @@ def add_config_args(parser, config_cls):
             target = exclusive[key]
         kind = _base_type(f.type)
         if kind is bool:
-            if f.default:        # on by default: the flag turns it off
+            if f.default is None:    # unset: something else decides (e.g. a recipe)
+                flag = "--" + f.name.replace("_", "-")
+                target.add_argument(flag, dest=f.name, action="store_true", default=None,
+                                    help=help_text)
+                target.add_argument("--no-" + flag[2:], dest=f.name, action="store_false",
+                                    default=None, help="turn %s off" % flag)
+            elif f.default:        # on by default: the flag turns it off
                 target.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name,
                                     action="store_false", default=None,
                                     help="no %s (default: on)" % help_text)

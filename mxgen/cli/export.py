@@ -20,7 +20,8 @@ def get_parser(parser):
 def main(args):
     from ..export import export
     cfg = config_from_args(CONFIG, args)[0]
-    meta = export(cfg.checkpoint, cfg.out, cfg.format, cfg.force, cfg.native, cfg.dtype)
+    meta = export(cfg.checkpoint, cfg.out, cfg.format, cfg.force, cfg.native, cfg.dtype,
+                  cfg.ema)
     for name, graph in meta["graphs"].items():
         files = graph.get("onnx") or "%s + %s" % (graph["symbol"], graph["params"])
         print("%s: %s; inputs %s: %s" % (name, files, ", ".join(graph["inputs"]),

@@ -39,6 +39,9 @@ class SampleCommand:
                                " (GPUs), float32, or auto: the faster here, as measured (a"
                                " checkpoint only; an export keeps the precision it was"
                                " exported in)", group="run", choices=PRECISIONS)
+    ema: bool = field(True, "sample from the moving average of the generator's weights where"
+                            " the checkpoint has one (a run trained with --ema)",
+                      group="sampling")
     dry_run: bool = field(False, "sample 4 images", group="run")
 
 
@@ -108,7 +111,7 @@ def main(args):
         base = args.exported                          # default outputs go into the export
         precision = exported_dtype(args.dtype, meta)
     else:
-        loaded = load(args.checkpoint, ctx=ctx, family="dcgan")
+        loaded = load(args.checkpoint, ctx=ctx, family="dcgan", ema=None if args.ema else False)
         gen, cfg = loaded.model, loaded.config
         base = os.path.join(loaded.ckpt_dir, "..", "..")   # ... or into the run directory
         precision = inference_dtype(
@@ -117,6 +120,9 @@ def main(args):
              "nc": cfg.nc, "batch": min(args.num, 256)})
     if not quiet:                        # stdout lists the files written
         print("precision: %s (%s)" % precision, file=sys.stderr)
+        if not args.exported:
+            print("weights: %s" % ("the moving average (EMA)" if loaded.weights == "ema"
+                                   else "as trained"), file=sys.stderr)
     num = 4 if args.dry_run else args.num
     outputs = _outputs(args, base, num)
     check_outputs(outputs, force=args.force)

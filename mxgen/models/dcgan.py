@@ -29,10 +29,11 @@ from mxnet.gluon import HybridBlock, nn
 
 from ..errors import MXGenError
 from ..nn import precision
+from ..nn.spectral import SNConv2D
 from .registry import Family, register
 
 __all__ = ["DCGANConfig", "Generator", "Discriminator", "dcgan_generator",
-           "dcgan_discriminator", "dcgan_init", "generate_images", "slerp", "FAMILY"]
+           "dcgan_discriminator", "InputTangent", "dcgan_init", "generate_images", "slerp", "FAMILY"]
 
 
 @dataclass
@@ -117,34 +118,77 @@ class _FirstChannel(HybridBlock):
 
 
 class Discriminator(HybridBlock):
-    """Images ``(N, nc, S, S)`` -> one real/fake logit per image ``(N,)``."""
+    """Images ``(N, nc, S, S)`` -> one real/fake logit per image ``(N,)``.
+
+    ``spectral_norm``: every convolution computes with its spectrally
+    normalised weight (:class:`mxgen.nn.spectral.SNConv2D`).
+    ``batch_norm=False``: no BatchNorm between the convolutions (SNGAN's
+    discriminator), so that each image's logit depends on that image alone,
+    which the R1 penalty assumes."""
 
     def __init__(self, image_size=DCGANConfig.image_size, ndf=DCGANConfig.ndf,
-                 nc=DCGANConfig.nc, sync_bn_devices=0, **kwargs):
+                 nc=DCGANConfig.nc, sync_bn_devices=0, spectral_norm=False, batch_norm=True,
+                 **kwargs):
         super().__init__(**kwargs)
         self.config = DCGANConfig(image_size, DCGANConfig.latent_size, DCGANConfig.ngf, ndf,
                                   nc).validate()
+        self.spectral_norm, self.batch_norm = spectral_norm, batch_norm
+        conv = SNConv2D if spectral_norm else precision.Conv2D
         widths = [ndf * 2 ** i for i in range(self.config.stages)]             # e.g. 1,2,4,8
         with self.name_scope():
             self.body = nn.HybridSequential()
             for i, width in enumerate(widths):
-                self.body.add(precision.Conv2D(width, 4, 2, 1, use_bias=False,
-                                        in_channels=nc if i == 0 else widths[i - 1]))
-                if i > 0:
+                self.body.add(conv(width, 4, 2, 1, use_bias=False,
+                                   in_channels=nc if i == 0 else widths[i - 1]))
+                if i > 0 and batch_norm:
                     self.body.add(_batch_norm(width, sync_bn_devices))
                 self.body.add(nn.LeakyReLU(0.2))
-            self.body.add(precision.Conv2D(1, 4, 1, 0, use_bias=False, in_channels=widths[-1]))
+            self.body.add(conv(1, 4, 1, 0, use_bias=False, in_channels=widths[-1]))
 
     def hybrid_forward(self, F, x):
         return F.reshape(self.body(x), (-1,))
 
 
+class InputTangent(HybridBlock):
+    """``(x, t)`` -> ``(N,)``: the derivative of a discriminator's logit at
+    each image ``x`` along ``t``, ``dD(x)/dx . t``, by pushing ``t`` through
+    D's layers beside ``x`` (a forward-mode pass: bias-free convolutions
+    are linear, and a LeakyReLU scales ``t`` by its slope at ``x``).
+
+    The R1 penalty's weight gradient is this block's gradient at ``t =
+    dD(x)/dx`` held fixed: ``grad_w 1/2 |g|^2 = grad_w (dD/dx . g)``, a
+    first derivative MXNet can take, where the direct route (differentiating
+    a convolution's backward pass) has no kernels in MXNet 1.9.  D must have
+    spectral norm (no BatchNorm, whose batch statistics would tie each
+    logit to the other images)."""
+
+    def __init__(self, disc, **kwargs):
+        super().__init__(**kwargs)
+        if disc.batch_norm:
+            raise MXGenError("the input gradient of one image's logit needs a discriminator"
+                             " without BatchNorm")
+        with self.name_scope():
+            self.disc = disc
+
+    def hybrid_forward(self, F, x, t):
+        for layer in self.disc.body:
+            if isinstance(layer, nn.LeakyReLU):
+                t = F.where(x > 0, t, t * layer._alpha)     # D's slope at x
+                x = layer(x)
+            else:                                             # a bias-free convolution
+                x, t = layer(x), layer(t)
+        return F.reshape(t, (-1,))
+
+
 def dcgan_init(block, ctx=None):
-    """DCGAN initialisation: conv weights N(0, 0.02), BatchNorm gamma N(1, 0.02), beta 0."""
+    """DCGAN initialisation: conv weights N(0, 0.02), BatchNorm gamma N(1, 0.02),
+    beta 0; a spectral norm's ``u`` N(0, 1)."""
     block.initialize(mx.init.Normal(0.02), ctx=ctx)
     for name, param in block.collect_params().items():
         if name.endswith("gamma"):
             param.set_data(mx.nd.random.normal(1.0, 0.02, shape=param.shape))
+        elif name.endswith("sn_u"):
+            param.set_data(mx.nd.random.normal(0.0, 1.0, shape=param.shape))
     return block
 
 
@@ -186,5 +230,6 @@ FAMILY = register(Family(
     name="dcgan", title="DCGAN", config=DCGANConfig,
     build=lambda c: Generator(c.image_size, c.latent_size, c.ngf, c.nc, prefix="generator_"),
     params="generator.params", resume_files=("discriminator.params", "fixed_noise.nd"),
+    ema_params="generator_ema.params",
     prepare=_prepare, example=lambda c: (mx.nd.zeros((1, c.latent_size, 1, 1)),),
     describes="noise (N, latent, 1, 1) -> images (N, C, S, S) in [-1, 1]"))

@@ -43,13 +43,15 @@ class ExportGraph:
 class Loaded:
     """What :func:`load` returns for any family: the network, its config
     (the family's config dataclass), the vocabulary where the family has
-    one, the checkpoint folder and its ``config.json``."""
+    one, the checkpoint folder and its ``config.json``, and which weights
+    were loaded (``trained``, or ``ema``: their moving average)."""
     model: Any
     config: Any
     vocab: Any = None
     ckpt_dir: Optional[str] = None
     meta: Optional[dict] = None
     family: Optional["Family"] = None
+    weights: str = "trained"
 
 
 @dataclass
@@ -81,6 +83,7 @@ class Family:
     describes: str = ""
     graphs: Optional[Callable] = None
     export_info: Optional[Callable] = None
+    ema_params: Optional[str] = None
 
     @property
     def files(self):
@@ -155,10 +158,13 @@ def open_family_checkpoint(path, expected=None, prefer="best", required=()):
 
 
 def load(path: str, ctx: Optional[mx.Context] = None, prefer: str = "best",
-         family: Optional[str] = None) -> Loaded:
+         family: Optional[str] = None, ema: Optional[bool] = None) -> Loaded:
     """Open a checkpoint (a run folder, through its ``prefer`` pointer, or a
     checkpoint folder) by the family recorded in it; returns :class:`Loaded`.
-    ``family``: the family the caller needs (another one is an error)."""
+    ``family``: the family the caller needs (another one is an error).
+    ``ema``: load the moving average of the weights (True: it must be there),
+    the trained weights (False), or the average where the checkpoint has
+    one (None)."""
     import mxnet as mx
     from ..data.vocab import Vocab
     ctx = ctx or mx.cpu()
@@ -166,9 +172,16 @@ def load(path: str, ctx: Optional[mx.Context] = None, prefer: str = "best",
     vocab = Vocab.from_dict(ckpt.read_json(ckpt_dir, "vocab.json")) if entry.vocab else None
     config = entry.config_from(meta, ckpt_dir)
     model = entry.build(config)
-    loaded = Loaded(model, config, vocab, ckpt_dir, meta, entry)
-    ckpt.load_parameters(model, os.path.join(ckpt_dir, entry.params), ctx,
-                         "this %s" % entry.title)
+    has_ema = bool(entry.ema_params) and \
+        entry.ema_params in ckpt.read_manifest(ckpt_dir)["files"]
+    if ema and not has_ema:
+        raise MXGenError("checkpoint %s holds no moving average of its %s's weights (train"
+                         " with --ema to have one)" % (ckpt_dir, entry.title))
+    use_ema = has_ema if ema is None else bool(ema)
+    loaded = Loaded(model, config, vocab, ckpt_dir, meta, entry,
+                    weights="ema" if use_ema else "trained")
+    ckpt.load_parameters(model, os.path.join(ckpt_dir, entry.ema_params if use_ema
+                                             else entry.params), ctx, "this %s" % entry.title)
     if entry.prepare is not None:
         entry.prepare(loaded, ctx)
     return loaded

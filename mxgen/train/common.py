@@ -26,7 +26,7 @@ import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass
-from typing import ClassVar, Optional, Tuple
+from typing import Any, ClassVar, Dict, Optional, Tuple
 
 import mxnet as mx
 import numpy as np
@@ -92,6 +92,9 @@ class RunConfig:
     KEPT_ON_RESUME: ClassVar[Tuple[str, ...]] = ("epochs", "save_every", "log_interval")
     # Settings a resume may change when given explicitly (e.g. the data moved).
     RESUME_OVERRIDABLE: ClassVar[Tuple[str, ...]] = ()
+    # The values that checkpoints written before a setting existed trained
+    # with, where they differ from today's default.
+    OLDER_DEFAULTS: ClassVar[Dict[str, Any]] = {}
 
     def dry_run_limits(self):
         self.epochs, self.max_steps = 1, 2
@@ -217,6 +220,7 @@ def merge_resumed(config_cls, saved, cfg, explicit, log=None):
     it.  ``log`` gets one line per setting the user changed.
     """
     kept, changeable = config_cls.KEPT_ON_RESUME, config_cls.CHANGEABLE_ON_RESUME
+    saved = dict(config_cls.OLDER_DEFAULTS, **saved)
     merged = dict(saved)
     for key in changeable:
         if key in kept and key in saved and key not in explicit:
@@ -637,10 +641,12 @@ def image_folder(cfg, root, size, channels):
 
 
 def image_batches(images, batch_size, seed, epoch, start_batch):
-    """An iterator over one epoch's uint8 batches ``(N, C, S, S)``: a seeded
-    permutation per epoch, from ``start_batch`` (exact resume)."""
+    """An iterator over one epoch's uint8 batches ``(N, C, S, S)`` of
+    ``images`` (an ImageFolder or its array): a seeded permutation per
+    epoch, from ``start_batch`` (exact resume)."""
+    images = getattr(images, "images", images)
     sampler = EpochSampler(len(images), batch_size, seed, epoch, start_batch)
-    return iter(mx.gluon.data.DataLoader(mx.gluon.data.ArrayDataset(images.images),
+    return iter(mx.gluon.data.DataLoader(mx.gluon.data.ArrayDataset(images),
                                          batch_size=batch_size, sampler=sampler,
                                          last_batch="discard"))
 

@@ -22,7 +22,7 @@ run makes.
 """
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, Optional
+from typing import Any, Callable, ClassVar, Dict, Iterable, Optional
 
 import mxnet as mx
 import numpy as np
@@ -33,14 +33,27 @@ from ..distributed import Cluster
 from ..errors import MXGenError
 from ..fields import AT_LEAST_0, AT_LEAST_1, FRACTION, check_ranges, field
 from ..models import get_model
-from ..models.dcgan import FAMILY, DCGANConfig, dcgan_init, generate_images
+from ..models.dcgan import FAMILY, DCGANConfig, InputTangent, dcgan_init, generate_images
+from ..nn.ema import WeightEMA
+from ..nn.gan_loss import LOSSES, d_loss, g_loss
 from ..nn.precision import PRECISIONS, LossScaler, explain_precision, set_compute_dtype
+from ..nn.spectral import power_iteration, spectral_layers
 from ..utils.frechet import frechet_distance, frechet_features
 from .common import (Run, RunConfig, Task, image_batches, image_folder, scaled_backward,
                      scaled_step)
 
-__all__ = ["GANTrainConfig", "GANStep", "GANTask", "build_gan_step", "gan_dtype", "train_gan",
+__all__ = ["RECIPES", "GANTrainConfig", "GANStep", "GANTask", "build_gan_step", "gan_dtype", "train_gan",
            "gan_flops_per_image"]
+
+
+# The named combinations of --recipe: every setting a recipe leaves unset
+# (None) on the config takes these values.
+RECIPES = {
+    "dcgan": dict(loss="bce", spectral_norm=False, d_norm="batch", ema=0.0, r1=0.0,
+                  lr_d=2e-4, lr_g=2e-4, beta1=0.5, beta2=0.999),
+    "stable": dict(loss="hinge", spectral_norm=True, d_norm="batch", ema=0.999, r1=0.0,
+                   lr_d=2e-4, lr_g=2e-4, beta1=0.5, beta2=0.999),
+}
 
 
 @dataclass
@@ -57,8 +70,35 @@ class GANTrainConfig(RunConfig):
     ndf: int = field(DCGANConfig.ndf, "discriminator width", group="model")
     channels: int = field(DCGANConfig.nc, "3 (colour) or 1 (grayscale)", group="model",
                           choices=(1, 3))
-    lr: float = field(2e-4, "Adam learning rate of both networks")
-    beta1: float = field(0.5, "Adam beta1")
+    recipe: str = field("dcgan", "a tested combination of the settings below, each of which"
+                                 " a flag overrides: dcgan (the tutorial's: bce loss, Adam 2e-4,"
+                                 " beta1 0.5, BatchNorm in D) or stable (the same with hinge"
+                                 " loss, spectral norm in D and an EMA 0.999 of G)",
+                      choices=tuple(RECIPES))
+    loss: Optional[str] = field(None, "adversarial loss: bce, nonsat or hinge (default: the"
+                                      " recipe's)", choices=LOSSES)
+    spectral_norm: Optional[bool] = field(None, "spectral normalisation of every D"
+                                                " convolution (default: the recipe's)",
+                                          group="model")
+    d_norm: Optional[str] = field(None, "D's normalisation between convolutions: batch"
+                                        " (BatchNorm, as DCGAN) or none (as SNGAN; what --r1"
+                                        " needs) (default: the recipe's)", group="model",
+                                  choices=("batch", "none"))
+    ema: Optional[float] = field(None, "decay of an exponential moving average of G's weights"
+                                       " used for samples, the Frechet distance and exports"
+                                       " (0: none; default: the recipe's)")
+    r1: Optional[float] = field(None, "gamma of the R1 gradient penalty on real images"
+                                      " (0: none; default: the recipe's)")
+    r1_every: int = field(16, "apply the R1 penalty every N iterations (lazy: weighted by N)")
+    lr: Optional[float] = field(None, "Adam learning rate of both networks (default: the"
+                                      " recipe's)")
+    lr_d: Optional[float] = field(None, "D's learning rate (default: --lr, else the recipe's)")
+    lr_g: Optional[float] = field(None, "G's learning rate (default: --lr, else the recipe's)")
+    beta1: Optional[float] = field(None, "Adam beta1 (default: the recipe's)")
+    beta2: Optional[float] = field(None, "Adam beta2 (default: the recipe's)")
+    holdout: int = field(500, "images kept out of training: the Frechet distance compares"
+                              " generated images with these (at most a fifth of the data;"
+                              " 0: with training images)")
     decode_workers: int = field(2, "image-decoding processes (0: decode in this one)")
     fid_samples: int = field(500, "real and generated images for the Frechet distance")
     grid_size: int = field(64, "images in each epoch's sample grid")
@@ -74,18 +114,38 @@ class GANTrainConfig(RunConfig):
                        choices=PRECISIONS)
 
     CHANGEABLE_ON_RESUME = RunConfig.CHANGEABLE_ON_RESUME + ("decode_workers", "dtype")
+    # what checkpoints written before these settings existed trained with
+    OLDER_DEFAULTS: ClassVar[Dict[str, Any]] = {"holdout": 0, "recipe": "dcgan"}
+
+    def __post_init__(self):
+        """Unset settings take the recipe's values (``--lr`` sets both rates)."""
+        recipe = RECIPES.get(self.recipe)
+        if recipe is None:
+            raise MXGenError("--recipe must be one of %s, got %r"
+                             % (", ".join(RECIPES), self.recipe))
+        for name, value in recipe.items():
+            if getattr(self, name) is None:
+                setattr(self, name, self.lr if name in ("lr_d", "lr_g") and self.lr is not None
+                        else value)
 
     def dry_run_limits(self):
         super().dry_run_limits()
         self.max_images = min(self.max_images or 256, 256)
         self.fid_samples = min(self.fid_samples, 64)
+        self.holdout = min(self.holdout, 32)
 
     def validate(self):
         super().validate()
         check_ranges(self, dict(
             {k: AT_LEAST_1 for k in ("latent_size", "ngf", "ndf", "grid_size", "max_images")},
-            lr=AT_LEAST_0, beta1=FRACTION, decode_workers=AT_LEAST_0,
-            fid_samples=(lambda v: v >= 2, ">= 2")))
+            lr=AT_LEAST_0, lr_d=AT_LEAST_0, lr_g=AT_LEAST_0, beta1=FRACTION, beta2=FRACTION,
+            ema=FRACTION, r1=AT_LEAST_0, r1_every=AT_LEAST_1, holdout=AT_LEAST_0,
+            decode_workers=AT_LEAST_0, fid_samples=(lambda v: v >= 2, ">= 2")))
+        if self.r1 and self.d_norm != "none":
+            raise MXGenError("--r1 needs --d-norm none: the penalty is on each image's own"
+                             " logit, which D's BatchNorm ties to the other images of the batch")
+        if self.loss not in LOSSES:
+            raise MXGenError("--loss must be one of %s, got %r" % (", ".join(LOSSES), self.loss))
         return self
 
     def model_config(self):
@@ -126,69 +186,113 @@ def gan_flops_per_image(cfg, d_weight_grads_in_g_step=False):
 class GANStep:
     """One D+G iteration of :func:`train_gan`, for benchmarks and loops alike.
 
-    ``step(real)``: ``real`` this process's share ``(N, nc, S, S)`` in
-    [-1, 1] (NumPy or NDArray) of a global batch, split over its devices.
+    ``step(real, iteration)``: ``real`` this process's share ``(N, nc, S,
+    S)`` in [-1, 1] (NumPy or NDArray) of a global batch, split over its
+    devices; ``iteration`` the run's step number (from 1: the lazy R1
+    penalty and the EMA warm-up follow it, so a resumed run repeats them).
     The noise of the whole global batch is drawn here from MXNet's CPU RNG
     and each device takes the rows of its images, so one process with two
     devices and two workers with one device each draw the same noise.
-    Returns a ``(4,)`` NDArray on the first device, not read: the sums
-    over the batch of loss_D, loss_G, D(x) and D(G(z)).
+    Returns a ``(5,)`` NDArray on the first device, not read: the sums over
+    the batch of loss_D, loss_G, D(x), D(G(z)) (sigmoid of the logits) and
+    the R1 penalty as applied (``r1_every`` times the penalty on the
+    iterations that apply it, 0 on the others).
 
     ``skip_d_weight_grads`` (mxgen's loop) computes no D weight gradients in
     (2), where they would be thrown away; ``False`` is the straightforward
-    loop, kept as a benchmark baseline.
+    loop, kept as a benchmark baseline.  ``loss``, ``r1``, ``r1_every`` and
+    ``ema`` (a :class:`~mxgen.nn.ema.WeightEMA` or None) as in
+    :class:`GANTrainConfig`; a discriminator with spectral norm gets one
+    power-iteration step per iteration.
     """
 
     def __init__(self, gen, disc, trainer_g, trainer_d, ctxs, latent_size,
-                 skip_d_weight_grads=True, rank=0, num_workers=1):
+                 skip_d_weight_grads=True, rank=0, num_workers=1, loss="bce", r1=0.0,
+                 r1_every=16, ema=None, tangent=None):
         self.gen, self.disc, self.ctxs = gen, disc, ctxs
+        self.tangent = tangent        # an InputTangent of disc where R1 is on
         self.rank, self.num_workers = rank, num_workers
         self.trainer_g, self.trainer_d = trainer_g, trainer_d
         self.latent_size, self.skip = latent_size, skip_d_weight_grads
-        self.loss = gluon.loss.SigmoidBinaryCrossEntropyLoss()
+        self.loss, self.r1, self.r1_every, self.ema = loss, r1, r1_every, ema
         self.disc_params = list(disc.collect_params().values())
         self.gen_params = list(gen.collect_params().values())
+        self.spectral = spectral_layers(disc)
         self.scaler = None        # a LossScaler when the networks compute in float16
 
-    def __call__(self, real):
+    def __call__(self, real, iteration=1):
         local = real.shape[0]
         batch = local * self.num_workers                      # the global batch
         reals = gluon.utils.split_and_load(real, self.ctxs)
-        n = local // len(self.ctxs)
         noise = mx.nd.random.normal(shape=(batch, self.latent_size, 1, 1), ctx=mx.cpu())
         noises = gluon.utils.split_and_load(
             noise[self.rank * local:(self.rank + 1) * local], self.ctxs)
-        ones = [mx.nd.ones((n,), ctx=c) for c in self.ctxs]
-        zeros = [mx.nd.zeros((n,), ctx=c) for c in self.ctxs]
-        # (1) Update D: maximise log D(x) + log(1 - D(G(z)))
-        with autograd.record():
-            fakes = [self.gen(z) for z in noises]
-            out_real = [self.disc(x) for x in reals]
-            out_fake = [self.disc(f.detach()) for f in fakes]
-            errs_d = [self.loss(r, o) + self.loss(f, zz)
-                      for r, f, o, zz in zip(out_real, out_fake, ones, zeros)]
-        scale = scaled_backward(errs_d, self.scaler)
-        scaled_step(self.trainer_d, self.disc_params, self.ctxs[0], batch, self.scaler, scale)
-        # (2) Update G: maximise log D(G(z)), through the G graph recorded in (1).
-        # D's weights get no gradient here, only its input: skipping them
-        # saves a third of this backward pass.
-        with _no_weight_grads(self.disc_params if self.skip else []):
+        power_iteration(self.spectral, self.ctxs)
+        # (1) Update D: real images scored real, generated ones (detached) fake;
+        # every r1_every iterations the R1 penalty's gradient is added first
+        lazy_r1 = self.r1 > 0 and iteration % self.r1_every == 0
+        with _weight_grads(self.disc_params, "add" if lazy_r1 else None):
+            penalties = self._r1_gradients(reals) if lazy_r1 else None
             with autograd.record():
-                errs_g = [self.loss(self.disc(f), o) for f, o in zip(fakes, ones)]
+                fakes = [self.gen(z) for z in noises]
+                out_real = [self.disc(x) for x in reals]
+                out_fake = [self.disc(f.detach()) for f in fakes]
+                errs_d = [d_loss(mx.nd, self.loss, r, f) for r, f in zip(out_real, out_fake)]
+            scale = scaled_backward(errs_d, self.scaler)
+            scaled_step(self.trainer_d, self.disc_params, self.ctxs[0], batch, self.scaler,
+                        scale)
+        # (2) Update G through the G graph recorded in (1).  D's weights get
+        # no gradient here, only its input: skipping them saves a third of
+        # this backward pass.
+        with _weight_grads(self.disc_params if self.skip else [], "null"):
+            with autograd.record():
+                errs_g = [g_loss(mx.nd, self.loss, self.disc(f)) for f in fakes]
             scale = scaled_backward(errs_g, self.scaler)
-        scaled_step(self.trainer_g, self.gen_params, self.ctxs[0], batch, self.scaler, scale)
-        return mx.nd.add_n(*[mx.nd.stack(e_d.sum(), e_g.sum(), mx.nd.sigmoid(r).sum(),
-                                          mx.nd.sigmoid(f).sum()).reshape((4,))
-                             .as_in_context(self.ctxs[0])
-                             for e_d, e_g, r, f in zip(errs_d, errs_g, out_real, out_fake)])
+        if scaled_step(self.trainer_g, self.gen_params, self.ctxs[0], batch, self.scaler,
+                       scale) and self.ema is not None:
+            self.ema.update(iteration)
+        sums = [mx.nd.stack(e_d.sum(), e_g.sum(), mx.nd.sigmoid(r).sum(),
+                            mx.nd.sigmoid(f).sum()).reshape((4,)).as_in_context(self.ctxs[0])
+                for e_d, e_g, r, f in zip(errs_d, errs_g, out_real, out_fake)]
+        r1_sum = mx.nd.add_n(*penalties) if penalties else mx.nd.zeros((1,), ctx=self.ctxs[0])
+        return mx.nd.concat(mx.nd.add_n(*sums), r1_sum.reshape((1,)), dim=0)
+
+    def _r1_gradients(self, reals):
+        """Add the lazy R1 penalty's weight gradient, ``r1_every * gamma / 2 *
+        sum_i |dD(x_i)/dx_i|^2`` over the real images, to D's gradients
+        (whose request is ``add``); returns its values per device (NDArrays
+        of shape (1,), not read).
+
+        ``grad_w 1/2 |g|^2 = grad_w (dD/dx . g)`` with ``g = dD/dx`` held
+        fixed: one backward pass for ``g``, then the gradient of
+        :class:`~mxgen.models.dcgan.InputTangent` at ``t = g``."""
+        weight = self.r1 * self.r1_every
+        scale = 1.0 if self.scaler is None else self.scaler.scale
+        with _weight_grads(self.disc_params, "null"):          # input gradients only
+            for x in reals:
+                x.attach_grad()
+            with autograd.record():
+                outs = [self.disc(x) for x in reals]
+            autograd.backward(outs, [mx.nd.full(o.shape, scale, ctx=o.context) for o in outs])
+            grads = [x.grad / scale for x in reals]
+        with autograd.record():
+            slopes = [self.tangent(x.detach(), g) for x, g in zip(reals, grads)]
+        autograd.backward(slopes, [mx.nd.full(s.shape, weight * scale, ctx=s.context)
+                                   for s in slopes])
+        return [weight / 2 * mx.nd.sum(mx.nd.square(g)).reshape((1,)) for g in grads]
 
 
 def build_gan_step(model_cfg, lr, beta1, ctxs, hybridize=True, skip_d_weight_grads=True,
-                   cluster=None, batch_size=None, sync_bn=False, dtype="float32"):
+                   cluster=None, batch_size=None, sync_bn=False, dtype="float32", loss="bce",
+                   spectral_norm=False, ema=0.0, r1=0.0, r1_every=16, lr_d=None, lr_g=None,
+                   beta2=0.999, d_norm="batch"):
     """Networks (DCGAN init), trainers and step as ``train_gan`` builds them:
-    returns ``(generator, discriminator, step)``.  ``batch_size`` (the global
-    batch) is needed under dist_async, whose servers divide by it; ``dtype``
-    what the convolutions compute in (float16 adds loss scaling)."""
+    returns ``(generator, discriminator, step)``; ``step.ema.shadow`` is the
+    averaged generator when ``ema`` > 0.  ``lr`` is both learning rates
+    unless ``lr_d``/``lr_g`` are given; ``batch_size`` (the global batch) is
+    needed under dist_async, whose servers divide by it; ``dtype`` what the
+    convolutions compute in (float16 adds loss scaling); the rest as in
+    :class:`GANTrainConfig`."""
     cluster = cluster or Cluster(None, ctxs)
     sync = 0
     if sync_bn:
@@ -197,22 +301,44 @@ def build_gan_step(model_cfg, lr, beta1, ctxs, hybridize=True, skip_d_weight_gra
                              " (--ctx gpu:0,1,...); MXNet's SyncBatchNorm waits forever on"
                              " CPU devices (--ctx %s)" % ",".join(str(c) for c in ctxs))
         sync = len(ctxs)
-    gen = get_model("dcgan_generator", image_size=model_cfg.image_size,
-                    latent_size=model_cfg.latent_size, ngf=model_cfg.ngf, nc=model_cfg.nc,
-                    sync_bn_devices=sync, prefix="generator_")
-    disc = get_model("dcgan_discriminator", image_size=model_cfg.image_size, ndf=model_cfg.ndf,
-                     nc=model_cfg.nc, sync_bn_devices=sync, prefix="discriminator_")
+
+    def generator():
+        return get_model("dcgan_generator", image_size=model_cfg.image_size,
+                         latent_size=model_cfg.latent_size, ngf=model_cfg.ngf, nc=model_cfg.nc,
+                         sync_bn_devices=sync, prefix="generator_")
+
+    def discriminator(**kwargs):
+        return get_model("dcgan_discriminator", image_size=model_cfg.image_size,
+                         ndf=model_cfg.ndf, nc=model_cfg.nc, sync_bn_devices=sync,
+                         spectral_norm=spectral_norm, batch_norm=d_norm == "batch",
+                         prefix="discriminator_", **kwargs)
+    gen, disc = generator(), discriminator()
     for net in (gen, disc):
         dcgan_init(net, ctxs)
+    trainers = [cluster.trainer(net.collect_params(), "adam",
+                                {"learning_rate": rate if rate is not None else lr,
+                                 "beta1": beta1, "beta2": beta2}, batch_size=batch_size)
+                for net, rate in ((gen, lr_g), (disc, lr_d))]
+    tangent = None
+    if r1:
+        if d_norm != "none":
+            raise MXGenError("--r1 needs --d-norm none: the penalty is on each image's own"
+                             " logit, which D's BatchNorm ties to the other images of the batch")
+        tangent = InputTangent(disc, prefix="discriminator_")
+    for net in (gen, disc) + ((tangent,) if tangent else ()):
         if hybridize:
             net.hybridize(static_alloc=True)
-    opt = {"learning_rate": lr, "beta1": beta1}
-    trainer_g = cluster.trainer(gen.collect_params(), "adam", opt, batch_size=batch_size)
-    trainer_d = cluster.trainer(disc.collect_params(), "adam", opt, batch_size=batch_size)
-    for net in (gen, disc):
         set_compute_dtype(net, dtype)
-    step = GANStep(gen, disc, trainer_g, trainer_d, ctxs, model_cfg.latent_size,
-                   skip_d_weight_grads, cluster.rank, cluster.num_workers)
+    averaged = None
+    if ema:
+        shadow = generator()
+        averaged = WeightEMA(gen, shadow, ema, ctxs[0])
+        set_compute_dtype(shadow, dtype, for_training=False)
+        if hybridize:
+            shadow.hybridize(static_alloc=True)
+    step = GANStep(gen, disc, trainers[0], trainers[1], ctxs, model_cfg.latent_size,
+                   skip_d_weight_grads, cluster.rank, cluster.num_workers, loss=loss, r1=r1,
+                   r1_every=r1_every, ema=averaged, tangent=tangent)
     step.scaler = LossScaler() if dtype == "float16" else None
     return gen, disc, step
 
@@ -229,48 +355,72 @@ def gan_dtype(cfg, ctxs, batch):
 class GANTask(Task):
     """The shared loop's hooks for a DCGAN: the step is :class:`GANStep`;
     after every epoch a sample grid from the fixed noise and the Frechet
-    distance (rank 0), the best checkpoint by that distance."""
-    metrics = ("loss_d", "loss_g", "d_real", "d_fake")
+    distance against held-out images (rank 0; both from the EMA generator
+    when there is one), the best checkpoint by that distance."""
+    metrics = ("loss_d", "loss_g", "d_real", "d_fake", "r1")
     unit = "images"
 
     def __init__(self, run):
         super().__init__(run)
         cfg, ctxs, progress = run.cfg, run.ctxs, run.progress
         self.model_cfg = model_cfg = cfg.model_config()
-        self.images = image_folder(cfg, cfg.data, cfg.image_size, cfg.channels)
-        self.num_batches = len(self.images) // cfg.batch_size
+        images = image_folder(cfg, cfg.data, cfg.image_size, cfg.channels).images
+        self.train_images, held = _split_holdout(images, cfg.holdout, cfg.seed)
+        if len(self.train_images) < cfg.batch_size:
+            raise MXGenError("%s has %d images left for training after holding out %d for the"
+                             " Frechet distance, fewer than one batch (%d); lower --batch-size"
+                             " or --holdout" % (cfg.data, len(self.train_images), len(held),
+                                                cfg.batch_size))
+        self.num_batches = len(self.train_images) // cfg.batch_size
+        pool = held if len(held) else images
         fid_idx = np.random.RandomState(cfg.seed + 7).choice(
-            len(self.images), min(cfg.fid_samples, len(self.images)), replace=False)
-        self.fid_real = to_float(self.images.images[np.sort(fid_idx)])
+            len(pool), min(cfg.fid_samples, len(pool)), replace=False)
+        self.fid_real = to_float(pool[np.sort(fid_idx)])
+        self.fid_against = "%d held-out images" % len(self.fid_real) if len(held) else \
+            "%d training images" % len(self.fid_real)
         run.keep_kernels(("dtype",), {"dtype": "float32"})
         self.dtype, dtype_reason = gan_dtype(
             cfg, ctxs, max(1, cfg.batch_size // run.cluster.num_workers // len(ctxs)))
         mx.random.seed(cfg.seed)
         self.gen, self.disc, self.step_fn = build_gan_step(
             model_cfg, cfg.lr, cfg.beta1, ctxs, cluster=run.cluster, batch_size=cfg.batch_size,
-            sync_bn=cfg.sync_bn, dtype=self.dtype)
+            sync_bn=cfg.sync_bn, dtype=self.dtype, loss=cfg.loss,
+            spectral_norm=cfg.spectral_norm, d_norm=cfg.d_norm, ema=cfg.ema, r1=cfg.r1, r1_every=cfg.r1_every,
+            lr_d=cfg.lr_d, lr_g=cfg.lr_g, beta2=cfg.beta2)
+        ema = self.step_fn.ema
+        self.sampler = ema.shadow if ema is not None else self.gen   # what samples come from
         self.lo, self.hi = run.cluster.shard(cfg.batch_size)   # this rank's images of a batch
         noise = self.noise = {"noise": mx.nd.random.normal(
             shape=(max(cfg.grid_size, len(self.fid_real)), cfg.latent_size, 1, 1),
             ctx=ctxs[0])}
         self.features = frechet_features(cfg.channels, ctx=ctxs[0])
         progress.setdefault("best_fd", None)
-        run.track(nets={"generator": self.gen, "discriminator": self.disc},
+        nets = {"generator": self.gen, "discriminator": self.disc}
+        if ema is not None:
+            nets["generator_ema"] = ema.shadow
+        run.track(nets=nets,
                   trainers={"trainer_g": self.step_fn.trainer_g,
                             "trainer_d": self.step_fn.trainer_d},
                   arrays=lambda: {"fixed_noise": noise},
                   meta=lambda: {"model": model_cfg.to_dict(), "feature_net": self.features.name,
-                                "kernels": {"dtype": self.dtype}})
+                                "kernels": {"dtype": self.dtype}, "ema": ema is not None})
         if run.restore():
             noise["noise"] = run.load_arrays("fixed_noise")["noise"].as_in_context(ctxs[0])
             self.restore_scaler(self.step_fn.scaler)
         run.log("precision: %s (%s)" % (self.dtype, dtype_reason))
+        run.log("recipe %s: loss %s, spectral norm %s, D norm %s, EMA %s, R1 %s, lr D %g / G"
+                " %g, Adam betas %g / %g"
+                % (cfg.recipe, cfg.loss, "on" if cfg.spectral_norm else "off", cfg.d_norm,
+                   cfg.ema or "off", "%g every %d" % (cfg.r1, cfg.r1_every) if cfg.r1 else "off",
+                   cfg.lr_d, cfg.lr_g, cfg.beta1, cfg.beta2))
         self.real_features = self.features.features(self.fid_real)
         self.flops = gan_flops_per_image(model_cfg)
         self.fd, self.grid = progress["best_fd"], None
-        run.log("data %s: %d images %dx%d, %d batches of %d per epoch; Frechet distance"
-                " features: %s" % (cfg.data, len(self.images), cfg.image_size, cfg.image_size,
-                                   self.num_batches, cfg.batch_size, self.features.name))
+        run.log("data %s: %d images %dx%d (%d held out), %d batches of %d per epoch; Frechet"
+                " distance: %s features, %d generated vs %s"
+                % (cfg.data, len(images), cfg.image_size, cfg.image_size, len(held),
+                   self.num_batches, cfg.batch_size, self.features.name, len(self.fid_real),
+                   self.fid_against))
         if run.cluster.is_writer:
             os.makedirs(os.path.join(cfg.out, "samples"), exist_ok=True)
             if not run.resume_from:      # the baseline later distances are compared with
@@ -283,17 +433,18 @@ class GANTask(Task):
                                                       os.path.basename(cfg.data.rstrip("/"))))
 
     def _frechet(self):
-        fake = generate_images(self.gen, self.noise["noise"][:len(self.fid_real)])
+        fake = generate_images(self.sampler, self.noise["noise"][:len(self.fid_real)])
         return frechet_distance(self.real_features, self.features.features(fake)), fake
 
     def begin_epoch(self, epoch):
         cfg = self.run.cfg
-        self.batches = image_batches(self.images, cfg.batch_size, cfg.seed, epoch,
+        self.batches = image_batches(self.train_images, cfg.batch_size, cfg.seed, epoch,
                                      self.run.progress["batch"])
 
     def step(self):
         self.run.seed_step()
-        sums = self.step_fn(to_float(next(self.batches)[self.lo:self.hi]))   # this rank's
+        sums = self.step_fn(to_float(next(self.batches)[self.lo:self.hi]),   # this rank's
+                            self.run.step)
         self.record_scaler(self.step_fn.scaler)
         return sums, self.hi - self.lo, None
 
@@ -313,17 +464,28 @@ class GANTask(Task):
         if run.tensorboard is not None:
             run.tensorboard.image("samples", self.grid, run.step)
         improved = run.improves("best_fd", self.fd)
-        run.log("epoch %d step %d: Frechet distance %.3f (%s features, %d samples)%s; grid %s"
-                % (run.epoch, run.step, self.fd, self.features.name, len(self.fid_real),
-                   " *best*" if improved else "", self.grid))
+        run.log("epoch %d step %d: Frechet distance %.3f (%s features, %d samples vs %s%s)%s;"
+                " grid %s" % (run.epoch, run.step, self.fd, self.features.name,
+                              len(self.fid_real), self.fid_against,
+                              ", EMA generator" if self.sampler is not self.gen else "",
+                              " *best*" if improved else "", self.grid))
         return dict(kind="eval", step=run.step, epoch=run.epoch, frechet_distance=self.fd,
                     feature_net=self.features.name, grid=self.grid,
-                    elapsed_s=run.elapsed()), improved
+                    ema=self.sampler is not self.gen, elapsed_s=run.elapsed()), improved
 
     def summary(self):
         return dict(frechet_distance=self.fd, best_fd=self.run.progress["best_fd"],
                     grid=self.grid, feature_net=self.features.name, generator=self.gen,
-                    discriminator=self.disc)
+                    discriminator=self.disc, sampler=self.sampler)
+
+
+def _split_holdout(images, holdout, seed):
+    """``(training images, held-out images)``: ``min(holdout, N // 5)``
+    images drawn by ``seed`` are kept out of training (each keeps its order)."""
+    held = min(holdout, len(images) // 5)
+    chosen = np.zeros(len(images), dtype=bool)
+    chosen[np.random.RandomState(seed + 11).permutation(len(images))[:held]] = True
+    return images[~chosen], images[chosen]
 
 
 def train_gan(cfg: GANTrainConfig, log: Optional[Callable[[str], None]] = None,
@@ -333,16 +495,19 @@ def train_gan(cfg: GANTrainConfig, log: Optional[Callable[[str], None]] = None,
         return run.train(GANTask(run))
 
 
-class _no_weight_grads:
-    """Temporarily set ``grad_req='null'`` on parameters that need a
-    gradient; each gets its own request (``write`` or ``add``) back."""
+class _weight_grads:
+    """Temporarily set ``grad_req`` to ``req`` ('null' or 'add'; None: leave
+    them) on those of ``params`` that take a gradient; each gets its own
+    request back.  (Changing a request gives the parameter new, zeroed
+    gradient arrays: under 'add' they start from zero.)"""
 
-    def __init__(self, params):
-        self.saved = [(p, p.grad_req) for p in params if p.grad_req != "null"]
+    def __init__(self, params, req):
+        self.req = req
+        self.saved = [(p, p.grad_req) for p in params if p.grad_req != "null"] if req else []
 
     def __enter__(self):
         for p, _ in self.saved:
-            p.grad_req = "null"
+            p.grad_req = self.req
 
     def __exit__(self, *exc):
         for p, req in self.saved:
