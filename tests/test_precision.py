@@ -208,8 +208,8 @@ def test_lm_step_loss_scaling_is_exact_and_overflow_is_not_a_bad_step():
 def _gan_cfg(out, **kw):
     return GANTrainConfig(**dict(data="shapes", out=str(out), image_size=32, ngf=8, ndf=8,
                                  batch_size=16, epochs=2, progress=False, fid_samples=32,
-                                 max_images=64, decode_workers=0, log_interval=2, seed=2, holdout=0,
-                                 **kw))
+                                 max_images=64, decode_workers=0, log_interval=2, seed=2,
+                                 holdout=0, **kw))
 
 
 @needs_bf16
