@@ -33,7 +33,8 @@ from ..nn.spectral import SNConv2D
 from .registry import Family, register
 
 __all__ = ["DCGANConfig", "Generator", "Discriminator", "dcgan_generator",
-           "dcgan_discriminator", "InputTangent", "dcgan_init", "generate_images", "slerp", "FAMILY"]
+           "dcgan_discriminator", "InputTangent", "dcgan_init", "generate_images", "slerp",
+           "FAMILY"]
 
 
 @dataclass
@@ -159,8 +160,8 @@ class InputTangent(HybridBlock):
     dD(x)/dx`` held fixed: ``grad_w 1/2 |g|^2 = grad_w (dD/dx . g)``, a
     first derivative MXNet can take, where the direct route (differentiating
     a convolution's backward pass) has no kernels in MXNet 1.9.  D must have
-    spectral norm (no BatchNorm, whose batch statistics would tie each
-    logit to the other images)."""
+    no BatchNorm (``--d-norm none``), whose batch statistics would tie each
+    logit to the other images."""
 
     def __init__(self, disc, **kwargs):
         super().__init__(**kwargs)

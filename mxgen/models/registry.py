@@ -140,8 +140,9 @@ def family(name: str) -> Family:
 
 
 def open_family_checkpoint(path, expected=None, prefer="best", required=()):
-    """``(ckpt_dir, meta, Family)`` of a verified checkpoint; ``expected``
-    (a family name) refuses a checkpoint of another family, naming both."""
+    """``(ckpt_dir, meta, Family, manifest)`` of a verified checkpoint;
+    ``expected`` (a family name) refuses a checkpoint of another family,
+    naming both."""
     ckpt_dir = ckpt.resolve(path, prefer=prefer)
     manifest = ckpt.read_manifest(ckpt_dir, required=("config.json",))
     meta = ckpt.read_json(ckpt_dir, "config.json")
@@ -154,7 +155,7 @@ def open_family_checkpoint(path, expected=None, prefer="best", required=()):
                          % (ckpt_dir, found, ", ".join(sorted(_FAMILIES))))
     entry = _FAMILIES[found]
     ckpt.require_files(manifest, ckpt_dir, entry.files + tuple(required))
-    return ckpt_dir, meta, entry
+    return ckpt_dir, meta, entry, manifest
 
 
 def load(path: str, ctx: Optional[mx.Context] = None, prefer: str = "best",
@@ -168,12 +169,11 @@ def load(path: str, ctx: Optional[mx.Context] = None, prefer: str = "best",
     import mxnet as mx
     from ..data.vocab import Vocab
     ctx = ctx or mx.cpu()
-    ckpt_dir, meta, entry = open_family_checkpoint(path, family, prefer)
+    ckpt_dir, meta, entry, manifest = open_family_checkpoint(path, family, prefer)
     vocab = Vocab.from_dict(ckpt.read_json(ckpt_dir, "vocab.json")) if entry.vocab else None
     config = entry.config_from(meta, ckpt_dir)
     model = entry.build(config)
-    has_ema = bool(entry.ema_params) and \
-        entry.ema_params in ckpt.read_manifest(ckpt_dir)["files"]
+    has_ema = bool(entry.ema_params) and entry.ema_params in manifest["files"]
     if ema and not has_ema:
         raise MXGenError("checkpoint %s holds no moving average of its %s's weights (train"
                          " with --ema to have one)" % (ckpt_dir, entry.title))

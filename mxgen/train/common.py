@@ -371,7 +371,7 @@ class Run:
 
     def _open(self, cfg, explicit, to_temp):
         if cfg.resume:
-            self.resume_from, saved, _ = open_family_checkpoint(
+            self.resume_from, saved, _, _ = open_family_checkpoint(
                 cfg.out, self.family.name, prefer="latest",
                 required=("progress.json",) + self.family.resume_files)
             if "train" not in saved:

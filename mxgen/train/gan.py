@@ -42,8 +42,8 @@ from ..utils.frechet import frechet_distance, frechet_features
 from .common import (Run, RunConfig, Task, image_batches, image_folder, scaled_backward,
                      scaled_step)
 
-__all__ = ["RECIPES", "GANTrainConfig", "GANStep", "GANTask", "build_gan_step", "gan_dtype", "train_gan",
-           "gan_flops_per_image"]
+__all__ = ["RECIPES", "GANTrainConfig", "GANStep", "GANTask", "build_gan_step", "gan_dtype",
+           "train_gan", "gan_flops_per_image"]
 
 
 # The named combinations of --recipe: every setting a recipe leaves unset
@@ -268,6 +268,7 @@ class GANStep:
         :class:`~mxgen.models.dcgan.InputTangent` at ``t = g``."""
         weight = self.r1 * self.r1_every
         scale = 1.0 if self.scaler is None else self.scaler.scale
+        reals = [x.detach() for x in reals]   # the gradient buffers stay off D's update's
         with _weight_grads(self.disc_params, "null"):          # input gradients only
             for x in reals:
                 x.attach_grad()
@@ -276,7 +277,7 @@ class GANStep:
             autograd.backward(outs, [mx.nd.full(o.shape, scale, ctx=o.context) for o in outs])
             grads = [x.grad / scale for x in reals]
         with autograd.record():
-            slopes = [self.tangent(x.detach(), g) for x, g in zip(reals, grads)]
+            slopes = [self.tangent(x.detach(), g) for x, g in zip(reals, grads)]   # g fixed
         autograd.backward(slopes, [mx.nd.full(s.shape, weight * scale, ctx=s.context)
                                    for s in slopes])
         return [weight / 2 * mx.nd.sum(mx.nd.square(g)).reshape((1,)) for g in grads]
@@ -319,12 +320,7 @@ def build_gan_step(model_cfg, lr, beta1, ctxs, hybridize=True, skip_d_weight_gra
                                 {"learning_rate": rate if rate is not None else lr,
                                  "beta1": beta1, "beta2": beta2}, batch_size=batch_size)
                 for net, rate in ((gen, lr_g), (disc, lr_d))]
-    tangent = None
-    if r1:
-        if d_norm != "none":
-            raise MXGenError("--r1 needs --d-norm none: the penalty is on each image's own"
-                             " logit, which D's BatchNorm ties to the other images of the batch")
-        tangent = InputTangent(disc, prefix="discriminator_")
+    tangent = InputTangent(disc, prefix="discriminator_") if r1 else None
     for net in (gen, disc) + ((tangent,) if tangent else ()):
         if hybridize:
             net.hybridize(static_alloc=True)
@@ -385,8 +381,8 @@ class GANTask(Task):
         self.gen, self.disc, self.step_fn = build_gan_step(
             model_cfg, cfg.lr, cfg.beta1, ctxs, cluster=run.cluster, batch_size=cfg.batch_size,
             sync_bn=cfg.sync_bn, dtype=self.dtype, loss=cfg.loss,
-            spectral_norm=cfg.spectral_norm, d_norm=cfg.d_norm, ema=cfg.ema, r1=cfg.r1, r1_every=cfg.r1_every,
-            lr_d=cfg.lr_d, lr_g=cfg.lr_g, beta2=cfg.beta2)
+            spectral_norm=cfg.spectral_norm, d_norm=cfg.d_norm, ema=cfg.ema, r1=cfg.r1,
+            r1_every=cfg.r1_every, lr_d=cfg.lr_d, lr_g=cfg.lr_g, beta2=cfg.beta2)
         ema = self.step_fn.ema
         self.sampler = ema.shadow if ema is not None else self.gen   # what samples come from
         self.lo, self.hi = run.cluster.shard(cfg.batch_size)   # this rank's images of a batch
@@ -403,7 +399,7 @@ class GANTask(Task):
                             "trainer_d": self.step_fn.trainer_d},
                   arrays=lambda: {"fixed_noise": noise},
                   meta=lambda: {"model": model_cfg.to_dict(), "feature_net": self.features.name,
-                                "kernels": {"dtype": self.dtype}, "ema": ema is not None})
+                                "kernels": {"dtype": self.dtype}})
         if run.restore():
             noise["noise"] = run.load_arrays("fixed_noise")["noise"].as_in_context(ctxs[0])
             self.restore_scaler(self.step_fn.scaler)
