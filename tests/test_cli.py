@@ -195,9 +195,10 @@ def test_every_command_takes_its_flags_from_its_config(command):
             else:
                 shown = "none" if f.default is None else str(f.default)
                 # the real default, or the help's own words for an unset one
-                # ("(default: the recipe's)")
+                # ("(default: the recipe's)", "(0: none; default: the recipe's)")
                 assert "(default: %s)" % shown in action.help or (
-                    f.default is None and "(default: " in f.metadata["help"]), \
+                    f.default is None and "default: " in f.metadata["help"]), \
                     (f.name, action.help)
+            assert action.help.count("default:") <= 1, (f.name, action.help)
     help_text = sub.format_help()
     assert "--quiet" in help_text and "--verbose" in help_text

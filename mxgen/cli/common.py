@@ -107,7 +107,7 @@ def add_config_args(parser, config_cls):
                                     default=None, help=help_text)
             continue
         required = bool(meta.get("required")) and not meta.get("exclusive")
-        shown = "" if required or meta.get("exclusive") or "(default:" in help_text else \
+        shown = "" if required or meta.get("exclusive") or "default:" in help_text else \
             " (default: %s)" % ("none" if f.default is None else f.default)
         target.add_argument(*_flags(f), dest=f.name, type=kind, default=None,
                             required=required, choices=meta.get("choices"),
