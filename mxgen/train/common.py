@@ -411,6 +411,7 @@ class Run:
         self.last_ckpt, self.stop, self.steps_this_run = self.resume_from, None, 0
         self.last_batch = False
         self._nets, self._trainers, self._arrays, self._meta = {}, {}, dict, dict
+        self._before_save = None
 
     def close(self):
         """Release the run folder (also when the loop failed)."""
@@ -435,7 +436,7 @@ class Run:
         return self.progress["epoch"]
 
     # ---- what a checkpoint holds -------------------------------------------------
-    def track(self, nets, trainers, arrays=None, meta=None):
+    def track(self, nets, trainers, arrays=None, meta=None, before_save=None):
         """Register what :meth:`save` writes and :meth:`restore` reads.
 
         ``nets`` ``{name: block}`` -> ``name.params``; ``trainers``
@@ -443,10 +444,12 @@ class Run:
         callable returning ``{name: {key: NDArray}}`` -> ``name.nd``; ``meta``
         a callable returning entries for ``config.json`` (``family`` and
         ``train`` are added) and ``{file: obj}`` under the key ``"files"``
-        for other JSON files.
+        for other JSON files; ``before_save`` a callable run on the writing
+        rank just before a checkpoint is written.
         """
         self._nets, self._trainers = dict(nets), dict(trainers)
         self._arrays, self._meta = arrays or dict, meta or dict
+        self._before_save = before_save
         return self
 
     def restore(self):
@@ -498,6 +501,8 @@ class Run:
         """Write a checkpoint of everything tracked; point ``latest`` (and
         ``best``) at it.  Non-finite parameters are refused.  Every rank of a
         distributed run calls it (``arrays`` may gather); rank 0 writes."""
+        if self._before_save is not None and self.cluster.is_writer:
+            self._before_save()
         for name, net in self._nets.items():
             if not ckpt.params_finite(net.collect_params().values()):
                 raise MXGenError("refusing to save a checkpoint: the %s's parameters are not"

@@ -399,7 +399,8 @@ class GANTask(Task):
                             "trainer_d": self.step_fn.trainer_d},
                   arrays=lambda: {"fixed_noise": noise},
                   meta=lambda: {"model": model_cfg.to_dict(), "feature_net": self.features.name,
-                                "kernels": {"dtype": self.dtype}})
+                                "kernels": {"dtype": self.dtype}},
+                  before_save=self._refresh_ema)
         if run.restore():
             noise["noise"] = run.load_arrays("fixed_noise")["noise"].as_in_context(ctxs[0])
             self.restore_scaler(self.step_fn.scaler)
@@ -428,7 +429,18 @@ class GANTask(Task):
                          title="DCGAN %dx%d on %s" % (cfg.image_size, cfg.image_size,
                                                       os.path.basename(cfg.data.rstrip("/"))))
 
+    def _refresh_ema(self):
+        """The EMA generator's batch norms get statistics of its own weights,
+        from the first batches of the fixed noise (a few batches of
+        ``--batch-size``, as in training), before it is evaluated or saved."""
+        if self.step_fn.ema is not None:
+            noise, size = self.noise["noise"], self.run.cfg.batch_size
+            count = max(1, min(4, noise.shape[0] // size))
+            self.step_fn.ema.refresh_statistics(
+                [noise[i * size:(i + 1) * size] for i in range(count)])
+
     def _frechet(self):
+        self._refresh_ema()
         fake = generate_images(self.sampler, self.noise["noise"][:len(self.fid_real)])
         return frechet_distance(self.real_features, self.features.features(fake)), fake
 

@@ -3,7 +3,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from mxgen.nn.ema import WeightEMA
+from mxgen.nn.ema import WeightEMA, standing_statistics
 from mxgen.nn.gan_loss import LOSSES, d_loss, g_loss
 from mxgen.nn.spectral import SNConv2D, power_iteration
 
@@ -115,6 +115,60 @@ def test_ema_copies_the_statistics_that_are_not_trained():
     src.running_mean.set_data(mx.nd.array([3.0, -1.0]))
     ema.update(100)
     np.testing.assert_array_equal(shadow.running_mean.data().asnumpy(), [3.0, -1.0])
+
+
+def test_standing_statistics_are_the_networks_own():
+    """Every BatchNorm gets the mean over the batches of the batch statistics
+    it sees in training mode (later layers see earlier ones normalised by
+    their batch statistics), whatever it held before; the network stays
+    hybridized."""
+    net = mx.gluon.nn.HybridSequential()
+    net.add(mx.gluon.nn.Dense(4, in_units=3), mx.gluon.nn.BatchNorm(in_channels=4),
+            mx.gluon.nn.Activation("relu"), mx.gluon.nn.Dense(2, in_units=4),
+            mx.gluon.nn.BatchNorm(in_channels=2))
+    net.initialize(mx.init.Normal(1.0))
+    net.hybridize(static_alloc=True)
+    rng = np.random.RandomState(1)
+    batches = [rng.normal(1.0, 2.0, size=(16, 3)) for _ in range(3)]
+    for bn in (net[1], net[4]):
+        bn.running_mean.set_data(mx.nd.full(bn.running_mean.shape, 7.0))
+    assert standing_statistics(net, [mx.nd.array(b) for b in batches]) == 2
+    w1, b1 = net[0].weight.data().asnumpy(), net[0].bias.data().asnumpy()
+    w2, b2 = net[3].weight.data().asnumpy(), net[3].bias.data().asnumpy()
+    g, beta = net[1].gamma.data().asnumpy(), net[1].beta.data().asnumpy()
+    stats = [[], []]
+    for x in batches:
+        h = x @ w1.T + b1
+        stats[0].append((h.mean(0), h.var(0)))
+        h = np.maximum(g * (h - h.mean(0)) / np.sqrt(h.var(0) + 1e-5) + beta, 0) @ w2.T + b2
+        stats[1].append((h.mean(0), h.var(0)))
+    for bn, got in zip((net[1], net[4]), stats):
+        np.testing.assert_allclose(bn.running_mean.data().asnumpy(),
+                                   np.mean([m for m, _ in got], 0), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(bn.running_var.data().asnumpy(),
+                                   np.mean([v for _, v in got], 0), rtol=1e-4, atol=1e-5)
+    assert net._active                              # hybridized again
+    net(mx.nd.array(batches[0]))
+    assert net._cached_op is not None
+
+
+def test_ema_statistics_follow_the_averaged_weights():
+    """The shadow's refreshed statistics are those of its own (averaged)
+    weights, not the copied ones of the source."""
+    src = mx.gluon.nn.HybridSequential(prefix="g_")
+    with src.name_scope():
+        src.add(mx.gluon.nn.Dense(4, in_units=3), mx.gluon.nn.BatchNorm(in_channels=4))
+    src.initialize(mx.init.Normal(1.0))
+    shadow = mx.gluon.nn.HybridSequential(prefix="g_")
+    with shadow.name_scope():
+        shadow.add(mx.gluon.nn.Dense(4, in_units=3), mx.gluon.nn.BatchNorm(in_channels=4))
+    ema = WeightEMA(src, shadow, 0.5, mx.cpu())
+    src[0].weight.set_data(src[0].weight.data() * 3)
+    ema.update(100)                                # shadow weight = 2x the original
+    x = np.random.RandomState(2).normal(size=(32, 3))
+    assert ema.refresh_statistics([mx.nd.array(x)]) == 1
+    h = x @ shadow[0].weight.data().asnumpy().T + shadow[0].bias.data().asnumpy()
+    np.testing.assert_allclose(shadow[1].running_var.data().asnumpy(), h.var(0), rtol=1e-4)
 
 
 def _np_softplus(x):
