@@ -1,6 +1,7 @@
 """The dcgan and stable recipes of ``mxgen train-gan`` side by side.
 
-    python benchmarks/gan_recipes.py RUN_DCGAN RUN_STABLE [--out docs/gan-recipes.png]
+    python benchmarks/gan_recipes.py DCGAN_RUN... STABLE_RUN... [--out docs/gan-recipes.png] \
+        [--grids PNG] [--also "LABEL=RUN" ...]
     python benchmarks/gan_recipes.py --train --data shapes --minutes 3 --seeds 0 1 2 \\
         --image-size 32 --root /tmp/recipes [--out ...]
 
@@ -59,7 +60,8 @@ def train(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("runs", nargs="*", help="run folders: dcgan's then stable's")
+    parser.add_argument("runs", nargs="*", help="run folders: dcgan's, then as many of"
+                                                " stable's (the same seeds, in order)")
     parser.add_argument("--train", action="store_true", help="train the runs first")
     parser.add_argument("--data", default="shapes")
     parser.add_argument("--image-size", type=int, default=32)
@@ -70,14 +72,30 @@ def main():
     parser.add_argument("--root", default="runs/recipes")
     parser.add_argument("--title", default=None)
     parser.add_argument("--out", default=None, help="plot PNG (JSON summary beside it)")
+    parser.add_argument("--grids", default=None, metavar="PNG",
+                        help="also write 16 samples of each recipe's final generator (EMA"
+                             " weights where the run has them), from the same noise, side by"
+                             " side")
+    parser.add_argument("--also", action="append", default=[], metavar="LABEL=RUN",
+                        help="another run (an ablation) to read and plot beside the recipes;"
+                             " repeatable")
     args = parser.parse_args()
+    also = []
+    for item in args.also:
+        label, sep, run = item.partition("=")
+        if not sep or not label or not run:
+            parser.error("--also takes LABEL=RUN_FOLDER, got %r" % item)
+        also.append((label, run))
     if args.train:
         runs = train(args)
-    elif len(args.runs) == 2:
-        runs = {"dcgan": [args.runs[0]], "stable": [args.runs[1]]}
+    elif args.runs and len(args.runs) % 2 == 0:
+        half = len(args.runs) // 2
+        runs = {"dcgan": args.runs[:half], "stable": args.runs[half:]}
     else:
-        parser.error("give two run folders (dcgan's, stable's) or --train")
+        parser.error("give run folders, dcgan's then as many of stable's, or --train")
     results = {recipe: [dict(read_run(r), run=r) for r in dirs] for recipe, dirs in runs.items()}
+    for label, run in also:
+        results.setdefault(label, []).append(dict(read_run(run), run=run))
     summary = {"results": results, "cpu": _cpu(), "ratio_final_fd_stable_over_dcgan": [
         s["final_fd"] / d["final_fd"] for d, s in zip(results["dcgan"], results["stable"])]}
     print(json.dumps({k: v for k, v in summary.items() if k != "results"}, indent=1))
@@ -92,10 +110,13 @@ def main():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         fig, ax = plt.subplots(figsize=(7, 4.2))
-        for recipe, color in zip(RECIPES, ("tab:blue", "tab:orange")):
-            for k, r in enumerate(results[recipe]):
+        colors = ("tab:blue", "tab:orange", "tab:gray", "tab:green", "tab:purple")
+        for n, (recipe, items) in enumerate(results.items()):
+            extra = recipe not in RECIPES
+            for k, r in enumerate(items):
                 xs, ys = zip(*r["curve"])
-                ax.plot(xs, ys, "o-", color=color, ms=3, alpha=1 if k == 0 else 0.5,
+                ax.plot(xs, ys, "o--" if extra else "o-", color=colors[n % len(colors)], ms=3,
+                        alpha=(0.7 if extra else 1) if k == 0 else 0.5, lw=1 if extra else 1.5,
                         label="%s (%.2f it/s)" % (recipe, r["iterations_per_s"] or 0)
                         if k == 0 else None)
         ax.set_xlabel("minutes of training")
@@ -108,6 +129,34 @@ def main():
         with open(os.path.splitext(args.out)[0] + ".json", "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=1)
         print("wrote", args.out)
+    if args.grids:
+        write_grids(results, args.grids)
+
+
+def write_grids(results, path, count=16, seed=5):
+    """The recipes' final samples (first run of each), one panel per recipe."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mxnet as mx
+    import numpy as np
+    from mxgen.data.images import make_grid
+    from mxgen.models import load
+    from mxgen.models.dcgan import generate_images
+    fig, axes = plt.subplots(1, len(RECIPES), figsize=(3.2 * len(RECIPES), 3.5))
+    for ax, recipe in zip(axes, RECIPES):
+        r = results[recipe][0]
+        loaded = load(r["run"], prefer="latest")
+        gen, latent = loaded.model, loaded.config.latent_size
+        noise = mx.nd.array(np.random.RandomState(seed).normal(size=(count, latent, 1, 1)))
+        grid = make_grid(generate_images(gen, noise), int(math.sqrt(count)))
+        ax.imshow(grid[..., 0] if grid.shape[2] == 1 else grid,
+                  cmap="gray" if grid.shape[2] == 1 else None)
+        ax.set_title("%s: FD %.1f" % (recipe, r["final_fd"]), fontsize=10, loc="left")
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    print("wrote", path)
 
 
 def _cpu():
