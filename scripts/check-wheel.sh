@@ -2,7 +2,8 @@
 # Builds mxgen's sdist and wheel (python -m build, native kernels required),
 # installs the wheel -- not the checkout -- in a fresh virtual environment
 # and runs from it what README command 1 runs: a training dry run on the
-# embedded corpus, generation from its checkpoint and `mxgen bench --quick`.
+# embedded corpus, generation from its checkpoint and every case of
+# `mxgen bench --quick` (the test suite runs only a few of them).
 # Then, if an interpreter outside the supported range is on PATH
 # (python3.12), checks that pip refuses the wheel there with its own message.
 #
@@ -36,7 +37,31 @@ assert _native.available(), _native.status()
 print('installed at', os.path.dirname(mxgen.__file__), '| kernels:', _native.isa())"
 "$bin/mxgen" train-text --data stdlib --dry-run --out "$work/run"
 "$bin/mxgen" generate --checkpoint "$work/run" --length 60 --seed 1
-"$bin/mxgen" bench --quick
+# every case of the quick benchmark mode, from the wheel: each reports its
+# throughput with a ratio to its baseline (the test suite runs only a few)
+"$bin/mxgen" bench --quick --json "$work/bench.json"
+"$bin/python" - "$work/bench.json" <<'PY'
+import json, sys
+from mxgen import _native
+data = json.load(open(sys.argv[1]))
+names = {b["name"] for b in data["benchmarks"]}
+wanted = {"test_train_step[lstm]", "test_train_step[gru]", "test_unrolled_step",
+          "test_generate_batch1", "test_generate_batch64", "test_bptt_batches",
+          "test_bucket_iterator", "test_dcgan_iteration", "test_gemm_peak"}
+if _native.available():
+    wanted |= {"test_sampler_op[1]", "test_sampler_op[64]"}
+missing = wanted - names
+assert not missing, "quick benchmark cases missing: %s" % sorted(missing)
+for bench in data["benchmarks"]:
+    info = bench["extra_info"]
+    assert info["native_isa"] and info["device"], bench["name"]
+    if bench["name"] == "test_gemm_peak":      # the run's peak, no baseline
+        assert info["peak"] > 0, info
+    else:
+        assert info["candidate_per_s"] > 0, bench["name"]
+        assert any(k.startswith("ratio_vs_") for k in info), bench["name"]
+print("quick benchmarks: %d cases, each with its ratio" % len(names))
+PY
 
 # an interpreter above the range: $OUTSIDE_PYTHON, else python3.12/3.13 on
 # PATH, else one that pyenv holds

@@ -1,27 +1,28 @@
-"""The benchmark suite's quick mode runs on every CI run: a case that errors fails CI
-(throughput numbers are not asserted here: machines are noisy)."""
+"""The benchmark suite's quick mode, a few cases of it: the JSON report, the
+ratios beside each throughput and the comparison with an earlier run.  Every
+case of the quick mode runs in CI from the installed wheel
+(scripts/check-wheel.sh), outside this test suite's time; that every case is
+collected is checked by tests/test_bench_cli.py.  Throughput numbers are not
+asserted here: machines are noisy."""
 import json
+
+CASES = "bptt or unrolled or sampler_op"
 
 
 def test_bench_quick_runs_and_reports_ratios(cli, tmp_path):
     out = tmp_path / "bench.json"
-    proc = cli("bench", "--quick", "--json", out, timeout=600)
+    proc = cli("bench", "--quick", "--json", out, "-k", CASES, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "ratio" in proc.stdout
     data = json.loads(out.read_text())
     names = {b["name"] for b in data["benchmarks"]}
-    assert {"test_train_step[lstm]", "test_train_step[gru]", "test_unrolled_step",
-            "test_generate_batch1", "test_generate_batch64", "test_bptt_batches",
-            "test_bucket_iterator", "test_dcgan_iteration", "test_gemm_peak"} <= names
+    assert {"test_unrolled_step", "test_bptt_batches"} <= names
     from mxgen import _native
     if _native.available():
         assert {"test_sampler_op[1]", "test_sampler_op[64]"} <= names
     for bench in data["benchmarks"]:
         info = bench["extra_info"]
         assert info["native_isa"] and info["device"]
-        if bench["name"] == "test_gemm_peak":     # the run's peak, no baseline
-            assert info["peak"] > 0
-            continue
         assert info["candidate_per_s"] > 0
         assert any(k.startswith("ratio_vs_") for k in info)
     # comparing a run with itself finds no regression

@@ -181,6 +181,12 @@ def main(args):
         print("\n".join(os.path.relpath(os.path.join(os.path.dirname(bench_dir), c))
                         if not os.path.isabs(c) else c for c in cases))
         return 0
+    if args.select:               # one collection instead of a process per unselected file
+        chosen = {os.path.basename(c.split("::")[0])
+                  for c in list_cases(bench_dir, files, args.select)}
+        files = [name for name in files if name in chosen]
+        if not files:
+            raise MXGenError("no benchmark case selected")
     parts = tempfile.mkdtemp(prefix="mxgen-bench-")
     out = args.json_path or os.path.join(parts, "bench.json")
     merged = None
