@@ -10,6 +10,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "barrier.h"
 #include "dispatch.h"
 #include "gemm.h"
 #include "gru.h"
@@ -292,6 +293,7 @@ inline void generate_small(const GenArgs& a) {
   std::vector<float> pre(static_cast<size_t>(N) * GH), hh(static_cast<size_t>(N) * GH);
   std::vector<float> logits(static_cast<size_t>(N) * V), next(N);
   const int pn = ceil_div(H, kNR), pv = ceil_div(V, kNR);
+  TeamBarrier step_barrier;
 
 #pragma omp parallel
   {
@@ -339,21 +341,20 @@ inline void generate_small(const GenArgs& a) {
             }
           }
         }
-#pragma omp barrier   // h_t of this layer complete: the next layer's input
+        step_barrier.wait(team);   // h_t of this layer complete: the next layer's input
       }
       if (t < P - 1) continue;          // priming: the next input is the prompt's
       panel_products<S>(H, dec.data.data(), S::rows(h_at(L - 1, t + 1), H, N, H, &hbuf16), N,
                         d0, d1, V, a.dec_b, logits.data(), V, false);
-#pragma omp barrier
-#pragma omp master
-      {
+      step_barrier.wait(team);
+      if (rank == 0) {
         sample_rows(logits.data(), N, V, a.sampling, a.rng, next.data());
         for (int n = 0; n < N; ++n) {
           a.ids_out[static_cast<size_t>(n) * a.length + t - (P - 1)] = next[n];
           ids[n] = static_cast<int>(next[n]);
         }
       }
-#pragma omp barrier   // the next ids
+      step_barrier.wait(team);   // the next ids
     }
   }
   for (int l = 0; l < L; ++l)

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <vector>
 
+#include "barrier.h"
 #include "gemm.h"
 
 #include "isa_namespace.h"
@@ -35,6 +36,7 @@ inline void recurrent_forward(int T, int N, int I, int H, int G, const float* x,
   typename P::Packed* wi_packed = P::b_buffer(1, P::b_size(I, G));   // W_i2h^T, (I, G)
   typename P::Packed* w_packed = P::b_buffer(3, P::b_size(H, G));    // W_h2h^T, (H, G)
   const int pn = ceil_div(G, kNR), pm = ceil_div(N, kMR);
+  TeamBarrier step_barrier;
 #pragma omp parallel
   {
     const int team = omp_team(), rank = omp_rank();
@@ -52,9 +54,9 @@ inline void recurrent_forward(int T, int N, int I, int H, int G, const float* x,
       const float* h_prev = t == 0 ? h0 : y + static_cast<size_t>(t - 1) * N * H;
       float* pre_t = pre + static_cast<size_t>(t % chunk) * N * G;
       P::gemm(N, G, H, h_prev, H, w_packed, 0, pm, j0, j1, hh ? hh : pre_t, G, !hh);
-#pragma omp barrier
+      step_barrier.wait(team);
       cells(t, static_cast<const float*>(pre_t), u0, u1);
-#pragma omp barrier   // h_t complete before any thread multiplies by it
+      step_barrier.wait(team);   // h_t complete before any thread multiplies by it
     }
   }
 }
@@ -71,16 +73,18 @@ inline void recurrent_backward(int T, int N, int H, int G, const float* w_h2h, c
                                float* dh, bool accumulate, Cells cells) {
   typename P::Packed* w_packed = P::b_buffer(3, P::b_size(G, H));   // W_h2h, (G, H)
   const int pn = ceil_div(H, kNR), pm = ceil_div(N, kMR);
+  TeamBarrier step_barrier;
 #pragma omp parallel
   {
+    const int team = omp_team();
     int j0, j1;
-    split_range(pn, omp_team(), omp_rank(), &j0, &j1);
+    split_range(pn, team, omp_rank(), &j0, &j1);
     P::pack_b(false, G, H, w_h2h, H, w_packed, j0, j1);
     const int u0 = std::min(H, j0 * kNR), u1 = std::min(H, j1 * kNR);
     for (int t = T - 1; t >= 0; --t) {
       const size_t first = static_cast<size_t>(t) * N;
       for (int n = 0; n < N; ++n) cells(first + n, u0, u1);
-#pragma omp barrier   // da_h_t complete: every thread's dh needs all of it
+      step_barrier.wait(team);   // da_h_t complete: every thread's dh needs all of it
       P::gemm(N, H, G, da_h + first * G, G, w_packed, 0, pm, j0, j1, dh, H, accumulate);
     }
   }
@@ -171,6 +175,7 @@ inline void sequence_grads(int T, int N, int I, int H, int G, const float* x, co
   const int pni = ceil_div(I, kNR);
   std::fill(db_i2h, db_i2h + G, 0.f);
   std::fill(db_h2h, db_h2h + G, 0.f);
+  TeamBarrier block_barrier;
 #pragma omp parallel
   {
     const int team = omp_team(), rank = omp_rank();
@@ -194,14 +199,14 @@ inline void sequence_grads(int T, int N, int I, int H, int G, const float* x, co
       if (kc > from_h0)
         P::pack_at(y + static_cast<size_t>(r0 + from_h0 - N) * H, H, H, kc, from_h0,
                    kc - from_h0, ht_block, lo, hi);
-#pragma omp barrier   // the Z^T block and W_i2h are complete
+      block_barrier.wait(team);   // the Z^T block and W_i2h are complete
       P::gemm_packed(I, G, kc, xt_block, dai_block, 0, pi, jlo, jhi, dwt, G, r0 > 0);
       P::gemm_packed(H, G, kc, ht_block, dah_block, 0, ph, jlo, jhi,
                      dwt + static_cast<size_t>(I) * G, G, r0 > 0);
       split_range(ceil_div(kc, kMR), team, rank, &lo, &hi);
       P::gemm(kc, I, G, da_i + static_cast<size_t>(r0) * G, G, wi_packed, lo, hi, 0, pni,
               dx + static_cast<size_t>(r0) * I, I, false);
-#pragma omp barrier   // before the next block overwrites the Z^T block
+      block_barrier.wait(team);   // before the next block overwrites the Z^T block
     }
     // transpose into MXNet's (G, I) and (G, H) blocks
     split_range(G, team, rank, &lo, &hi);

@@ -15,6 +15,17 @@
 
 #include "../dispatch.h"
 
+// barrier.h is compiled per ISA like every kernel header; its code has no
+// ISA-specific part, so the check builds one copy of its own.
+#define MXGEN_ISA_NS barrier_check
+#define MXGEN_ISA_LEVEL 0
+#include "../barrier.h"
+#undef MXGEN_ISA_NS
+#undef MXGEN_ISA_LEVEL
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 extern "C" int mxgen_set_isa(const char* name);
 extern "C" const char* mxgen_isa_best();
 
@@ -169,7 +180,31 @@ void check_sampler_and_generation(const char* isa, const mxgen::Kernels& k, std:
 
 }  // namespace
 
+// TeamBarrier: after each wait every thread sees what every other thread
+// wrote before it, over many rounds (a barrier that let a thread through
+// early, or reordered the writes, fails here).
+void check_barrier() {
+#ifdef _OPENMP
+  const int rounds = 2000, threads = 4;
+  std::vector<int> slot(threads * 16, -1);   // one cache line per thread
+  int bad = 0;
+  mxgen::barrier_check::TeamBarrier barrier;
+#pragma omp parallel num_threads(threads) reduction(+ : bad)
+  {
+    const int team = omp_get_num_threads(), rank = omp_get_thread_num();
+    for (int r = 0; r < rounds; ++r) {
+      slot[rank * 16] = r;
+      barrier.wait(team);
+      for (int other = 0; other < team; ++other) bad += slot[other * 16] != r;
+      barrier.wait(team);   // nobody writes round r + 1 before all have read round r
+    }
+  }
+  check(bad == 0, "any", "TeamBarrier let a thread through before the others arrived");
+#endif
+}
+
 int main() {
+  check_barrier();
   const char* isas[] = {"amx_bf16", "avx512_bf16", "avx512", "avx2", "generic"};
   const std::string best = mxgen_isa_best();
   bool reached = false;
