@@ -388,6 +388,13 @@ inline void interleave_rows_bf16(const float* r0, const float* r1, int n, uint32
     _mm512_storeu_si512(out + c, _mm512_permutexvar_epi16(
         pairs, reinterpret_cast<const __m512i&>(both)));
   }
+  for (; c + 8 <= n; c += 8) {   // a kMR-row panel of a transposed A: 8 at a time
+    const __m128bh lo = _mm256_cvtneps_pbh(_mm256_loadu_ps(r0 + c));
+    const __m128bh hi = _mm256_cvtneps_pbh(r1 ? _mm256_loadu_ps(r1 + c) : _mm256_setzero_ps());
+    const __m128i l = reinterpret_cast<const __m128i&>(lo), h = reinterpret_cast<const __m128i&>(hi);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + c), _mm_unpacklo_epi16(l, h));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + c + 4), _mm_unpackhi_epi16(l, h));
+  }
 #endif
   for (; c < n; ++c)
     out[c] = static_cast<uint32_t>(r1 ? to_bf16(r1[c]) : 0) << 16 | to_bf16(r0[c]);
@@ -439,6 +446,32 @@ inline void rows_to_bf16(const float* A, int lda, int K, int m0, int m1, bf16_t*
     bf16_t* d = dst + static_cast<size_t>(m - m0) * ldd;
     floats_to_bf16(A + static_cast<size_t>(m) * lda, d, K);
     std::fill(d + K, d + ldd, bf16_t{0});
+  }
+}
+
+// Panels [j0, j1) of a row-major (K x N) B that is bfloat16 already (row
+// stride ldb), in K pairs: what pack_b_panels_bf16(false, ...) makes of the
+// same values in float32.
+inline void pack_b_rows_bf16(int K, int N, const bf16_t* B, int ldb, bf16_t* Bp, int j0,
+                             int j1) {
+  const int KP = pad_k(K) / 2;
+  for (int j = j0; j < j1; ++j) {
+    uint32_t* dst = reinterpret_cast<uint32_t*>(Bp + static_cast<size_t>(j) * 2 * KP * kNR);
+    const int n0 = j * kNR, nn = std::min(kNR, N - n0);
+    for (int kp = 0; kp < KP; ++kp) {
+      uint32_t* d = dst + static_cast<size_t>(kp) * kNR;
+      const bf16_t* r0 = B + static_cast<size_t>(2 * kp) * ldb + n0;
+      if (2 * kp + 1 < K) {
+        const bf16_t* r1 = r0 + ldb;
+#pragma omp simd
+        for (int c = 0; c < nn; ++c) d[c] = static_cast<uint32_t>(r1[c]) << 16 | r0[c];
+      } else if (2 * kp < K) {
+        for (int c = 0; c < nn; ++c) d[c] = r0[c];
+      } else {
+        std::fill(d, d + nn, 0u);
+      }
+      std::fill(d + nn, d + kNR, 0u);
+    }
   }
 }
 
@@ -666,9 +699,9 @@ inline void gemm_panels_bf16(int M, int N, int K, const bf16_t* A, int lda, cons
 }
 
 // A bfloat16 buffer of the calling thread (slot 0: plain A rows; 1: packed
-// A blocks).
+// A blocks; 2 and 3: the backward passes' pre-activation gradients).
 inline bf16_t* scratch_bf16(int slot, size_t n) {
-  static thread_local std::vector<bf16_t> bufs[2];
+  static thread_local std::vector<bf16_t> bufs[4];
   if (bufs[slot].size() < n) bufs[slot].resize(n);
   return bufs[slot].data();
 }
@@ -678,8 +711,27 @@ inline bf16_t* scratch_bf16(int slot, size_t n) {
 // F32 multiplies float32 operands, BF16 converts them (weights packed once
 // per call, activations and gradients as they are multiplied) and
 // accumulates in float32.  Both take float32 in and give float32 out.
+//
+// Act is how the backward passes keep the pre-activation gradients dA
+// between the time loop and the weight gradients: float32 for F32; for BF16
+// the bfloat16 values every GEMM would round them to anyway (half the
+// memory traffic, no conversion per use), rows of act_ld(K) values with the
+// pad zeroed.  act(v) stores one value.
 struct F32 {
   using Packed = float;
+  using Act = float;
+  static int act_ld(int K) { return K; }
+  static Act act(float v) { return v; }
+  static Act* act_buffer(int slot, size_t n) { return scratch(slot == 0 ? 2 : 4, n).data(); }
+  // panels [j0, j1) of a row-major (K, N) Act operand as the B side
+  static void pack_act(int K, int N, const Act* B, int ldb, Packed* Bp, int j0, int j1) {
+    pack_b_panels(false, K, N, B, ldb, Bp, j0, j1);
+  }
+  // C = (accumulate ? C : 0) + A Bp for Act rows A (stride lda), panels as in gemm
+  static void gemm_act(int M, int N, int K, const Act* A, int lda, const Packed* Bp, int i0,
+                       int i1, int j0, int j1, float* C, int ldc, bool accumulate) {
+    gemm_panels(M, N, K, A, lda, Bp, i0, i1, j0, j1, C, ldc, accumulate);
+  }
   static size_t b_size(int K, int N) { return packed_b_size(K, N); }
   static size_t a_size(int M, int K) { return packed_a_size(M, K); }
   static Packed* b_buffer(int slot, size_t n) { return scratch(slot, n).data(); }
@@ -704,6 +756,18 @@ struct F32 {
 
 struct BF16 {
   using Packed = bf16_t;
+  using Act = bf16_t;
+  static int act_ld(int K) { return pad_k(K); }
+  static Act act(float v) { return to_bf16(v); }
+  static Act* act_buffer(int slot, size_t n) { return scratch_bf16(2 + slot, n); }
+  static void pack_act(int K, int N, const Act* B, int ldb, Packed* Bp, int j0, int j1) {
+    pack_b_rows_bf16(K, N, B, ldb, Bp, j0, j1);
+  }
+  // (AMX reads rows in blocks of 32: 32 rows past the last must be readable)
+  static void gemm_act(int M, int N, int K, const Act* A, int lda, const Packed* Bp, int i0,
+                       int i1, int j0, int j1, float* C, int ldc, bool accumulate) {
+    gemm_panels_bf16(M, N, K, A, lda, Bp, i0, i1, j0, j1, C, ldc, accumulate);
+  }
   static size_t b_size(int K, int N) { return packed_b_size_bf16(K, N); }
   static size_t a_size(int M, int K) { return packed_a_size_bf16(M, K); }
   static Packed* b_buffer(int slot, size_t n) {

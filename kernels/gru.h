@@ -54,9 +54,12 @@ inline void gru_cell_forward(const float* pre, const float* hh, const float* b_i
 
 // Backward of one row for units [u0, u1): dh_next (in: from step t+1; out:
 // the direct part dh * z of the gradient for h_prev, to which the caller
-// adds da_h W_h2h), writes da_i and da_h (3H each).
+// adds da_h W_h2h), writes da_i and da_h (3H each, P's Act type) and adds
+// them to the bias gradients db_i and db_h (3H each, float32).
+template <typename P>
 inline void gru_cell_backward(const float* ws, const float* h_prev, const float* dy,
-                              float* dh_next, float* da_i, float* da_h, int H, int u0, int u1) {
+                              float* dh_next, typename P::Act* da_i, typename P::Act* da_h,
+                              float* db_i, float* db_h, int H, int u0, int u1) {
 #pragma omp simd
   for (int u = u0; u < u1; ++u) {
     const float r = ws[u], z = ws[H + u], n = ws[2 * H + u], hn = ws[3 * H + u];
@@ -64,12 +67,17 @@ inline void gru_cell_backward(const float* ws, const float* h_prev, const float*
     const float dn = dh * (1.f - z) * (1.f - n * n);
     const float dr = dn * hn * r * (1.f - r);
     const float dz = dh * (h_prev[u] - n) * z * (1.f - z);
-    da_i[u] = dr;
-    da_i[H + u] = dz;
-    da_i[2 * H + u] = dn;
-    da_h[u] = dr;
-    da_h[H + u] = dz;
-    da_h[2 * H + u] = dn * r;
+    const float dnr = dn * r;
+    da_i[u] = da_h[u] = P::act(dr);
+    da_i[H + u] = da_h[H + u] = P::act(dz);
+    da_i[2 * H + u] = P::act(dn);
+    da_h[2 * H + u] = P::act(dnr);
+    db_i[u] += dr;
+    db_i[H + u] += dz;
+    db_i[2 * H + u] += dn;
+    db_h[u] += dr;
+    db_h[H + u] += dz;
+    db_h[2 * H + u] += dnr;
     dh_next[u] = dh * z;
   }
 }
@@ -117,18 +125,20 @@ inline void gru_backward_p(const GruShape& s, const float* dy, const float* dhT,
   float* dw_h2h = dw + static_cast<size_t>(G) * I;
   float* db_i2h = dw_h2h + static_cast<size_t>(G) * H;
   float* db_h2h = db_i2h + G;
-  float* da_i = scratch(2, static_cast<size_t>(T) * N * G).data();   // (T*N, G)
-  float* da_h = scratch(4, static_cast<size_t>(T) * N * G).data();
+  const int ld = P::act_ld(G);
+  typename P::Act* da_i = act_rows<P>(0, T * N, G);   // (T*N, G), row stride ld
+  typename P::Act* da_h = act_rows<P>(1, T * N, G);
   std::memcpy(dh0, dhT, sizeof(float) * N * H);   // dh0 carries dh through the loop
+  std::fill(db_i2h, db_i2h + 2 * G, 0.f);         // db_h2h follows db_i2h
   // each row leaves dh * z in dh0; the loop adds da_h_t W_h2h
-  recurrent_backward<P>(T, N, H, G, w_h2h, da_h, dh0, true, [&](size_t row, int u0, int u1) {
+  recurrent_backward<P>(T, N, H, G, w_h2h, da_h, ld, dh0, true,
+                        [&](size_t row, int u0, int u1) {
     const size_t n = row % N;
     const float* h_prev = row < static_cast<size_t>(N) ? h0 + n * H : y + (row - N) * H;
-    gru_cell_backward(ws + row * 4 * H, h_prev, dy + row * H, dh0 + n * H, da_i + row * G,
-                      da_h + row * G, H, u0, u1);
+    gru_cell_backward<P>(ws + row * 4 * H, h_prev, dy + row * H, dh0 + n * H, da_i + row * ld,
+                         da_h + row * ld, db_i2h, db_h2h, H, u0, u1);
   });
-  sequence_grads<P>(T, N, I, H, G, x, h0, y, w_i2h, da_i, da_h, dx, dw_i2h, dw_h2h, db_i2h,
-                 db_h2h);
+  sequence_grads<P>(T, N, I, H, G, x, h0, y, w_i2h, da_i, da_h, ld, dx, dw_i2h, dw_h2h);
 }
 
 // The float32 or the bfloat16 GEMMs, as the shape says.

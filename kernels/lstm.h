@@ -51,20 +51,30 @@ inline void lstm_cell_forward(const float* pre, const float* bias, const float* 
 }
 
 // Backward of one cell for units [u0, u1): dh (incoming), dc (in: from step
-// t+1; out: to step t-1), writes the pre-activation gradient da (4H).
+// t+1; out: to step t-1), writes the pre-activation gradient da (4H, in P's
+// Act type) and adds it to the bias gradient db (4H, float32).
+template <typename P>
 inline void lstm_cell_backward(const float* ws, const float* c_prev, const float* dy,
-                               const float* dh_next, float* dc, float* da, int H, int u0,
-                               int u1) {
+                               const float* dh_next, float* dc, typename P::Act* da, float* db,
+                               int H, int u0, int u1) {
 #pragma omp simd
   for (int u = u0; u < u1; ++u) {
     const float ig = ws[u], fg = ws[H + u], gg = ws[2 * H + u], og = ws[3 * H + u];
     const float tc = fast_tanh(ws[4 * H + u]);
     const float dh = dy[u] + dh_next[u];
     const float dcell = dc[u] + dh * og * (1.f - tc * tc);
-    da[u] = dcell * gg * ig * (1.f - ig);
-    da[H + u] = dcell * c_prev[u] * fg * (1.f - fg);
-    da[2 * H + u] = dcell * ig * (1.f - gg * gg);
-    da[3 * H + u] = dh * tc * og * (1.f - og);
+    const float di = dcell * gg * ig * (1.f - ig);
+    const float df = dcell * c_prev[u] * fg * (1.f - fg);
+    const float dg = dcell * ig * (1.f - gg * gg);
+    const float d_o = dh * tc * og * (1.f - og);
+    da[u] = P::act(di);
+    da[H + u] = P::act(df);
+    da[2 * H + u] = P::act(dg);
+    da[3 * H + u] = P::act(d_o);
+    db[u] += di;
+    db[H + u] += df;
+    db[2 * H + u] += dg;
+    db[3 * H + u] += d_o;
     dc[u] = dcell * fg;
   }
 }
@@ -122,17 +132,21 @@ inline void lstm_backward_p(const LstmShape& s, const float* dy, const float* dh
   float* dw_h2h = dw + static_cast<size_t>(G) * I;
   float* db_i2h = dw_h2h + static_cast<size_t>(G) * H;
   float* db_h2h = db_i2h + G;
-  float* da = scratch(2, static_cast<size_t>(T) * N * G).data();   // (T*N, G)
+  const int ld = P::act_ld(G);
+  typename P::Act* da = act_rows<P>(0, T * N, G);   // (T*N, G), row stride ld
   std::memcpy(dh0, dhT, sizeof(float) * N * H);   // dh0/dc0 carry dh/dc through the loop
   std::memcpy(dc0, dcT, sizeof(float) * N * H);
-  recurrent_backward<P>(T, N, H, G, w_h2h, da, dh0, false, [&](size_t row, int u0, int u1) {
+  std::fill(db_i2h, db_i2h + G, 0.f);
+  recurrent_backward<P>(T, N, H, G, w_h2h, da, ld, dh0, false,
+                        [&](size_t row, int u0, int u1) {
     const size_t n = row % N;
     const float* c_prev = row < static_cast<size_t>(N) ? c0 + n * H
                                                        : ws + (row - N) * 5 * H + 4 * H;
-    lstm_cell_backward(ws + row * 5 * H, c_prev, dy + row * H, dh0 + n * H, dc0 + n * H,
-                       da + row * G, H, u0, u1);
+    lstm_cell_backward<P>(ws + row * 5 * H, c_prev, dy + row * H, dh0 + n * H, dc0 + n * H,
+                          da + row * ld, db_i2h, H, u0, u1);
   });
-  sequence_grads<P>(T, N, I, H, G, x, h0, y, w_i2h, da, da, dx, dw_i2h, dw_h2h, db_i2h, db_h2h);
+  std::copy(db_i2h, db_i2h + G, db_h2h);   // one pre-activation, two biases
+  sequence_grads<P>(T, N, I, H, G, x, h0, y, w_i2h, da, da, ld, dx, dw_i2h, dw_h2h);
 }
 
 // The float32 or the bfloat16 GEMMs, as the shape says.

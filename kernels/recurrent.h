@@ -63,14 +63,16 @@ inline void recurrent_forward(int T, int N, int I, int H, int G, const float* x,
 
 // The backward time loop, t = T-1 .. 0: `cells(row, u0, u1)` turns the
 // incoming gradient of each row of step t into pre-activation gradients for
-// hidden units [u0, u1), writing da_h's rows (the gradient w.r.t. h W_h2h^T)
-// and dh (N, H) (the h_prev gradient's direct part, or nothing to keep);
-// then dh = (accumulate ? dh : 0) + da_h_t W_h2h.  Each thread owns whole
+// hidden units [u0, u1), writing da_h's rows (the gradient w.r.t. h W_h2h^T,
+// in P's Act type, row stride ld; the bias gradients summed on the way) and
+// dh (N, H) (the h_prev gradient's direct part, or nothing to keep); then
+// dh = (accumulate ? dh : 0) + da_h_t W_h2h.  Each thread owns whole
 // kNR-unit panels of h, for the cells and for its columns of dh, so only
 // da_h_t needs a barrier.
 template <typename P, typename Cells>
-inline void recurrent_backward(int T, int N, int H, int G, const float* w_h2h, const float* da_h,
-                               float* dh, bool accumulate, Cells cells) {
+inline void recurrent_backward(int T, int N, int H, int G, const float* w_h2h,
+                               const typename P::Act* da_h, int ld, float* dh, bool accumulate,
+                               Cells cells) {
   typename P::Packed* w_packed = P::b_buffer(3, P::b_size(G, H));   // W_h2h, (G, H)
   const int pn = ceil_div(H, kNR), pm = ceil_div(N, kMR);
   TeamBarrier step_barrier;
@@ -85,81 +87,43 @@ inline void recurrent_backward(int T, int N, int H, int G, const float* w_h2h, c
       const size_t first = static_cast<size_t>(t) * N;
       for (int n = 0; n < N; ++n) cells(first + n, u0, u1);
       step_barrier.wait(team);   // da_h_t complete: every thread's dh needs all of it
-      P::gemm(N, H, G, da_h + first * G, G, w_packed, 0, pm, j0, j1, dh, H, accumulate);
+      P::gemm_act(N, H, G, da_h + first * ld, ld, w_packed, 0, pm, j0, j1, dh, H, accumulate);
     }
   }
 }
 
-// Panels [j0, j1) of pack_b_panels(false, K, N, B, N, ...) for a row-major
-// (K, N) B (in P's layout), and in the same pass the column sums of those
-// panels' columns added to `sum` in float32, each in row order: sum[n] +=
-// sum_k B[k][n].
-inline void pack_rows_colsum(int K, int N, const float* B, float* Bp, float* sum, int j0,
-                             int j1) {
-  for (int j = j0; j < j1; ++j) {
-    float* dst = Bp + static_cast<size_t>(j) * K * kNR;
-    const int n0 = j * kNR, nn = std::min(kNR, N - n0);
-    float acc[kNR] = {};
-    std::copy(sum + n0, sum + n0 + nn, acc);
-    for (int k = 0; k < K; ++k) {
-      const float* src = B + static_cast<size_t>(k) * N + n0;
-      float* d = dst + static_cast<size_t>(k) * kNR;
-      if (nn == kNR) {
-#pragma omp simd
-        for (int c = 0; c < kNR; ++c) {
-          d[c] = src[c];
-          acc[c] += src[c];
-        }
-      } else {
-        for (int c = 0; c < kNR; ++c) {
-          const float v = c < nn ? src[c] : 0.f;
-          d[c] = v;
-          acc[c] += v;
-        }
-      }
+// dst (cols, rows) = src (rows, cols)^T for dst rows [c0, c1), in tiles of
+// kTile x kTile: read column by column, a (rows, cols) array of 1,024
+// columns touched a new page per element (4 KB rows).
+constexpr int kTile = 16;
+inline void transpose_tiles(const float* src, int rows, int cols, float* dst, int c0, int c1) {
+  for (int cb = c0; cb < c1; cb += kTile) {
+    const int ce = std::min(c1, cb + kTile);
+    for (int rb = 0; rb < rows; rb += kTile) {
+      const int re = std::min(rows, rb + kTile);
+      for (int c = cb; c < ce; ++c)
+        for (int r = rb; r < re; ++r)
+          dst[static_cast<size_t>(c) * rows + r] = src[static_cast<size_t>(r) * cols + c];
     }
-    std::copy(acc, acc + nn, sum + n0);
   }
 }
 
-inline void pack_rows_colsum(int K, int N, const float* B, bf16_t* Bp, float* sum, int j0,
-                             int j1) {
-  const int Kp = pad_k(K);
-  for (int j = j0; j < j1; ++j) {
-    uint32_t* dst = reinterpret_cast<uint32_t*>(Bp + static_cast<size_t>(j) * Kp * kNR);
-    const int n0 = j * kNR, nn = std::min(kNR, N - n0);
-    float acc[kNR] = {};
-    std::copy(sum + n0, sum + n0 + nn, acc);
-    for (int k = 0; k < K; ++k) {
-      const float* src = B + static_cast<size_t>(k) * N + n0;
-#pragma omp simd
-      for (int c = 0; c < nn; ++c) acc[c] += src[c];
-    }
-    for (int kp = 0; kp < Kp / 2; ++kp) {
-      const float* r0 = 2 * kp < K ? B + static_cast<size_t>(2 * kp) * N + n0 : nullptr;
-      uint32_t* d = dst + static_cast<size_t>(kp) * kNR;
-      interleave_rows_bf16(r0, 2 * kp + 1 < K ? r0 + N : nullptr, nn, d);
-      for (int c = nn; c < kNR; ++c) d[c] = 0u;
-    }
-    std::copy(acc, acc + nn, sum + n0);
-  }
-}
-
-// da_i / da_h (T*N, G): gradients of the i2h and h2h pre-activations (the same
-// array for LSTM; GRU's differ in the candidate block).  x (T*N, I) the layer
-// input, h0 (N, H) and y (T*N, H) its states, so h_prev of row r is h0 for the
-// first N rows and y[r - N] after.  Writes dw_i2h (G, I), dw_h2h (G, H), the
-// bias gradients (column sums) and dx = da_i W_i2h.
+// da_i / da_h (T*N rows of stride ld, P's Act type): gradients of the i2h
+// and h2h pre-activations (the same array for LSTM; GRU's differ in the
+// candidate block).  x (T*N, I) the layer input, h0 (N, H) and y (T*N, H) its
+// states, so h_prev of row r is h0 for the first N rows and y[r - N] after.
+// Writes dw_i2h (G, I), dw_h2h (G, H) and dx = da_i W_i2h (the bias
+// gradients are summed by the time loop's cells).
 //
 // The weight gradients are dW^T = Z^T dA, accumulated over blocks of kKC
-// rows: each block of dA is packed (as the B operand; its column sums taken
-// on the way) and used while it is still in cache, by dW^T and by the block's
-// rows of dx, so dA is read from memory once.
+// rows: each block of dA is packed (as the B operand) and used while it is
+// still in cache, by dW^T and by the block's rows of dx, so dA is read from
+// memory once.
 template <typename P>
 inline void sequence_grads(int T, int N, int I, int H, int G, const float* x, const float* h0,
-                           const float* y, const float* w_i2h, const float* da_i,
-                           const float* da_h, float* dx, float* dw_i2h, float* dw_h2h,
-                           float* db_i2h, float* db_h2h) {
+                           const float* y, const float* w_i2h, const typename P::Act* da_i,
+                           const typename P::Act* da_h, int ld, float* dx, float* dw_i2h,
+                           float* dw_h2h) {
   using Packed = typename P::Packed;
   const int rows = T * N;
   const bool shared = da_i == da_h;
@@ -173,8 +137,6 @@ inline void sequence_grads(int T, int N, int I, int H, int G, const float* x, co
   float* dwt = scratch(1, static_cast<size_t>(I + H) * G).data();
   const int pi = ceil_div(I, kMR), ph = ceil_div(H, kMR), pg = ceil_div(G, kNR);
   const int pni = ceil_div(I, kNR);
-  std::fill(db_i2h, db_i2h + G, 0.f);
-  std::fill(db_h2h, db_h2h + G, 0.f);
   TeamBarrier block_barrier;
 #pragma omp parallel
   {
@@ -185,10 +147,9 @@ inline void sequence_grads(int T, int N, int I, int H, int G, const float* x, co
     P::pack_b(false, G, I, w_i2h, I, wi_packed, lo, hi);
     for (int r0 = 0; r0 < rows; r0 += kKC) {
       const int kc = std::min(kKC, rows - r0);
-      pack_rows_colsum(kc, G, da_i + static_cast<size_t>(r0) * G, dai_block, db_i2h, jlo, jhi);
+      P::pack_act(kc, G, da_i + static_cast<size_t>(r0) * ld, ld, dai_block, jlo, jhi);
       if (!shared)
-        pack_rows_colsum(kc, G, da_h + static_cast<size_t>(r0) * G, dah_block, db_h2h, jlo,
-                         jhi);
+        P::pack_act(kc, G, da_h + static_cast<size_t>(r0) * ld, ld, dah_block, jlo, jhi);
       // Z^T for rows [r0, r0 + kc): x, and h_prev = h0 for the first N rows, y after
       split_range(pi, team, rank, &lo, &hi);
       P::pack_at(x + static_cast<size_t>(r0) * I, I, I, kc, 0, kc, xt_block, lo, hi);
@@ -204,20 +165,30 @@ inline void sequence_grads(int T, int N, int I, int H, int G, const float* x, co
       P::gemm_packed(H, G, kc, ht_block, dah_block, 0, ph, jlo, jhi,
                      dwt + static_cast<size_t>(I) * G, G, r0 > 0);
       split_range(ceil_div(kc, kMR), team, rank, &lo, &hi);
-      P::gemm(kc, I, G, da_i + static_cast<size_t>(r0) * G, G, wi_packed, lo, hi, 0, pni,
-              dx + static_cast<size_t>(r0) * I, I, false);
+      P::gemm_act(kc, I, G, da_i + static_cast<size_t>(r0) * ld, ld, wi_packed, lo, hi, 0, pni,
+                  dx + static_cast<size_t>(r0) * I, I, false);
       block_barrier.wait(team);   // before the next block overwrites the Z^T block
     }
     // transpose into MXNet's (G, I) and (G, H) blocks
-    split_range(G, team, rank, &lo, &hi);
-    for (int g = lo; g < hi; ++g) {
-      for (int i = 0; i < I; ++i)
-        dw_i2h[static_cast<size_t>(g) * I + i] = dwt[static_cast<size_t>(i) * G + g];
-      for (int h = 0; h < H; ++h)
-        dw_h2h[static_cast<size_t>(g) * H + h] = dwt[static_cast<size_t>(I + h) * G + g];
-    }
+    split_range(ceil_div(G, kTile), team, rank, &lo, &hi);
+    transpose_tiles(dwt, I, G, dw_i2h, lo * kTile, std::min(G, hi * kTile));
+    transpose_tiles(dwt + static_cast<size_t>(I) * G, H, G, dw_h2h, lo * kTile,
+                    std::min(G, hi * kTile));
   }
-  if (shared) std::copy(db_i2h, db_i2h + G, db_h2h);
+}
+
+// P's Act buffer `slot` (0 or 1) for the dA of T*N rows, row stride
+// P::act_ld(G), with the pad columns past G zeroed and 32 rows of slack (the
+// AMX GEMM reads rows in blocks of 32).
+template <typename P>
+inline typename P::Act* act_rows(int slot, int rows, int G) {
+  const int ld = P::act_ld(G);
+  typename P::Act* da = P::act_buffer(slot, (static_cast<size_t>(rows) + 32) * ld);
+  if (ld > G)
+    for (int r = 0; r < rows; ++r)
+      std::fill(da + static_cast<size_t>(r) * ld + G, da + static_cast<size_t>(r + 1) * ld,
+                typename P::Act{0});
+  return da;
 }
 
 }  // namespace MXGEN_ISA_NS
