@@ -357,6 +357,13 @@ inline float from_bf16(bf16_t h) {
   return f;
 }
 
+// One saved activation in float32 or bfloat16 (the recurrent layers keep
+// their gates in P::Act, see the precision policies below).
+inline void store_as(float* p, float v) { *p = v; }
+inline void store_as(bf16_t* p, float v) { *p = to_bf16(v); }
+inline float load_as(const float* p) { return *p; }
+inline float load_as(const bf16_t* p) { return from_bf16(*p); }
+
 // n floats -> bfloat16.
 inline void floats_to_bf16(const float* src, bf16_t* dst, int n) {
   int i = 0;
@@ -712,11 +719,13 @@ inline bf16_t* scratch_bf16(int slot, size_t n) {
 // per call, activations and gradients as they are multiplied) and
 // accumulates in float32.  Both take float32 in and give float32 out.
 //
-// Act is how the backward passes keep the pre-activation gradients dA
-// between the time loop and the weight gradients: float32 for F32; for BF16
-// the bfloat16 values every GEMM would round them to anyway (half the
-// memory traffic, no conversion per use), rows of act_ld(K) values with the
-// pad zeroed.  act(v) stores one value.
+// Act is how the layers keep what they save for later: the activated gates
+// (forward to backward) and the pre-activation gradients dA (from the
+// backward time loop to the weight gradients).  float32 for F32; bfloat16
+// for BF16, which halves that memory traffic: dA holds the values every
+// GEMM would round it to anyway (rows of act_ld(K) values, pad zeroed), the
+// gates lose what bfloat16 loses (8 significand bits, as in the products).
+// act(v) stores one value.
 struct F32 {
   using Packed = float;
   using Act = float;

@@ -328,11 +328,11 @@ inline void generate_small(const GenArgs& a) {
           const size_t row = static_cast<size_t>(n) * H;
           if (a.mode == kLstm) {
             float* c_n = a.states[l * 2 + 1] + row;
-            lstm_cell_forward<false>(pre_n, bias[l].data(), c_n, c_n, h + row, nullptr, H, u0,
+            lstm_cell_forward<false, float>(pre_n, bias[l].data(), c_n, c_n, h + row, nullptr, H, u0,
                                      u1);
           } else if (a.mode == kGru) {
             const float* b_i2h = a.layer_w[l] + static_cast<size_t>(GH) * (in_l + H);
-            gru_cell_forward<false>(pre_n, hh.data() + static_cast<size_t>(n) * GH, b_i2h,
+            gru_cell_forward<false, float>(pre_n, hh.data() + static_cast<size_t>(n) * GH, b_i2h,
                                     b_i2h + GH, h_prev + row, h + row, nullptr, H, u0, u1);
           } else {
             for (int u = u0; u < u1; ++u) {
@@ -453,9 +453,9 @@ inline void char_rnn_generate(const GenArgs& a) {
         float* h_n = h + static_cast<size_t>(n) * H;
         if (a.mode == kLstm) {
           float* c_n = a.states[l * 2 + 1] + static_cast<size_t>(n) * H;
-          lstm_cell_forward<false>(pre_n, bias[l].data(), c_n, c_n, h_n, nullptr, H, 0, H);
+          lstm_cell_forward<false, float>(pre_n, bias[l].data(), c_n, c_n, h_n, nullptr, H, 0, H);
         } else if (a.mode == kGru) {
-          gru_cell_forward<false>(pre_n, hh.data() + static_cast<size_t>(n) * GH, b_i2h, b_h2h,
+          gru_cell_forward<false, float>(pre_n, hh.data() + static_cast<size_t>(n) * GH, b_i2h, b_h2h,
                                   h_n, h_n, nullptr, H, 0, H);
         } else {
           for (int j = 0; j < H; ++j) {

@@ -11,7 +11,8 @@
 // per-step GEMM writes its own buffer instead of adding onto the input
 // projections, and the backward pass has two pre-activation gradients (i2h
 // and h2h) that differ in the candidate block.  The forward pass saves
-// ws = [r z n hn] (T, N, 4H), hn = hW_n + b_hn.
+// ws = [r z n hn] (T, N, 4H), hn = hW_n + b_hn (for bfloat16 layers in
+// bfloat16: the first 2H floats of each row).
 #pragma once
 
 #include <algorithm>
@@ -31,11 +32,11 @@ namespace MXGEN_ISA_NS {
 
 // Gate arithmetic for one row, units [u0, u1): pre = x W_i2h^T (3H), hh =
 // h_prev W_h2h^T (3H), biases b_i2h / b_h2h; writes h, and for training
-// (kSave) ws (4H).
-template <bool kSave>
+// (kSave) saves [r z n hn] (4H, float32 or bfloat16) in `saved`.
+template <bool kSave, typename Saved = float>
 inline void gru_cell_forward(const float* pre, const float* hh, const float* b_i,
-                             const float* b_h, const float* h_prev, float* h, float* ws, int H,
-                             int u0, int u1) {
+                             const float* b_h, const float* h_prev, float* h, Saved* saved,
+                             int H, int u0, int u1) {
 #pragma omp simd
   for (int u = u0; u < u1; ++u) {
     const float r = sigmoid(pre[u] + b_i[u] + hh[u] + b_h[u]);
@@ -44,10 +45,10 @@ inline void gru_cell_forward(const float* pre, const float* hh, const float* b_i
     const float n = fast_tanh(pre[2 * H + u] + b_i[2 * H + u] + r * hn);
     h[u] = (1.f - z) * n + z * h_prev[u];
     if (kSave) {
-      ws[u] = r;
-      ws[H + u] = z;
-      ws[2 * H + u] = n;
-      ws[3 * H + u] = hn;
+      store_as(saved + u, r);
+      store_as(saved + H + u, z);
+      store_as(saved + 2 * H + u, n);
+      store_as(saved + 3 * H + u, hn);
     }
   }
 }
@@ -57,12 +58,13 @@ inline void gru_cell_forward(const float* pre, const float* hh, const float* b_i
 // adds da_h W_h2h), writes da_i and da_h (3H each, P's Act type) and adds
 // them to the bias gradients db_i and db_h (3H each, float32).
 template <typename P>
-inline void gru_cell_backward(const float* ws, const float* h_prev, const float* dy,
+inline void gru_cell_backward(const typename P::Act* saved, const float* h_prev, const float* dy,
                               float* dh_next, typename P::Act* da_i, typename P::Act* da_h,
                               float* db_i, float* db_h, int H, int u0, int u1) {
 #pragma omp simd
   for (int u = u0; u < u1; ++u) {
-    const float r = ws[u], z = ws[H + u], n = ws[2 * H + u], hn = ws[3 * H + u];
+    const float r = load_as(saved + u), z = load_as(saved + H + u);
+    const float n = load_as(saved + 2 * H + u), hn = load_as(saved + 3 * H + u);
     const float dh = dy[u] + dh_next[u];
     const float dn = dh * (1.f - z) * (1.f - n * n);
     const float dr = dn * hn * r * (1.f - r);
@@ -103,10 +105,10 @@ inline void gru_forward_p(const GruShape& s, const float* x, const float* h0, co
       const float* h_prev_n = h_prev + static_cast<size_t>(n) * H;
       if (ws)
         gru_cell_forward<true>(pre_n, hh_n, b_i2h, b_h2h, h_prev_n, y + row * H,
-                               ws + row * 4 * H, H, u0, u1);
+                               reinterpret_cast<typename P::Act*>(ws + row * 4 * H), H, u0, u1);
       else
-        gru_cell_forward<false>(pre_n, hh_n, b_i2h, b_h2h, h_prev_n, y + row * H, nullptr, H,
-                                u0, u1);
+        gru_cell_forward<false, float>(pre_n, hh_n, b_i2h, b_h2h, h_prev_n, y + row * H,
+                                       nullptr, H, u0, u1);
     }
   });
   std::memcpy(hT, y + static_cast<size_t>(T - 1) * N * H, sizeof(float) * N * H);
@@ -135,7 +137,7 @@ inline void gru_backward_p(const GruShape& s, const float* dy, const float* dhT,
                         [&](size_t row, int u0, int u1) {
     const size_t n = row % N;
     const float* h_prev = row < static_cast<size_t>(N) ? h0 + n * H : y + (row - N) * H;
-    gru_cell_backward<P>(ws + row * 4 * H, h_prev, dy + row * H, dh0 + n * H, da_i + row * ld,
+    gru_cell_backward<P>(reinterpret_cast<const typename P::Act*>(ws + row * 4 * H), h_prev, dy + row * H, dh0 + n * H, da_i + row * ld,
                          da_h + row * ld, db_i2h, db_h2h, H, u0, u1);
   });
   sequence_grads<P>(T, N, I, H, G, x, h0, y, w_i2h, da_i, da_h, ld, dx, dw_i2h, dw_h2h);

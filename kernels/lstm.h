@@ -8,7 +8,9 @@
 // forward; dx, dW and db in 256-row blocks backward), the recurrence is T
 // small GEMMs against weights packed once per call.  This file holds the
 // LSTM's gate arithmetic.  The forward pass saves the activated gates and
-// cells ("ws", (T, N, 5H)) for the backward pass.
+// cells ("ws", (T, N, 5H): per row the gates [i f g o], in float32 (4H) or,
+// for bfloat16 layers, bfloat16 (the first 2H floats), then the float32 cell
+// at 4H) for the backward pass.
 #pragma once
 
 #include <algorithm>
@@ -27,11 +29,11 @@ namespace mxgen {
 namespace MXGEN_ISA_NS {
 
 // Gate arithmetic for one row, units [u0, u1): pre = x W_i2h^T + h W_h2h^T
-// (no bias yet, 4H); writes h and c.  Training (kSave) also writes ws = [i f
-// g o c] (5H), and then c must point at ws + 4H.
-template <bool kSave>
+// (no bias yet, 4H); writes h and c.  Training (kSave) also saves the gates
+// [i f g o] (4H, float32 or bfloat16) in `gates`.
+template <bool kSave, typename Saved = float>
 inline void lstm_cell_forward(const float* pre, const float* bias, const float* c_prev,
-                              float* c, float* h, float* ws, int H, int u0, int u1) {
+                              float* c, float* h, Saved* gates, int H, int u0, int u1) {
 #pragma omp simd
   for (int u = u0; u < u1; ++u) {
     const float ig = sigmoid(pre[u] + bias[u]);
@@ -42,25 +44,27 @@ inline void lstm_cell_forward(const float* pre, const float* bias, const float* 
     h[u] = og * fast_tanh(cell);
     c[u] = cell;
     if (kSave) {
-      ws[u] = ig;
-      ws[H + u] = fg;
-      ws[2 * H + u] = gg;
-      ws[3 * H + u] = og;
+      store_as(gates + u, ig);
+      store_as(gates + H + u, fg);
+      store_as(gates + 2 * H + u, gg);
+      store_as(gates + 3 * H + u, og);
     }
   }
 }
 
-// Backward of one cell for units [u0, u1): dh (incoming), dc (in: from step
-// t+1; out: to step t-1), writes the pre-activation gradient da (4H, in P's
-// Act type) and adds it to the bias gradient db (4H, float32).
+// Backward of one cell for units [u0, u1): the saved gates (4H, P's Act
+// type) and cell c (H), dh (incoming), dc (in: from step t+1; out: to step
+// t-1); writes the pre-activation gradient da (4H, P's Act type) and adds it
+// to the bias gradient db (4H, float32).
 template <typename P>
-inline void lstm_cell_backward(const float* ws, const float* c_prev, const float* dy,
-                               const float* dh_next, float* dc, typename P::Act* da, float* db,
-                               int H, int u0, int u1) {
+inline void lstm_cell_backward(const typename P::Act* gates, const float* c,
+                               const float* c_prev, const float* dy, const float* dh_next,
+                               float* dc, typename P::Act* da, float* db, int H, int u0, int u1) {
 #pragma omp simd
   for (int u = u0; u < u1; ++u) {
-    const float ig = ws[u], fg = ws[H + u], gg = ws[2 * H + u], og = ws[3 * H + u];
-    const float tc = fast_tanh(ws[4 * H + u]);
+    const float ig = load_as(gates + u), fg = load_as(gates + H + u);
+    const float gg = load_as(gates + 2 * H + u), og = load_as(gates + 3 * H + u);
+    const float tc = fast_tanh(c[u]);
     const float dh = dy[u] + dh_next[u];
     const float dcell = dc[u] + dh * og * (1.f - tc * tc);
     const float di = dcell * gg * ig * (1.f - ig);
@@ -105,12 +109,13 @@ inline void lstm_forward_p(const LstmShape& s, const float* x, const float* h0, 
       const size_t row = static_cast<size_t>(t) * N + n;
       const float* c_prev = t == 0 ? c0 + static_cast<size_t>(n) * H : cell_of(t - 1, n);
       const float* pre_n = pre_t + static_cast<size_t>(n) * G;
-      if (ws)
+      if (ws)   // the row's gates, then its cell at 4H (the cell is float32 in both)
         lstm_cell_forward<true>(pre_n, bias.data(), c_prev, cell_of(t, n), y + row * H,
-                                ws + row * 5 * H, H, u0, u1);
+                                reinterpret_cast<typename P::Act*>(ws + row * 5 * H), H, u0,
+                                u1);
       else
-        lstm_cell_forward<false>(pre_n, bias.data(), c_prev, cell_of(t, n), y + row * H,
-                                 nullptr, H, u0, u1);
+        lstm_cell_forward<false, float>(pre_n, bias.data(), c_prev, cell_of(t, n),
+                                        y + row * H, nullptr, H, u0, u1);
     }
   });
   std::memcpy(hT, y + static_cast<size_t>(T - 1) * NH, sizeof(float) * NH);
@@ -142,8 +147,10 @@ inline void lstm_backward_p(const LstmShape& s, const float* dy, const float* dh
     const size_t n = row % N;
     const float* c_prev = row < static_cast<size_t>(N) ? c0 + n * H
                                                        : ws + (row - N) * 5 * H + 4 * H;
-    lstm_cell_backward<P>(ws + row * 5 * H, c_prev, dy + row * H, dh0 + n * H, dc0 + n * H,
-                          da + row * ld, db_i2h, H, u0, u1);
+    const float* ws_row = ws + row * 5 * H;
+    lstm_cell_backward<P>(reinterpret_cast<const typename P::Act*>(ws_row), ws_row + 4 * H,
+                          c_prev, dy + row * H, dh0 + n * H, dc0 + n * H, da + row * ld, db_i2h,
+                          H, u0, u1);
   });
   std::copy(db_i2h, db_i2h + G, db_h2h);   // one pre-activation, two biases
   sequence_grads<P>(T, N, I, H, G, x, h0, y, w_i2h, da, da, ld, dx, dw_i2h, dw_h2h);
