@@ -242,27 +242,39 @@ template <typename S>
 struct GatePanels {
   int K = 0, H = 0, gates = 0;
   size_t per_gate = 0;
-  std::vector<typename S::Packed> data;
+  typename S::Packed* data = nullptr;   // per_gate * gates values, in panel_arena
 
+  // sizes only; place() gives the storage
   void init(int k, int h, int g) {
     K = k, H = h, gates = g;
     per_gate = S::panels_size(K, H);
-    data.resize(per_gate * gates);
   }
+  size_t size() const { return per_gate * gates; }
   // panels [j0, j1) of every gate (each thread packs those it multiplies by)
   void pack(const float* W, int j0, int j1) {
     for (int g = 0; g < gates; ++g)
-      S::pack(K, H, W + static_cast<size_t>(g) * H * K, data.data() + g * per_gate, j0, j1);
+      S::pack(K, H, W + static_cast<size_t>(g) * H * K, data + g * per_gate, j0, j1);
   }
   // Y[n * ldy + g * H + u] for every gate g and units of panels [j0, j1)
   void apply(typename S::Rows X, int N, int j0, int j1, const float* bias, float* Y, int ldy,
              bool accumulate) const {
     for (int g = 0; g < gates; ++g)
-      panel_products<S>(K, data.data() + g * per_gate, X, N, j0, j1, H,
+      panel_products<S>(K, data + g * per_gate, X, N, j0, j1, H,
                         bias ? bias + static_cast<size_t>(g) * H : nullptr,
                         Y + static_cast<size_t>(g) * H, ldy, accumulate);
   }
 };
+
+// The packed weights of a generation call, in a buffer of the calling thread
+// that later calls reuse: a fresh one was zero-filled and faulted in page by
+// page on every call, a tenth of a short call's time at batch 1.  Every
+// value is written by the packing before it is read.
+template <typename T>
+inline T* panel_arena(size_t n) {
+  static thread_local std::vector<T> arena;
+  if (arena.size() < n) arena.resize(n);
+  return arena.data();
+}
 
 // char_rnn_generate for N < kGemmMinBatch, in one parallel region.
 template <typename S>
@@ -281,6 +293,18 @@ inline void generate_small(const GenArgs& a) {
   }
   GatePanels<S> dec;
   dec.init(H, V, 1);
+  size_t total = dec.size();
+  for (int l = 0; l < L; ++l) total += w_i2h[l].size() + w_h2h[l].size();
+  typename S::Packed* next_free = panel_arena<typename S::Packed>(total);
+  auto place = [&](GatePanels<S>* p) {
+    p->data = next_free;
+    next_free += p->size();
+  };
+  for (int l = 0; l < L; ++l) {
+    place(&w_i2h[l]);
+    place(&w_h2h[l]);
+  }
+  place(&dec);
   // h of each layer in two buffers used in turn: step t reads h_{t-1} from one
   // while the threads write h_t into the other
   std::vector<float> hbuf(static_cast<size_t>(L) * 2 * NH);
@@ -344,7 +368,7 @@ inline void generate_small(const GenArgs& a) {
         step_barrier.wait(team);   // h_t of this layer complete: the next layer's input
       }
       if (t < P - 1) continue;          // priming: the next input is the prompt's
-      panel_products<S>(H, dec.data.data(), S::rows(h_at(L - 1, t + 1), H, N, H, &hbuf16), N,
+      panel_products<S>(H, dec.data, S::rows(h_at(L - 1, t + 1), H, N, H, &hbuf16), N,
                         d0, d1, V, a.dec_b, logits.data(), V, false);
       step_barrier.wait(team);
       if (rank == 0) {
