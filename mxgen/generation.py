@@ -22,6 +22,7 @@ character is drawn per sequence.  Draws use MXNet's RNG: ``seed`` makes them
 reproducible.
 """
 import math
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, List, Optional
 
@@ -401,6 +402,22 @@ def _kernel(native, dtype, model, ctx, num_samples):
     return generation_kernel(model, num_samples, ctx, dtype, native)[:2]
 
 
+# The operator only reads its input states, so zero states are made once per
+# model, batch size and device and kept (the last ones made, per model):
+# creating them was four engine calls on every call, a few percent of a
+# short batch-1 call.
+_ZERO_STATES = weakref.WeakKeyDictionary()
+
+
+def _zero_states(model, num_samples, ctx):
+    key = (num_samples, str(ctx))
+    kept = _ZERO_STATES.get(model)
+    if kept is None or kept[0] != key:
+        kept = (key, model.begin_state(num_samples, ctx=ctx))
+        _ZERO_STATES[model] = kept
+    return kept[1]
+
+
 def _stateful_native(model, prompt_ids, length, temperature, top_k, top_p, num_samples, ctx,
                      dtype="float32"):
     """All ``length`` steps in one native operator call (see kernels/).  On
@@ -408,7 +425,7 @@ def _stateful_native(model, prompt_ids, length, temperature, top_k, top_p, num_s
     for those steps, no graph call before it); on a GPU the model does."""
     if ctx.device_type == "cpu":
         ids = mx.nd.array(np.repeat(prompt_ids[None, :], num_samples, axis=0), ctx=ctx)
-        states = model.begin_state(num_samples, ctx=ctx)
+        states = _zero_states(model, num_samples, ctx)
     else:
         ids, states = _prime(model, prompt_ids, num_samples, ctx)
     args = ([ids] + list(states) + [model.embedding.weight.data(ctx)]

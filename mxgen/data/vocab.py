@@ -42,6 +42,7 @@ class Vocab:
         self.eos = eos
         self.unk = unk
         self.index = {c: i for i, c in enumerate(self.chars)}
+        self._shown = None   # decode's lookup table, made on first use
 
     @classmethod
     def from_text(cls, text, eos=None, unk=None):
@@ -93,8 +94,15 @@ class Vocab:
 
     def decode(self, ids):
         """Ids to text; the unknown token shows as U+FFFD, the end marker as a newline."""
-        shown = {self.unk: "\ufffd", self.eos: "\n"}
-        return "".join(shown.get(self.chars[int(i)], self.chars[int(i)]) for i in ids)
+        if self._shown is None:   # one lookup per id (vocabularies do not change)
+            shown = {self.unk: "\ufffd", self.eos: "\n"}
+            self._shown = np.array([shown.get(c, c) for c in self.chars], dtype=object)
+        ids = np.asarray(ids)
+        if ids.size == 0:
+            return ""
+        if ids.dtype.kind not in "iu":
+            ids = ids.astype(np.int64)
+        return "".join(self._shown[ids.ravel()])
 
     # -- persistence (JSON, never pickle) ----------------------------------
     def to_dict(self):

@@ -36,6 +36,21 @@ def test_native_greedy_equals_hybridized_loop(vocab, isa, mode, layers, batch, h
     assert native == loop
 
 
+def test_native_calls_carry_nothing_over(vocab):
+    """What a call keeps for the next (zero states per model and batch size,
+    the packed weights per thread) never changes what a call gives: calls
+    with another batch size, or another model, in between."""
+    model = _model(vocab, "lstm", 2)
+    kw = dict(temperature=0, native=True, dtype="float32")
+    first = generate(model, vocab, "The", 40, num_samples=1, **kw)
+    assert generate(model, vocab, "The", 40, num_samples=3, **kw) == first * 3
+    assert generate(model, vocab, "The", 40, num_samples=1, **kw) == first
+    other = _model(vocab, "gru", 1, hidden=200)
+    loop = generate(other, vocab, "The", 40, num_samples=1, temperature=0, native=False)
+    assert generate(other, vocab, "The", 40, num_samples=1, **kw) == loop
+    assert generate(model, vocab, "The", 40, num_samples=1, **kw) == first
+
+
 def test_native_sampling_is_reproducible_and_the_same_on_every_path(vocab):
     model = _model(vocab, "lstm", 2)
     kw = dict(temperature=0.8, top_k=20, top_p=0.9, num_samples=5, native=True, dtype="float32")
