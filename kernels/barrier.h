@@ -6,16 +6,22 @@
 // CPUs it spins only 100 times (GOMP_SPINCOUNT's "throttled" count).  Inside
 // MXNet that is the usual case (each engine thread that ran a parallel op
 // keeps a team of its own), and strace showed about two futex calls per step
-// barrier of a generation call.  This one spins (with PAUSE) for a bounded
-// time and then yields the CPU, so a team that shares its cores with other
-// work still makes progress.  What it buys is small (BENCHMARKS.md), but it
-// no longer depends on how many teams the process happens to hold.
+// barrier of a generation call.  This one spins (with PAUSE) for a short
+// bounded time and then yields the CPU.  What it buys is small
+// (BENCHMARKS.md), but it no longer depends on how many teams the process
+// happens to hold.  A team larger than the CPUs it may run on (more
+// OMP_NUM_THREADS than cores) waits at libgomp's barrier instead: spinning
+// for a thread that is not running cost 35x there.
 #pragma once
 
 #include <immintrin.h>
 #include <sched.h>
 
 #include <atomic>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "isa_namespace.h"
 
@@ -28,6 +34,10 @@ class TeamBarrier {
   // writes before it are visible to every thread after it (acquire/release).
   void wait(int team) {
     if (team <= 1) return;
+    if (team > cpus()) {
+#pragma omp barrier
+      return;
+    }
     const unsigned gen = generation_.load(std::memory_order_acquire);
     if (arrived_.fetch_add(1, std::memory_order_acq_rel) == team - 1) {
       arrived_.store(0, std::memory_order_relaxed);   // ordered before the release below
@@ -45,8 +55,17 @@ class TeamBarrier {
   }
 
  private:
-  // ~0.5-2 ms of PAUSE on current x86 cores: far above a step's imbalance
-  static constexpr int kSpins = 1 << 16;
+  // tens of microseconds of PAUSE on current x86 cores: above a step's
+  // imbalance, short against a time slice
+  static constexpr int kSpins = 1 << 12;
+  static int cpus() {
+#ifdef _OPENMP
+    static const int n = omp_get_num_procs();   // the CPUs this process may use
+    return n;
+#else
+    return 1;
+#endif
+  }
   alignas(64) std::atomic<int> arrived_{0};
   alignas(64) std::atomic<unsigned> generation_{0};
 };
