@@ -37,7 +37,6 @@ from .nn.rnn import cell_gates, cell_step, num_gates
 
 if TYPE_CHECKING:
     from .data.vocab import Vocab
-    from .models.char_rnn import CharRNN
 
 GENERATION_DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -407,7 +406,7 @@ def _kernel(native, dtype, model, ctx, num_samples):
 # model, batch size and device and kept (the last ones made, per model):
 # creating them was four engine calls on every call, a few percent of a
 # short batch-1 call.
-_ZERO_STATES: "weakref.WeakKeyDictionary[CharRNN, tuple]" = weakref.WeakKeyDictionary()
+_ZERO_STATES: "weakref.WeakKeyDictionary[HybridBlock, tuple]" = weakref.WeakKeyDictionary()
 
 
 def _zero_states(model, num_samples, ctx):
