@@ -398,7 +398,8 @@ inline void interleave_rows_bf16(const float* r0, const float* r1, int n, uint32
   for (; c + 8 <= n; c += 8) {   // a kMR-row panel of a transposed A: 8 at a time
     const __m128bh lo = _mm256_cvtneps_pbh(_mm256_loadu_ps(r0 + c));
     const __m128bh hi = _mm256_cvtneps_pbh(r1 ? _mm256_loadu_ps(r1 + c) : _mm256_setzero_ps());
-    const __m128i l = reinterpret_cast<const __m128i&>(lo), h = reinterpret_cast<const __m128i&>(hi);
+    const __m128i l = reinterpret_cast<const __m128i&>(lo);
+    const __m128i h = reinterpret_cast<const __m128i&>(hi);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(out + c), _mm_unpacklo_epi16(l, h));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(out + c + 4), _mm_unpackhi_epi16(l, h));
   }

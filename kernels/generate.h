@@ -352,12 +352,13 @@ inline void generate_small(const GenArgs& a) {
           const size_t row = static_cast<size_t>(n) * H;
           if (a.mode == kLstm) {
             float* c_n = a.states[l * 2 + 1] + row;
-            lstm_cell_forward<false, float>(pre_n, bias[l].data(), c_n, c_n, h + row, nullptr, H, u0,
-                                     u1);
+            lstm_cell_forward<false, float>(pre_n, bias[l].data(), c_n, c_n, h + row, nullptr,
+                                            H, u0, u1);
           } else if (a.mode == kGru) {
             const float* b_i2h = a.layer_w[l] + static_cast<size_t>(GH) * (in_l + H);
-            gru_cell_forward<false, float>(pre_n, hh.data() + static_cast<size_t>(n) * GH, b_i2h,
-                                    b_i2h + GH, h_prev + row, h + row, nullptr, H, u0, u1);
+            gru_cell_forward<false, float>(pre_n, hh.data() + static_cast<size_t>(n) * GH,
+                                           b_i2h, b_i2h + GH, h_prev + row, h + row, nullptr,
+                                           H, u0, u1);
           } else {
             for (int u = u0; u < u1; ++u) {
               const float v = pre_n[u] + bias[l][u];
@@ -477,10 +478,11 @@ inline void char_rnn_generate(const GenArgs& a) {
         float* h_n = h + static_cast<size_t>(n) * H;
         if (a.mode == kLstm) {
           float* c_n = a.states[l * 2 + 1] + static_cast<size_t>(n) * H;
-          lstm_cell_forward<false, float>(pre_n, bias[l].data(), c_n, c_n, h_n, nullptr, H, 0, H);
+          lstm_cell_forward<false, float>(pre_n, bias[l].data(), c_n, c_n, h_n, nullptr, H, 0,
+                                          H);
         } else if (a.mode == kGru) {
-          gru_cell_forward<false, float>(pre_n, hh.data() + static_cast<size_t>(n) * GH, b_i2h, b_h2h,
-                                  h_n, h_n, nullptr, H, 0, H);
+          gru_cell_forward<false, float>(pre_n, hh.data() + static_cast<size_t>(n) * GH, b_i2h,
+                                         b_h2h, h_n, h_n, nullptr, H, 0, H);
         } else {
           for (int j = 0; j < H; ++j) {
             const float v = pre_n[j] + bias[l][j];

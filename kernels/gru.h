@@ -137,8 +137,9 @@ inline void gru_backward_p(const GruShape& s, const float* dy, const float* dhT,
                         [&](size_t row, int u0, int u1) {
     const size_t n = row % N;
     const float* h_prev = row < static_cast<size_t>(N) ? h0 + n * H : y + (row - N) * H;
-    gru_cell_backward<P>(reinterpret_cast<const typename P::Act*>(ws + row * 4 * H), h_prev, dy + row * H, dh0 + n * H, da_i + row * ld,
-                         da_h + row * ld, db_i2h, db_h2h, H, u0, u1);
+    gru_cell_backward<P>(reinterpret_cast<const typename P::Act*>(ws + row * 4 * H), h_prev,
+                         dy + row * H, dh0 + n * H, da_i + row * ld, da_h + row * ld, db_i2h,
+                         db_h2h, H, u0, u1);
   });
   sequence_grads<P>(T, N, I, H, G, x, h0, y, w_i2h, da_i, da_h, ld, dx, dw_i2h, dw_h2h);
 }

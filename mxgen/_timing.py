@@ -94,7 +94,7 @@ def _generator(mode, vocab_size, num_embed, num_hidden, num_layers, batch, lengt
     """``run(native, dtype)``: ``length`` sampled characters for ``batch``
     rows of a model with random weights.  MXNet's generators are seeded once
     here, not per call: ``mx.random.seed`` reseeds every generator MXNet
-    holds, a set-up cost as large as a fifth of a short batch-1 call
+    holds, a set-up cost about a quarter of a short batch-1 call
     (BENCHMARKS.md), the same in every precision."""
     from .data.vocab import Vocab
     from .generation import generate
