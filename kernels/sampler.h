@@ -12,6 +12,7 @@
 #include <random>
 #include <vector>
 
+#include "activations.h"
 #include "dispatch.h"
 #include "isa_namespace.h"
 
@@ -44,8 +45,16 @@ inline int sample_row(const float* logits, int V, const Sampling& s, double u, f
     for (int v = 0; v < V; ++v) if (z[v] < kth) z[v] = -INFINITY;
   }
   const float mx = *std::max_element(z, z + V);
+  // the vectorised exp (activations.h); what lies more than 87 below the
+  // maximum (top-k's -inf among it) gets exactly 0, as a filtered id must
   double total = 0;
-  for (int v = 0; v < V; ++v) { z[v] = std::exp(z[v] - mx); total += z[v]; }
+#pragma omp simd reduction(+ : total)
+  for (int v = 0; v < V; ++v) {
+    const float d = z[v] - mx;
+    z[v] = d < -87.f ? 0.f : fast_exp(d);
+    total += z[v];
+  }
+#pragma omp simd
   for (int v = 0; v < V; ++v) z[v] = static_cast<float>(z[v] / total);
   if (s.top_p < 1.0f) {
     // keep ranks while the probability mass above them is < top_p
@@ -75,18 +84,33 @@ inline int sample_row(const float* logits, int V, const Sampling& s, double u, f
 
 // Rows of logits (N, V) -> ids (N,) as float: draws in row order, then the
 // rows decided over the OpenMP team when there are enough of them.
+// (Small batches, as generation's every step at batch 1, run on the calling
+// thread -- which may be one thread of a parallel region -- in buffers it
+// keeps: no nested region, no allocation.)
 inline void sample_rows(const float* logits, int N, int V, const Sampling& s,
                         std::mt19937* rng, float* ids_out) {
-  std::vector<double> u(N);
+  static thread_local std::vector<double> u;
+  u.resize(N);
   for (int n = 0; n < N; ++n) u[n] = draw_uniform(s, rng);
-#pragma omp parallel if (static_cast<long>(N) * V > 4096)
+  if (static_cast<long>(N) * V <= 4096) {
+    static thread_local std::vector<float> scratch;
+    static thread_local std::vector<int> order;
+    scratch.resize(2 * static_cast<size_t>(V));
+    order.resize(V);
+    for (int n = 0; n < N; ++n)
+      ids_out[n] = static_cast<float>(sample_row(logits + static_cast<size_t>(n) * V, V, s,
+                                                 u[n], scratch.data(), order.data()));
+    return;
+  }
+  const double* draws = u.data();
+#pragma omp parallel
   {
     std::vector<float> scratch(2 * static_cast<size_t>(V));
     std::vector<int> order(V);
 #pragma omp for schedule(static)
     for (int n = 0; n < N; ++n)
       ids_out[n] = static_cast<float>(sample_row(logits + static_cast<size_t>(n) * V, V, s,
-                                                 u[n], scratch.data(), order.data()));
+                                                 draws[n], scratch.data(), order.data()));
   }
 }
 
