@@ -364,6 +364,27 @@ inline void store_as(bf16_t* p, float v) { *p = to_bf16(v); }
 inline float load_as(const float* p) { return *p; }
 inline float load_as(const bf16_t* p) { return from_bf16(*p); }
 
+#if MXGEN_ISA_LEVEL >= 2
+// The same for lanes m of 16 (the cells' AVX-512 loops): bfloat16 rounded
+// to nearest even as to_bf16 does (VCVTNEPS2BF16 where the CPU has it).
+inline void store16_as(float* p, __m512 v, __mmask16 m) { _mm512_mask_storeu_ps(p, m, v); }
+inline void store16_as(bf16_t* p, __m512 v, __mmask16 m) {
+#if MXGEN_ISA_LEVEL >= 3
+  const __m256bh h = _mm512_cvtneps_pbh(v);
+  _mm256_mask_storeu_epi16(p, m, reinterpret_cast<const __m256i&>(h));
+#else
+  const __m512i bits = _mm512_castps_si512(v);
+  const __m512i magnitude = _mm512_and_si512(bits, _mm512_set1_epi32(0x7fffffff));
+  const __mmask16 nan = _mm512_cmpgt_epu32_mask(magnitude, _mm512_set1_epi32(0x7f800000));
+  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+  const __m512i rounded = _mm512_add_epi32(_mm512_add_epi32(bits, _mm512_set1_epi32(0x7fff)), odd);
+  const __m512i quiet = _mm512_or_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(0x40));
+  const __m512i out = _mm512_mask_blend_epi32(nan, _mm512_srli_epi32(rounded, 16), quiet);
+  _mm256_mask_storeu_epi16(p, m, _mm512_cvtepi32_epi16(out));
+#endif
+}
+#endif
+
 // n floats -> bfloat16.
 inline void floats_to_bf16(const float* src, bf16_t* dst, int n) {
   int i = 0;

@@ -37,6 +37,28 @@ template <bool kSave, typename Saved = float>
 inline void gru_cell_forward(const float* pre, const float* hh, const float* b_i,
                              const float* b_h, const float* h_prev, float* h, Saved* saved,
                              int H, int u0, int u1) {
+#if MXGEN_ISA_LEVEL >= 2
+  for (int u = u0; u < u1; u += 16) {   // activations.h's 16-wide functions
+    const __mmask16 m = lanes16(u1 - u);
+    auto ld = [&](const float* p, int gate) { return _mm512_maskz_loadu_ps(m, p + gate * H + u); };
+    const __m512 r = sigmoid16(_mm512_add_ps(_mm512_add_ps(ld(pre, 0), ld(b_i, 0)),
+                                             _mm512_add_ps(ld(hh, 0), ld(b_h, 0))));
+    const __m512 z = sigmoid16(_mm512_add_ps(_mm512_add_ps(ld(pre, 1), ld(b_i, 1)),
+                                             _mm512_add_ps(ld(hh, 1), ld(b_h, 1))));
+    const __m512 hn = _mm512_add_ps(ld(hh, 2), ld(b_h, 2));
+    const __m512 n = tanh16(_mm512_fmadd_ps(r, hn, _mm512_add_ps(ld(pre, 2), ld(b_i, 2))));
+    // (1 - z) n + z h_prev
+    const __m512 keep = _mm512_mul_ps(z, ld(h_prev, 0));
+    _mm512_mask_storeu_ps(h + u, m, _mm512_fnmadd_ps(z, n, _mm512_add_ps(n, keep)));
+    if (kSave) {
+      store16_as(saved + u, r, m);
+      store16_as(saved + H + u, z, m);
+      store16_as(saved + 2 * H + u, n, m);
+      store16_as(saved + 3 * H + u, hn, m);
+    }
+  }
+  return;
+#endif
 #pragma omp simd
   for (int u = u0; u < u1; ++u) {
     const float r = sigmoid(pre[u] + b_i[u] + hh[u] + b_h[u]);

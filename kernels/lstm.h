@@ -34,6 +34,28 @@ namespace MXGEN_ISA_NS {
 template <bool kSave, typename Saved = float>
 inline void lstm_cell_forward(const float* pre, const float* bias, const float* c_prev,
                               float* c, float* h, Saved* gates, int H, int u0, int u1) {
+#if MXGEN_ISA_LEVEL >= 2
+  for (int u = u0; u < u1; u += 16) {   // activations.h's 16-wide functions
+    const __mmask16 m = lanes16(u1 - u);
+    auto in = [&](int gate) {
+      const int at = gate * H + u;
+      return _mm512_add_ps(_mm512_maskz_loadu_ps(m, pre + at), _mm512_maskz_loadu_ps(m, bias + at));
+    };
+    const __m512 ig = sigmoid16(in(0)), fg = sigmoid16(in(1)), gg = tanh16(in(2));
+    const __m512 og = sigmoid16(in(3));
+    const __m512 cell = _mm512_fmadd_ps(fg, _mm512_maskz_loadu_ps(m, c_prev + u),
+                                        _mm512_mul_ps(ig, gg));
+    _mm512_mask_storeu_ps(h + u, m, _mm512_mul_ps(og, tanh16(cell)));
+    _mm512_mask_storeu_ps(c + u, m, cell);
+    if (kSave) {
+      store16_as(gates + u, ig, m);
+      store16_as(gates + H + u, fg, m);
+      store16_as(gates + 2 * H + u, gg, m);
+      store16_as(gates + 3 * H + u, og, m);
+    }
+  }
+  return;
+#endif
 #pragma omp simd
   for (int u = u0; u < u1; ++u) {
     const float ig = sigmoid(pre[u] + bias[u]);
