@@ -96,11 +96,50 @@ inline void recurrent_backward(int T, int N, int H, int G, const float* w_h2h,
 // kTile x kTile: read column by column, a (rows, cols) array of 1,024
 // columns touched a new page per element (4 KB rows).
 constexpr int kTile = 16;
+
+#if MXGEN_ISA_LEVEL >= 2
+// One whole 16 x 16 tile in registers: out row j = column j of the 16 rows
+// in.  Pairs of rows interleaved (unpack), then groups of four (shuffle_ps:
+// each 128-bit lane then holds one column's 4 values of 4 rows), then the
+// 4 x 4 transpose of 128-bit lanes (two rounds of shuffle_f32x4).
+inline void transpose16x16(const float* in, size_t ld_in, float* out, size_t ld_out) {
+  __m512 r[16], u[16], t[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(in + i * ld_in);
+  for (int i = 0; i < 16; i += 2) {
+    u[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    u[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int g = 0; g < 16; g += 4) {   // t[g + k], lane L: column 4 L + k of rows g..g + 3
+    t[g] = _mm512_shuffle_ps(u[g], u[g + 2], 0x44);
+    t[g + 1] = _mm512_shuffle_ps(u[g], u[g + 2], 0xee);
+    t[g + 2] = _mm512_shuffle_ps(u[g + 1], u[g + 3], 0x44);
+    t[g + 3] = _mm512_shuffle_ps(u[g + 1], u[g + 3], 0xee);
+  }
+  for (int k = 0; k < 4; ++k) {   // column 4 L + k = lane L of t[k], t[4 + k], t[8 + k], t[12 + k]
+    const __m512 ab02 = _mm512_shuffle_f32x4(t[k], t[4 + k], 0x88);
+    const __m512 ab13 = _mm512_shuffle_f32x4(t[k], t[4 + k], 0xdd);
+    const __m512 cd02 = _mm512_shuffle_f32x4(t[8 + k], t[12 + k], 0x88);
+    const __m512 cd13 = _mm512_shuffle_f32x4(t[8 + k], t[12 + k], 0xdd);
+    _mm512_storeu_ps(out + k * ld_out, _mm512_shuffle_f32x4(ab02, cd02, 0x88));
+    _mm512_storeu_ps(out + (4 + k) * ld_out, _mm512_shuffle_f32x4(ab13, cd13, 0x88));
+    _mm512_storeu_ps(out + (8 + k) * ld_out, _mm512_shuffle_f32x4(ab02, cd02, 0xdd));
+    _mm512_storeu_ps(out + (12 + k) * ld_out, _mm512_shuffle_f32x4(ab13, cd13, 0xdd));
+  }
+}
+#endif
+
 inline void transpose_tiles(const float* src, int rows, int cols, float* dst, int c0, int c1) {
   for (int cb = c0; cb < c1; cb += kTile) {
     const int ce = std::min(c1, cb + kTile);
     for (int rb = 0; rb < rows; rb += kTile) {
       const int re = std::min(rows, rb + kTile);
+#if MXGEN_ISA_LEVEL >= 2
+      if (ce - cb == kTile && re - rb == kTile) {
+        transpose16x16(src + static_cast<size_t>(rb) * cols + cb, cols,
+                       dst + static_cast<size_t>(cb) * rows + rb, rows);
+        continue;
+      }
+#endif
       for (int c = cb; c < ce; ++c)
         for (int r = rb; r < re; ++r)
           dst[static_cast<size_t>(c) * rows + r] = src[static_cast<size_t>(r) * cols + c];
