@@ -31,7 +31,8 @@ from ..errors import MXGenError
 from ..generation import generate
 from ..models import get_model
 from ..nn.precision import LossScaler
-from .common import LRSchedule, Task, clip_batch_scale, global_grad_norm, scaled_backward
+from .common import (LRSchedule, Task, clip_batch_scale, global_grad_norm, scaled_backward,
+                     sum_of_squares)
 
 __all__ = ["LMLoss", "LMStep", "build_lm_step", "LMTask", "LN2", "LR_FLOOR"]
 
@@ -151,8 +152,7 @@ class LMStep:
         grads = [p.list_grad() for p in self.params if p.grad_req != "null"]
         summed = [mx.nd.add_n(*[g.as_in_context(self.ctxs[0]) for g in dev]) if len(dev) > 1
                   else dev[0] for dev in grads]
-        norm = float(mx.nd.sqrt(mx.nd.sum(mx.nd.multi_sum_sq(
-            *summed, num_arrays=len(summed)))).asscalar()) / loss_scale
+        norm = float(mx.nd.sqrt(sum_of_squares(summed)).asscalar()) / loss_scale
         if self._apply(norm):
             scale = clip_batch_scale(norm, tokens, self.clip) / tokens * loss_scale
             if scale != 1:
