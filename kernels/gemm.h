@@ -367,6 +367,11 @@ inline float load_as(const bf16_t* p) { return from_bf16(*p); }
 #if MXGEN_ISA_LEVEL >= 2
 // The same for lanes m of 16 (the cells' AVX-512 loops): bfloat16 rounded
 // to nearest even as to_bf16 does (VCVTNEPS2BF16 where the CPU has it).
+inline __m512 load16_as(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
+inline __m512 load16_as(const bf16_t* p, __mmask16 m) {
+  const __m512i wide = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+}
 inline void store16_as(float* p, __m512 v, __mmask16 m) { _mm512_mask_storeu_ps(p, m, v); }
 inline void store16_as(bf16_t* p, __m512 v, __mmask16 m) {
 #if MXGEN_ISA_LEVEL >= 3

@@ -82,6 +82,35 @@ template <typename P>
 inline void lstm_cell_backward(const typename P::Act* gates, const float* c,
                                const float* c_prev, const float* dy, const float* dh_next,
                                float* dc, typename P::Act* da, float* db, int H, int u0, int u1) {
+#if MXGEN_ISA_LEVEL >= 2
+  const __m512 one = _mm512_set1_ps(1.f);
+  for (int u = u0; u < u1; u += 16) {   // the loop below, 16 units at a time
+    const __mmask16 m = lanes16(u1 - u);
+    auto ld = [&](const float* p) { return _mm512_maskz_loadu_ps(m, p + u); };
+    const __m512 ig = load16_as(gates + u, m), fg = load16_as(gates + H + u, m);
+    const __m512 gg = load16_as(gates + 2 * H + u, m), og = load16_as(gates + 3 * H + u, m);
+    const __m512 tc = tanh16(ld(c));
+    const __m512 dh = _mm512_add_ps(ld(dy), ld(dh_next));
+    const __m512 dcell = _mm512_fmadd_ps(_mm512_mul_ps(dh, og), _mm512_fnmadd_ps(tc, tc, one),
+                                         ld(dc));
+    // products in the scalar loop's order
+    const __m512 di = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(dcell, gg), ig),
+                                    _mm512_sub_ps(one, ig));
+    const __m512 df = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(dcell, ld(c_prev)), fg),
+                                    _mm512_sub_ps(one, fg));
+    const __m512 dg = _mm512_mul_ps(_mm512_mul_ps(dcell, ig), _mm512_fnmadd_ps(gg, gg, one));
+    const __m512 d_o = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(dh, tc), og),
+                                     _mm512_sub_ps(one, og));
+    const __m512 d[4] = {di, df, dg, d_o};
+    for (int q = 0; q < 4; ++q) {
+      store16_as(da + q * H + u, d[q], m);
+      float* b = db + q * H + u;
+      _mm512_mask_storeu_ps(b, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, b), d[q]));
+    }
+    _mm512_mask_storeu_ps(dc + u, m, _mm512_mul_ps(dcell, fg));
+  }
+  return;
+#endif
 #pragma omp simd
   for (int u = u0; u < u1; ++u) {
     const float ig = load_as(gates + u), fg = load_as(gates + H + u);
