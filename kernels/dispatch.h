@@ -32,6 +32,12 @@ struct GruShape {
   bool bf16;
 };
 
+// One Adam update (optimizer.h): lr with the bias corrections folded in;
+// clip_gradient < 0 is off.
+struct AdamArgs {
+  float lr, beta1, beta2, epsilon, wd, rescale_grad, clip_gradient;
+};
+
 struct Sampling {
   float temperature;   // 0 = greedy (arg-max, first of ties)
   int top_k;           // 0 = off
@@ -87,6 +93,9 @@ struct Kernels {
   // bf16: through the bfloat16 GEMM (operands rounded, float32 accumulation)
   void (*sgemm)(int M, int N, int K, const float* A, const float* B, float* C);
   void (*sgemm_bf16)(int M, int N, int K, const float* A, const float* B, float* C);
+  // optimizer.h: w, mean, var updated in place from grad (n floats each)
+  void (*adam_update)(size_t n, float* w, const float* grad, float* mean, float* var,
+                      const AdamArgs& args);
 };
 
 namespace generic { extern const Kernels kTable; }

@@ -42,6 +42,7 @@
 #include "generate.h"
 #include "gru.h"
 #include "lstm.h"
+#include "optimizer.h"
 #include "sampler.h"
 
 namespace mxgen {
@@ -70,6 +71,7 @@ const Kernels kTable = {
     char_rnn_generate,
     sgemm_plain,
     sgemm_plain_bf16,
+    adam_update,
 };
 
 }  // namespace MXGEN_ISA_NS

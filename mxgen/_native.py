@@ -20,7 +20,8 @@ import warnings
 __all__ = ["load", "available", "status", "OPS", "ISAS", "BF16_ISAS", "disabled", "isa",
            "build_info", "set_isa", "supported_isas", "bf16_hardware"]
 
-OPS = ("mxgen_sample", "mxgen_char_rnn_generate", "mxgen_lstm", "mxgen_gru", "mxgen_dropout")
+OPS = ("mxgen_sample", "mxgen_char_rnn_generate", "mxgen_lstm", "mxgen_gru", "mxgen_dropout",
+       "mxgen_adam_update")
 _HERE = os.path.dirname(os.path.abspath(__file__))
 ISAS = ("amx_bf16", "avx512_bf16", "avx512", "avx2", "generic")   # best first
 _state = {"tried": False, "path": None, "error": None, "ops": (), "cdll": None}

@@ -27,6 +27,7 @@ import sys
 import mxnet as mx
 
 from .errors import MXGenError
+from .train import optim
 
 __all__ = ["KVSTORES", "Cluster"]
 
@@ -97,9 +98,10 @@ class Cluster:
         if self.on_servers:
             return self._server_trainer(params, optimizer, options, kv, batch_size)
         try:
+            optimizer, options = optim.create(optimizer, options)
             trainer = mx.gluon.Trainer(params, optimizer, options, kvstore=kv,
                                        update_on_kvstore=False if kv else None)
-        except (mx.base.MXNetError, ValueError) as err:
+        except (mx.base.MXNetError, ValueError, TypeError) as err:
             raise MXGenError("cannot create optimizer %r: %s" % (optimizer, err)) from None
         if self.kind.startswith("dist"):
             # Gluon initialises kvstore keys lazily, at the first step: the pull

@@ -4,6 +4,7 @@
 //   mxgen_char_rnn_generate  ops/generate_op.cc   all steps of generation (CPU, GPU)
 //   mxgen_lstm, mxgen_gru    ops/recurrent_op.cc  one training layer (CPU)
 //   mxgen_dropout            ops/dropout_op.cc    training dropout (CPU)
+//   mxgen_adam_update        ops/adam_op.cc       Adam's update of one tensor (CPU)
 //
 // Each op file is the glue (attributes, shapes, checks, registration); the
 // math lives in the kernel headers, compiled once per instruction set and
