@@ -388,6 +388,15 @@ inline void store16_as(bf16_t* p, __m512 v, __mmask16 m) {
   _mm256_mask_storeu_epi16(p, m, _mm512_cvtepi32_epi16(out));
 #endif
 }
+// A row's four saved blocks (H values apart) at unit u: a, b, c, d.
+template <typename Saved>
+inline void store16_blocks(Saved* p, int H, int u, __mmask16 m, __m512 a, __m512 b, __m512 c,
+                           __m512 d) {
+  store16_as(p + u, a, m);
+  store16_as(p + H + u, b, m);
+  store16_as(p + 2 * H + u, c, m);
+  store16_as(p + 3 * H + u, d, m);
+}
 #endif
 
 // n floats -> bfloat16.

@@ -50,12 +50,7 @@ inline void gru_cell_forward(const float* pre, const float* hh, const float* b_i
     // (1 - z) n + z h_prev
     const __m512 keep = _mm512_mul_ps(z, ld(h_prev, 0));
     _mm512_mask_storeu_ps(h + u, m, _mm512_fnmadd_ps(z, n, _mm512_add_ps(n, keep)));
-    if (kSave) {
-      store16_as(saved + u, r, m);
-      store16_as(saved + H + u, z, m);
-      store16_as(saved + 2 * H + u, n, m);
-      store16_as(saved + 3 * H + u, hn, m);
-    }
+    if (kSave) store16_blocks(saved, H, u, m, r, z, n, hn);
   }
   return;
 #endif

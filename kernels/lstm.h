@@ -47,12 +47,7 @@ inline void lstm_cell_forward(const float* pre, const float* bias, const float* 
                                         _mm512_mul_ps(ig, gg));
     _mm512_mask_storeu_ps(h + u, m, _mm512_mul_ps(og, tanh16(cell)));
     _mm512_mask_storeu_ps(c + u, m, cell);
-    if (kSave) {
-      store16_as(gates + u, ig, m);
-      store16_as(gates + H + u, fg, m);
-      store16_as(gates + 2 * H + u, gg, m);
-      store16_as(gates + 3 * H + u, og, m);
-    }
+    if (kSave) store16_blocks(gates, H, u, m, ig, fg, gg, og);
   }
   return;
 #endif

@@ -81,14 +81,18 @@ class Cluster:
         """Rank 0 alone writes checkpoints, metrics, plots and samples."""
         return self.rank == 0
 
-    def trainer(self, params, optimizer, options, batch_size=None):
+    def trainer(self, params, optimizer, options, batch_size=None, native_update=False):
         """A Gluon Trainer summing gradients over devices and workers; each
         worker (and device) applies the update itself, so optimizer states
         stay local and checkpoints hold them.
 
         Under ``dist_async`` the servers update instead (see
         :class:`ServerTrainer`); ``batch_size`` is then required: the count
-        every ``step`` passes (the global batch)."""
+        every ``step`` passes (the global batch).  ``native_update``: ``adam``
+        becomes :class:`mxgen.train.optim.Adam` (mxgen's native update), for
+        networks without convolutions -- oneDNN reorders a convolution's
+        weights into its own layout in place when the network runs outside
+        training, and a custom op cannot read an array in that layout."""
         if self.kind == "horovod":
             return self._horovod_trainer(params, optimizer, options)
         kv = self.kv
@@ -98,7 +102,8 @@ class Cluster:
         if self.on_servers:
             return self._server_trainer(params, optimizer, options, kv, batch_size)
         try:
-            optimizer, options = optim.create(optimizer, options)
+            if native_update:
+                optimizer, options = optim.create(optimizer, options)
             trainer = mx.gluon.Trainer(params, optimizer, options, kvstore=kv,
                                        update_on_kvstore=False if kv else None)
         except (mx.base.MXNetError, ValueError, TypeError) as err:

@@ -201,7 +201,7 @@ def build_lm_step(model_cfg, cfg, ctxs, cluster=None, measure=None, hybridize=Tr
     trainer = cluster.trainer(model.collect_params(), cfg.optimizer,
                               dict({"learning_rate": cfg.lr, "wd": cfg.wd},
                                    **(optimizer_extra or {})),
-                              batch_size=cfg.batch_size * cfg.seq_len)
+                              batch_size=cfg.batch_size * cfg.seq_len, native_update=True)
     return model, LMStep(model, trainer, ctxs, cfg.clip, cluster.num_workers, hybridize,
                          static_shape)
 

@@ -6,6 +6,11 @@ arithmetic as MXNet's ``adam_update`` (to float rounding), the same states
 and update counters, vectorised -- MXNet's kernel takes a square root and a
 division one weight at a time.  Anything else (GPU arrays, float16, sparse
 gradients, the native library missing or disabled) takes MXNet's own path.
+Only the language-model loop uses it (``Cluster.trainer(native_update=True)``):
+oneDNN reorders convolution weights into a layout of its own, in place,
+when a network runs outside training, and a custom op cannot read an array
+in that layout (MXNet: "We can't generate TBlob for MKLDNN data"), so the
+convolutional networks keep MXNet's update.
 The class keeps MXNet's name, which checkpoints record (see
 :mod:`mxgen.utils.checkpoint`): a checkpoint written with either resumes
 with the other.

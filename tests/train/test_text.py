@@ -272,6 +272,22 @@ def test_global_norm_clipping_bounds_the_update(nietzsche_path, tmp_path):
                        for k in before)) > 0.1
 
 
+def test_sum_of_squares_over_every_array_and_dtype():
+    """The norm's sum: BLAS dots for dense float32 (any shapes), MXNet's
+    multi_sum_sq for float16; one array or several; float64 reference."""
+    from mxgen.train.common import sum_of_squares
+    rng = np.random.RandomState(4)
+    arrays = [rng.normal(size=s) * 3 for s in ((300, 7), (5,), (2, 3, 4), (1,))]
+    want = sum(float((a.astype(np.float64) ** 2).sum()) for a in arrays)
+    got = sum_of_squares([mx.nd.array(a) for a in arrays])
+    assert got.shape == (1,) and got.asscalar() == pytest.approx(want, rel=1e-5)
+    one = sum_of_squares([mx.nd.array(arrays[0])]).asscalar()
+    assert one == pytest.approx(float((arrays[0] ** 2).sum()), rel=1e-5)
+    half = [mx.nd.array(a, dtype="float16") for a in arrays]
+    want_half = sum(float((h.asnumpy().astype(np.float64) ** 2).sum()) for h in half)
+    assert sum_of_squares(half).asscalar() == pytest.approx(want_half, rel=1e-3)
+
+
 def test_resume_keeps_the_runs_epoch_budget_unless_given(nietzsche_path, tmp_path):
     """Resuming without --epochs keeps the run's own budget (it used to fall
     back to the default and stop early); giving it changes it and says so."""
