@@ -32,7 +32,9 @@ inline void adam_update(size_t n, float* w, const float* grad, float* mean, floa
 #pragma omp simd
     for (size_t i = i0; i < i1; ++i) {
       float g = grad[i] * a.rescale_grad + w[i] * a.wd;
-      if (clip) g = std::max(-a.clip_gradient, std::min(g, a.clip_gradient));
+      // as MXNet's clip: NaN passes (std::max/min would turn it into a bound)
+      const float c = a.clip_gradient;
+      if (clip) g = g > c ? c : (g < -c ? -c : g);
       const float m = a.beta1 * mean[i] + one_b1 * g;
       const float v = a.beta2 * var[i] + one_b2 * g * g;
       mean[i] = m;

@@ -139,6 +139,30 @@ void check_dropout(const char* isa, const mxgen::Kernels& k, std::mt19937* rng) 
   k.dropout(n, x.data(), y.data(), 0.99999994f, 7, 0);   // largest float p below 1
 }
 
+void check_adam(const char* isa, const mxgen::Kernels& k, std::mt19937* rng) {
+  // a ragged size (not whole vectors) big enough for the threads to split it,
+  // with NaN, infinite and huge gradients among ordinary ones
+  const size_t n = 70001;
+  auto w = random_vec(n, rng, 1.f), g = random_vec(n, rng, 1.f);
+  std::vector<float> m(n, 0.f), v(n, 0.f);
+  g[3] = std::nanf("");
+  g[5] = INFINITY;
+  g[7] = -3e38f;
+  const mxgen::AdamArgs clipped = {1e-3f, 0.9f, 0.999f, 1e-8f, 1e-4f, 0.5f, 1.f};
+  k.adam_update(n, w.data(), g.data(), m.data(), v.data(), clipped);
+  check(std::isnan(w[3]) && std::isfinite(w[5]) && std::isfinite(w[7]), isa,
+        "adam: NaN must stay NaN, clipped infinities finite");
+  // one step from zero states against the formula
+  const mxgen::AdamArgs plain = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.f, 1.f, -1.f};
+  std::vector<float> w2 = {2.f}, g2 = {0.5f}, m2 = {0.f}, v2 = {0.f};
+  k.adam_update(1, w2.data(), g2.data(), m2.data(), v2.data(), plain);
+  const float m_want = (1.f - 0.9f) * 0.5f, v_want = (1.f - 0.999f) * 0.5f * 0.5f;
+  const float w_want = 2.f - 1e-3f * m_want / (std::sqrt(v_want) + 1e-8f);
+  check(std::fabs(m2[0] - m_want) < 1e-6f * m_want && std::fabs(v2[0] - v_want) < 1e-6f * v_want &&
+            std::fabs(w2[0] - w_want) < 1e-6f,
+        isa, "adam: one step from zero states");
+}
+
 void check_sampler_and_generation(const char* isa, const mxgen::Kernels& k, std::mt19937* rng) {
   const int V = 7, N = 3;
   auto logits = random_vec(static_cast<size_t>(N) * V, rng, 30.f);   // large logits
@@ -229,6 +253,7 @@ int main() {
       check_gru_edges(isa, k, &rng, bf16);
     }
     check_dropout(isa, k, &rng);
+    check_adam(isa, k, &rng);
     check_sampler_and_generation(isa, k, &rng);
     std::printf("%s: checked\n", isa);
   }

@@ -30,6 +30,20 @@ def test_native_update_is_mxnets(isa, shape, attrs):
         np.testing.assert_allclose(g.asnumpy(), r.asnumpy(), rtol=2e-6, atol=1e-7, err_msg=name)
 
 
+def test_native_update_treats_nan_and_infinity_as_mxnet_does(isa):
+    ref = _arrays((40,), 5)
+    g = ref[1].asnumpy()
+    g[[1, 2, 3]] = [np.nan, np.inf, -3e38]
+    ref[1] = mx.nd.array(g)
+    got = [a.copy() for a in ref]
+    kw = dict(lr=0.01, clip_gradient=1.0, wd=1e-3)
+    mx.nd.adam_update(*ref, out=ref[0], **kw)
+    mx.nd.mxgen_adam_update(*got, out=got[0], **kw)
+    assert np.isnan(got[0].asnumpy()[1])            # NaN passes the clip, as in MXNet
+    for r, g in zip(ref, got):
+        np.testing.assert_allclose(g.asnumpy(), r.asnumpy(), rtol=2e-6, atol=1e-7)
+
+
 def test_native_update_checks_shapes():
     w, g, m, v = _arrays((10,), 2)
     with pytest.raises(mx.base.MXNetError, match="mean must have the weight's shape"):
