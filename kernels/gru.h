@@ -52,8 +52,7 @@ inline void gru_cell_forward(const float* pre, const float* hh, const float* b_i
     _mm512_mask_storeu_ps(h + u, m, _mm512_fnmadd_ps(z, n, _mm512_add_ps(n, keep)));
     if (kSave) store16_blocks(saved, H, u, m, r, z, n, hn);
   }
-  return;
-#endif
+#else
 #pragma omp simd
   for (int u = u0; u < u1; ++u) {
     const float r = sigmoid(pre[u] + b_i[u] + hh[u] + b_h[u]);
@@ -68,6 +67,7 @@ inline void gru_cell_forward(const float* pre, const float* hh, const float* b_i
       store_as(saved + 3 * H + u, hn);
     }
   }
+#endif
 }
 
 // Backward of one row for units [u0, u1): dh_next (in: from step t+1; out:

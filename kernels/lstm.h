@@ -49,8 +49,7 @@ inline void lstm_cell_forward(const float* pre, const float* bias, const float* 
     _mm512_mask_storeu_ps(c + u, m, cell);
     if (kSave) store16_blocks(gates, H, u, m, ig, fg, gg, og);
   }
-  return;
-#endif
+#else
 #pragma omp simd
   for (int u = u0; u < u1; ++u) {
     const float ig = sigmoid(pre[u] + bias[u]);
@@ -67,6 +66,7 @@ inline void lstm_cell_forward(const float* pre, const float* bias, const float* 
       store_as(gates + 3 * H + u, og);
     }
   }
+#endif
 }
 
 // Backward of one cell for units [u0, u1): the saved gates (4H, P's Act
@@ -104,8 +104,7 @@ inline void lstm_cell_backward(const typename P::Act* gates, const float* c,
     }
     _mm512_mask_storeu_ps(dc + u, m, _mm512_mul_ps(dcell, fg));
   }
-  return;
-#endif
+#else
 #pragma omp simd
   for (int u = u0; u < u1; ++u) {
     const float ig = load_as(gates + u), fg = load_as(gates + H + u);
@@ -127,6 +126,7 @@ inline void lstm_cell_backward(const typename P::Act* gates, const float* c,
     db[3 * H + u] += d_o;
     dc[u] = dcell * fg;
   }
+#endif
 }
 
 // x (T, N, I), h0/c0 (N, H) -> y (T, N, H), hT/cT (N, H), and for training
