@@ -121,12 +121,15 @@ def derive_seed(seed, *keys):
 
 def sum_of_squares(arrays):
     """The sum of the squares of every value of ``arrays`` (an NDArray of
-    shape (1,)).  Dense float32 arrays go through BLAS dot products of their
-    flat views: on CPU ``multi_sum_sq`` runs on one thread, four times
+    shape (1,)), in float32.  Dense arrays go through BLAS dot products of
+    their flat views: on CPU ``multi_sum_sq`` runs on one thread, four times
     slower for a char-LSTM's gradients (0.78 vs 0.20 ms with the host read,
-    BENCHMARKS.md).  float16 (whose own dot would accumulate in float16)
-    and sparse arrays keep ``multi_sum_sq``, which sums in float32."""
-    if all(a.dtype == np.float32 and a.stype == "default" for a in arrays):
+    BENCHMARKS.md).  Other dtypes are cast to float32 first: CPU BLAS dot
+    takes float32 only, and ``multi_sum_sq`` squares float16 in float16, so
+    any value over 256 (common in loss-scaled gradients) would read as an
+    overflow.  Sparse arrays go through ``multi_sum_sq``."""
+    arrays = [a if a.dtype == np.float32 else a.astype(np.float32) for a in arrays]
+    if all(a.stype == "default" for a in arrays):
         flat = [a.reshape((-1,)) for a in arrays]
         squares = [mx.nd.dot(f, f) for f in flat]
         return squares[0] if len(squares) == 1 else mx.nd.add_n(*squares)

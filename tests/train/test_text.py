@@ -273,8 +273,9 @@ def test_global_norm_clipping_bounds_the_update(nietzsche_path, tmp_path):
 
 
 def test_sum_of_squares_over_every_array_and_dtype():
-    """The norm's sum: BLAS dots for dense float32 (any shapes), MXNet's
-    multi_sum_sq for float16; one array or several; float64 reference."""
+    """The norm's sum: BLAS dots for dense arrays (any shapes), float16
+    summed in float32, sparse through multi_sum_sq; one array or several;
+    float64 reference."""
     from mxgen.train.common import sum_of_squares
     rng = np.random.RandomState(4)
     arrays = [rng.normal(size=s) * 3 for s in ((300, 7), (5,), (2, 3, 4), (1,))]
@@ -283,9 +284,18 @@ def test_sum_of_squares_over_every_array_and_dtype():
     assert got.shape == (1,) and got.asscalar() == pytest.approx(want, rel=1e-5)
     one = sum_of_squares([mx.nd.array(arrays[0])]).asscalar()
     assert one == pytest.approx(float((arrays[0] ** 2).sum()), rel=1e-5)
-    half = [mx.nd.array(a, dtype="float16") for a in arrays]
+    # float16 values (loss-scaled gradients) whose squares and sum (~7e6)
+    # overflow float16: squared or summed in float16 they read as an
+    # overflow, a false loss-scale skip
+    half = [mx.nd.array(a * 25, dtype="float16") for a in arrays]
     want_half = sum(float((h.asnumpy().astype(np.float64) ** 2).sum()) for h in half)
-    assert sum_of_squares(half).asscalar() == pytest.approx(want_half, rel=1e-3)
+    assert want_half > 65504 * 50 and max(float(abs(h).max().asscalar()) for h in half) > 256
+    got_half = sum_of_squares(half)
+    assert got_half.dtype == np.float32
+    assert got_half.asscalar() == pytest.approx(want_half, rel=1e-3)
+    sparse = [mx.nd.array(arrays[0]).tostype("row_sparse"), mx.nd.array(arrays[1])]
+    want_sparse = float((arrays[0] ** 2).sum() + (arrays[1] ** 2).sum())
+    assert sum_of_squares(sparse).asscalar() == pytest.approx(want_sparse, rel=1e-5)
 
 
 def test_resume_keeps_the_runs_epoch_budget_unless_given(nietzsche_path, tmp_path):
