@@ -5,7 +5,6 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from mxgen.errors import MXGenError
 from mxgen.models import CharRNN
 
 
