@@ -36,6 +36,7 @@
 #include <omp.h>
 #endif
 
+#include "buffer.h"
 #include "isa_namespace.h"
 
 namespace mxgen {
@@ -300,8 +301,8 @@ inline size_t packed_a_size(int M, int K) { return static_cast<size_t>(ceil_div(
 // projections, the backward dA (GRU: dA_i); 3 packed W_h2h, then
 // sequence_grads' dA block; 4 GRU's dA_h; 5 its block; 6 sequence_grads' W_i2h;
 // 7 the LSTM's cells in inference.
-inline std::vector<float>& scratch(int slot, size_t n) {
-  static thread_local std::vector<float> bufs[8];
+inline Buffer<float>& scratch(int slot, size_t n) {
+  static thread_local Buffer<float> bufs[8];
   if (bufs[slot].size() < n) bufs[slot].resize(n);
   return bufs[slot];
 }
@@ -744,7 +745,7 @@ inline void gemm_panels_bf16(int M, int N, int K, const bf16_t* A, int lda, cons
 // A bfloat16 buffer of the calling thread (slot 0: plain A rows; 1: packed
 // A blocks; 2 and 3: the backward passes' pre-activation gradients).
 inline bf16_t* scratch_bf16(int slot, size_t n) {
-  static thread_local std::vector<bf16_t> bufs[4];
+  static thread_local Buffer<bf16_t> bufs[4];
   if (bufs[slot].size() < n) bufs[slot].resize(n);
   return bufs[slot].data();
 }

@@ -170,7 +170,7 @@ class LayerState : public CustomStatefulOp {
   int H_;
   bool bf16_;
   std::vector<int> shape_;
-  std::vector<float> saved_;
+  mxgen::portable::Buffer<float> saved_;
 };
 
 template <const TrainLayer& L>

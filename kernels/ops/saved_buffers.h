@@ -5,7 +5,9 @@
 #include <cstddef>
 #include <list>
 #include <mutex>
-#include <vector>
+#include <utility>
+
+#include "../buffer.h"
 
 namespace mxgen {
 namespace ops {
@@ -15,26 +17,27 @@ namespace ops {
 // fault per 4 KB (as much as the forward pass itself).  The pool holds at
 // most kPoolBytes (oldest dropped first), hands out the smallest buffer that
 // fits and never one more than twice the size asked for, so a run that moves
-// to smaller shapes gives the memory back.
+// to smaller shapes gives the memory back.  The buffers sit on huge pages
+// where the system grants them (buffer.h): the backward pass streams them.
 class SavedBuffers {
  public:
   static constexpr size_t kPoolBytes = size_t{256} << 20;
 
-  static std::vector<float> take(size_t n) {
+  static portable::Buffer<float> take(size_t n) {
     std::lock_guard<std::mutex> lock(mutex());
     auto& pool = list();
     auto best = pool.end();
     for (auto it = pool.begin(); it != pool.end(); ++it)
       if (it->size() >= n && it->size() <= 2 * n && (best == pool.end() || it->size() < best->size()))
         best = it;
-    if (best == pool.end()) return std::vector<float>(n);
-    std::vector<float> v = std::move(*best);
+    if (best == pool.end()) return portable::Buffer<float>(n);
+    portable::Buffer<float> v = std::move(*best);
     pool.erase(best);
     bytes() -= v.size() * sizeof(float);
     return v;
   }
 
-  static void give(std::vector<float>&& v) {
+  static void give(portable::Buffer<float>&& v) {
     const size_t size = v.size() * sizeof(float);
     if (size == 0 || size > kPoolBytes) return;   // freed here
     std::lock_guard<std::mutex> lock(mutex());
@@ -54,8 +57,8 @@ class SavedBuffers {
 
  private:
   static std::mutex& mutex() { static std::mutex m; return m; }
-  static std::list<std::vector<float>>& list() {
-    static std::list<std::vector<float>> l;
+  static std::list<portable::Buffer<float>>& list() {
+    static std::list<portable::Buffer<float>> l;
     return l;
   }
   static size_t& bytes() { static size_t b = 0; return b; }

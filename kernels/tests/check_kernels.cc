@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstdint>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -26,6 +27,7 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#include "../buffer.h"   // no ISA namespace defined here: mxgen::portable
 
 extern "C" int mxgen_set_isa(const char* name);
 extern "C" const char* mxgen_isa_best();
@@ -232,8 +234,37 @@ void check_barrier() {
 #endif
 }
 
+// Buffer: growing keeps the values and zero-fills the rest (as
+// std::vector's resize, which the kernels relied on), also after shrinking
+// and regrowing within the capacity; large buffers start on a 2 MB boundary;
+// a moved-from buffer is empty.
+void check_buffer() {
+  mxgen::portable::Buffer<float> b(1000);
+  bool zeros = true;
+  for (size_t i = 0; i < b.size(); ++i) zeros &= b.data()[i] == 0.f;
+  check(zeros && b.size() == 1000, "any", "Buffer: a new buffer is not zero-filled");
+  for (size_t i = 0; i < b.size(); ++i) b.data()[i] = static_cast<float>(i) + 1.f;
+  b.resize(600000);   // past 1 MB: new memory on huge pages
+  bool kept = true;
+  for (size_t i = 0; i < 1000; ++i) kept &= b.data()[i] == static_cast<float>(i) + 1.f;
+  for (size_t i = 1000; i < b.size(); ++i) kept &= b.data()[i] == 0.f;
+  check(kept, "any", "Buffer: growing lost values or left garbage");
+  check(reinterpret_cast<uintptr_t>(b.data()) % (size_t{2} << 20) == 0, "any",
+        "Buffer: a large buffer is not 2 MB-aligned");
+  for (size_t i = 0; i < b.size(); ++i) b.data()[i] = -1.f;
+  b.resize(10);
+  b.resize(5000);   // within the capacity: the regrown part is zero again
+  bool regrown = b.data()[9] == -1.f;
+  for (size_t i = 10; i < b.size(); ++i) regrown &= b.data()[i] == 0.f;
+  check(regrown, "any", "Buffer: shrinking and regrowing left stale values");
+  mxgen::portable::Buffer<float> c(std::move(b));
+  check(b.size() == 0 && b.data() == nullptr && c.size() == 5000, "any",
+        "Buffer: a move did not hand the memory over");
+}
+
 int main() {
   check_barrier();
+  check_buffer();
   const char* isas[] = {"amx_bf16", "avx512_bf16", "avx512", "avx2", "generic"};
   const std::string best = mxgen_isa_best();
   bool reached = false;
