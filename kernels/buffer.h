@@ -71,7 +71,9 @@ class Buffer {
       }
       void* mem = nullptr;
       if (posix_memalign(&mem, align, bytes) != 0) throw std::bad_alloc();
+#ifdef MADV_HUGEPAGE
       if (align == kHugePage) madvise(mem, bytes, MADV_HUGEPAGE);   // advice only
+#endif
       std::memset(mem, 0, bytes);
       if (size_ > 0) std::memcpy(mem, data_, size_ * sizeof(T));
       std::free(data_);
