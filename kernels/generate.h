@@ -197,19 +197,18 @@ struct SmallBF16 {
 };
 
 // Y (N rows, stride ldy; columns < ncols) = (accumulate ? Y : bias) + X Bp
-// over panels [j0, j1) of a packed (K, ncols) operand: blocks of R rows and
+// for a packed (K, ncols) operand, all its panels: blocks of R rows and
 // P = 4 / R panels.
 template <typename S>
 inline void panel_products(int K, const typename S::Packed* Bp, typename S::Rows X, int N,
-                           int j0, int j1, int ncols, const float* bias, float* Y, int ldy,
-                           bool accumulate) {
+                           int ncols, const float* bias, float* Y, int ldy, bool accumulate) {
   const size_t pstride = S::panels_size(K, kNR);
-  const int ldx = S::ld(K);
+  const int ldx = S::ld(K), j1 = ceil_div(ncols, kNR);
   for (int r = 0; r < N; r += 4) {
     const int R = std::min(4, N - r);
     typename S::Rows x = X + static_cast<size_t>(r) * ldx;
     float* y = Y + static_cast<size_t>(r) * ldy;
-    int j = j0;
+    int j = 0;
     auto run = [&](auto p_tag, auto r_tag) {
       constexpr int kP = decltype(p_tag)::value, kR = decltype(r_tag)::value;
       S::template block<kP, kR>(K, Bp + j * pstride, pstride, x, ldx, j * kNR, ncols, bias, y,
@@ -250,26 +249,24 @@ struct GatePanels {
   size_t per_gate = 0;
   typename S::Packed* data = nullptr;   // per_gate * gates values, in panel_arena
 
-  // sizes only, for units [u0, u1) of each gate's H; place() gives the storage
+  // sizes only, for units [first, last) of each gate's H; place() gives the storage
   void init(int k, int h, int g, int first, int last) {
     K = k, H = h, gates = g, u0 = first, n = std::max(0, last - first);
-    per_gate = n > 0 ? S::panels_size(K, n) : 0;
+    per_gate = S::panels_size(K, n);
   }
   size_t size() const { return per_gate * gates; }
   void pack(const float* W) {
-    if (n > 0)
-      for (int g = 0; g < gates; ++g)
-        S::pack(K, n, W + (static_cast<size_t>(g) * H + u0) * K, data + g * per_gate, 0,
-                ceil_div(n, kNR));
+    for (int g = 0; g < gates; ++g)
+      S::pack(K, n, W + (static_cast<size_t>(g) * H + u0) * K, data + g * per_gate, 0,
+              ceil_div(n, kNR));
   }
   // Y[r * ldy + g * H + u] for every gate g and this share's units u
   void apply(typename S::Rows X, int N, const float* bias, float* Y, int ldy,
              bool accumulate) const {
-    if (n > 0)
-      for (int g = 0; g < gates; ++g)
-        panel_products<S>(K, data + g * per_gate, X, N, 0, ceil_div(n, kNR), n,
-                          bias ? bias + static_cast<size_t>(g) * H + u0 : nullptr,
-                          Y + static_cast<size_t>(g) * H + u0, ldy, accumulate);
+    for (int g = 0; g < gates; ++g)
+      panel_products<S>(K, data + g * per_gate, X, N, n,
+                        bias ? bias + static_cast<size_t>(g) * H + u0 : nullptr,
+                        Y + static_cast<size_t>(g) * H + u0, ldy, accumulate);
   }
 };
 

@@ -160,8 +160,8 @@ void check_adam(const char* isa, const mxgen::Kernels& k, std::mt19937* rng) {
   k.adam_update(1, w2.data(), g2.data(), m2.data(), v2.data(), plain);
   const float m_want = (1.f - 0.9f) * 0.5f, v_want = (1.f - 0.999f) * 0.5f * 0.5f;
   const float w_want = 2.f - 1e-3f * m_want / (std::sqrt(v_want) + 1e-8f);
-  check(std::fabs(m2[0] - m_want) < 1e-6f * m_want && std::fabs(v2[0] - v_want) < 1e-6f * v_want &&
-            std::fabs(w2[0] - w_want) < 1e-6f,
+  check(std::fabs(m2[0] - m_want) < 1e-6f * m_want &&
+            std::fabs(v2[0] - v_want) < 1e-6f * v_want && std::fabs(w2[0] - w_want) < 1e-6f,
         isa, "adam: one step from zero states");
 }
 

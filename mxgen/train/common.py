@@ -126,8 +126,8 @@ def sum_of_squares(arrays):
     slower for a char-LSTM's gradients (0.78 vs 0.20 ms with the host read,
     BENCHMARKS.md).  Other dtypes are cast to float32 first: CPU BLAS dot
     takes float32 only, and ``multi_sum_sq`` squares float16 in float16, so
-    any value over 256 (common in loss-scaled gradients) would read as an
-    overflow.  Sparse arrays go through ``multi_sum_sq``."""
+    a float16 array with any value over 256 would read as an overflow.
+    Sparse arrays go through ``multi_sum_sq``."""
     arrays = [a if a.dtype == np.float32 else a.astype(np.float32) for a in arrays]
     if all(a.stype == "default" for a in arrays):
         flat = [a.reshape((-1,)) for a in arrays]
